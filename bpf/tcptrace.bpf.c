@@ -1,0 +1,473 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * tcptrace kernel side: tp_btf programs on the TCP tracepoints. Each program
+ * reads what the tracepoint's socket says at that instant, applies the
+ * load-time filters, and pushes one struct event into a single ring buffer.
+ * The loader (tracer/) decodes and correlates; nothing is aggregated here.
+ *
+ * tp_btf rather than classic tracepoints: it hands us the real struct sock,
+ * so we can take the socket cookie (refused in classic tracepoints), read
+ * sk_flags/sk_err at the transition, and each program has its own recursion
+ * protection instead of being skipped when another tracer runs on the CPU.
+ */
+#include "kernel.h"
+
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Kernel TCP states (include/net/tcp_states.h). */
+enum {
+	TCP_ESTABLISHED = 1,
+	TCP_SYN_SENT = 2,
+	TCP_SYN_RECV = 3,
+	TCP_FIN_WAIT1 = 4,
+	TCP_FIN_WAIT2 = 5,
+	TCP_TIME_WAIT = 6,
+	TCP_CLOSE = 7,
+	TCP_CLOSE_WAIT = 8,
+	TCP_LAST_ACK = 9,
+	TCP_LISTEN = 10,
+};
+
+enum event_type {
+	EVENT_STATE = 1,              /* inet_sock_set_state: oldstate -> newstate */
+	EVENT_RETRANSMIT = 2,         /* tcp_retransmit_skb; newstate = socket state */
+	EVENT_SYNACK_RETRANSMIT = 3,  /* tcp_retransmit_synack; tuple from the request sock */
+	EVENT_RST_SENT = 4,           /* tcp_send_reset */
+	EVENT_RST_RECEIVED = 5,       /* tcp_receive_reset */
+	EVENT_ERROR = 6,              /* inet_sk_error_report; reason = errno */
+};
+
+enum event_flags {
+	EVENT_F_SOCK_DEAD = 1 << 0,    /* SOCK_DEAD: orphaned by close() */
+	EVENT_F_SOCK_DONE = 1 << 1,    /* SOCK_DONE: the peer's FIN was processed */
+	EVENT_F_NO_SOCKET = 1 << 2,    /* RST sent with no socket; tuple from the packet */
+	EVENT_F_REASON = 1 << 3,       /* reason holds an enum sk_rst_reason value */
+	EVENT_F_OWNER_SEEN = 1 << 4,   /* pid/comm were taken from current, in the owner's syscall */
+};
+
+#define COMM_LEN 16
+
+struct event {
+	__u64 ts_ns;      /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 cookie;     /* socket cookie; 0 when there is no socket */
+	__u8 saddr[16];   /* local address (IPv4 in the first 4 bytes) */
+	__u8 daddr[16];   /* remote address */
+	__u32 netns;      /* network namespace inode */
+	__u32 pid;        /* owning process (tgid); 0 when not known */
+	__u32 uid;        /* socket owner uid (sk_uid) */
+	__u16 sport;      /* local port, host order */
+	__u16 dport;      /* remote port, host order */
+	__u16 family;     /* AF_INET or AF_INET6 */
+	__u16 reason;     /* state: sk_err; rst_sent: sk_rst_reason; error: errno */
+	__u8 type;        /* enum event_type */
+	__u8 oldstate;
+	__u8 newstate;    /* for non-state events: the socket's state at the time */
+	__u8 flags;       /* enum event_flags */
+	char comm[COMM_LEN];
+};
+
+/* Make struct event and the enums reachable from BTF for bpf2go -type. */
+const struct event *unused_event __attribute__((unused));
+const enum event_type *unused_event_type __attribute__((unused));
+const enum event_flags *unused_event_flags __attribute__((unused));
+
+struct owner {
+	__u32 pid;
+	char comm[COMM_LEN];
+};
+
+struct listener_key {
+	__u32 netns;
+	__u32 port;
+};
+
+/* Filters, set before load. The verifier sees them as constants, so a filter
+ * that is off is pruned away, and one that is on costs a compare here and
+ * nothing in user space. */
+#define MAX_FILTER_PORTS 8
+const volatile __u32 filter_netns = 0;
+const volatile __u32 filter_pid = 0;
+const volatile __u16 filter_family = 0;
+const volatile __u32 filter_nports = 0;
+const volatile __u16 filter_ports[MAX_FILTER_PORTS] = {};
+const volatile __u32 filter_comm_set = 0;
+const volatile char filter_comm[COMM_LEN] = {};
+/* Wake the reader only once this much is queued; otherwise it polls on a
+ * short timer. Saves a wakeup per event under load. 0 wakes every time. */
+const volatile __u64 wakeup_bytes = 0;
+
+/* Events that could not be reserved in the ring buffer. */
+__u64 lost_events = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+/* Who owns each socket, by cookie. Most transitions run in softirq or timer
+ * context, where current is whoever was interrupted (on loopback, the peer),
+ * so the owner is recorded only where the kernel runs in the owner's syscall:
+ * connect(), listen(), close()/shutdown(). LRU: entries of closed sockets
+ * age out without a delete on the hot path. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct owner);
+} owners SEC(".maps");
+
+/* Listening sockets by (netns, port): an accepted socket is born in softirq
+ * context (LISTEN -> SYN_RECV on the final ACK), so it inherits the owner of
+ * the listener until its own close() tells us better. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct listener_key);
+	__type(value, struct owner);
+} listeners SEC(".maps");
+
+/* Cookies of connections that passed the --port filter. tcp_set_state()
+ * releases the local port (inet_put_port) before the tracepoint reports
+ * X -> CLOSE, so the last events of a connection carry local port 0; they
+ * pass if the connection passed before. Only used with a port filter. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} port_matched SEC(".maps");
+
+struct tuple {
+	__u32 netns;
+	__u16 family;
+	__u16 sport;
+	__u16 dport;
+};
+
+static __always_inline void read_tuple(const struct sock_common *skc, struct tuple *t)
+{
+	t->family = skc->skc_family;
+	t->sport = skc->skc_num;
+	t->dport = bpf_ntohs(skc->skc_dport);
+	t->netns = skc->skc_net.net->ns.inum;
+}
+
+static __always_inline void read_addrs(const struct sock_common *skc, __u16 family, struct event *e)
+{
+	if (family == AF_INET6) {
+		bpf_probe_read_kernel(e->saddr, 16, &skc->skc_v6_rcv_saddr);
+		bpf_probe_read_kernel(e->daddr, 16, &skc->skc_v6_daddr);
+	} else {
+		bpf_probe_read_kernel(e->saddr, 4, &skc->skc_rcv_saddr);
+		bpf_probe_read_kernel(e->daddr, 4, &skc->skc_daddr);
+	}
+}
+
+static __always_inline bool tuple_filtered(const struct tuple *t, __u64 cookie)
+{
+	if (t->family != AF_INET && t->family != AF_INET6)
+		return true;
+	if (filter_netns && t->netns != filter_netns)
+		return true;
+	if (filter_family && t->family != filter_family)
+		return true;
+	if (filter_nports) {
+		for (int i = 0; i < MAX_FILTER_PORTS; i++) {
+			if (i >= filter_nports)
+				break;
+			if (t->sport == filter_ports[i] || t->dport == filter_ports[i]) {
+				if (cookie) {
+					__u8 one = 1;
+					bpf_map_update_elem(&port_matched, &cookie, &one, BPF_ANY);
+				}
+				return false;
+			}
+		}
+		return !cookie || !bpf_map_lookup_elem(&port_matched, &cookie);
+	}
+	return false;
+}
+
+static __always_inline bool owner_filtered(const struct owner *o)
+{
+	if (!filter_pid && !filter_comm_set)
+		return false;
+	if (!o)
+		return true; /* the owner is unknown: it cannot be shown to match */
+	if (filter_pid && o->pid != filter_pid)
+		return true;
+	if (filter_comm_set) {
+		for (int i = 0; i < COMM_LEN; i++) {
+			if (o->comm[i] != filter_comm[i])
+				return true;
+			if (!o->comm[i])
+				break;
+		}
+	}
+	return false;
+}
+
+static __always_inline void owner_from_current(struct owner *o)
+{
+	o->pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(o->comm, sizeof(o->comm));
+}
+
+static __always_inline struct event *reserve_event(void)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e)
+		__sync_fetch_and_add(&lost_events, 1);
+	return e;
+}
+
+static __always_inline void submit_event(struct event *e)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
+static __always_inline void fill_event(struct event *e, __u8 type, __u64 cookie,
+				       const struct tuple *t, const struct owner *o)
+{
+	e->ts_ns = bpf_ktime_get_ns();
+	e->cookie = cookie;
+	e->netns = t->netns;
+	e->family = t->family;
+	e->sport = t->sport;
+	e->dport = t->dport;
+	e->type = type;
+	e->oldstate = 0;
+	e->newstate = 0;
+	e->flags = 0;
+	e->reason = 0;
+	e->uid = 0;
+	if (o) {
+		e->pid = o->pid;
+		__builtin_memcpy(e->comm, o->comm, COMM_LEN);
+	} else {
+		e->pid = 0;
+		__builtin_memset(e->comm, 0, COMM_LEN);
+	}
+}
+
+/* The transitions that only happen inside the owner's own system call. */
+static __always_inline bool in_owner_syscall(int oldstate, int newstate)
+{
+	return (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) ||     /* connect() */
+	       (oldstate == TCP_CLOSE && newstate == TCP_LISTEN) ||       /* listen() */
+	       (oldstate == TCP_ESTABLISHED && newstate == TCP_FIN_WAIT1) || /* close()/shutdown() first */
+	       (oldstate == TCP_CLOSE_WAIT && newstate == TCP_LAST_ACK);  /* close()/shutdown() second */
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	/* The tracepoint also fires for other inet protocols (SCTP, MPTCP). */
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+
+	struct tuple t;
+	read_tuple(&sk->__sk_common, &t);
+	__u64 cookie = bpf_get_socket_cookie((void *)sk);
+	if (tuple_filtered(&t, cookie))
+		return 0;
+
+	struct owner cur = {};
+	struct owner *o;
+	__u8 flags = 0;
+
+	if (in_owner_syscall(oldstate, newstate)) {
+		owner_from_current(&cur);
+		o = &cur;
+		flags |= EVENT_F_OWNER_SEEN;
+		bpf_map_update_elem(&owners, &cookie, &cur, BPF_ANY);
+		if (newstate == TCP_LISTEN) {
+			struct listener_key lk = { .netns = t.netns, .port = t.sport };
+			bpf_map_update_elem(&listeners, &lk, &cur, BPF_ANY);
+		}
+	} else {
+		o = bpf_map_lookup_elem(&owners, &cookie);
+		if (!o && oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
+			struct listener_key lk = { .netns = t.netns, .port = t.sport };
+			o = bpf_map_lookup_elem(&listeners, &lk);
+			if (o)
+				bpf_map_update_elem(&owners, &cookie, o, BPF_ANY);
+		}
+	}
+	if (owner_filtered(o))
+		return 0;
+
+	struct event *e = reserve_event();
+	if (!e)
+		return 0;
+	fill_event(e, EVENT_STATE, cookie, &t, o);
+	read_addrs(&sk->__sk_common, t.family, e);
+	e->oldstate = oldstate;
+	e->newstate = newstate;
+	/* At X -> CLOSE these two bits tell real TIME_WAIT (the peer's FIN was
+	 * processed: SOCK_DONE) from an orphan handed to a timewait socket in
+	 * FIN_WAIT2 (SOCK_DEAD alone). sk_shutdown cannot: close() sets it. */
+	unsigned long skflags = sk->__sk_common.skc_flags;
+	if (skflags & (1UL << SOCK_DEAD))
+		flags |= EVENT_F_SOCK_DEAD;
+	if (skflags & (1UL << SOCK_DONE))
+		flags |= EVENT_F_SOCK_DONE;
+	e->flags = flags;
+	/* tcp_reset() and tcp_write_err() set sk_err before tcp_done() moves
+	 * the socket to CLOSE: ECONNREFUSED, ECONNRESET, ETIMEDOUT, EPIPE. */
+	e->reason = sk->sk_err;
+	e->uid = sk->sk_uid.val;
+	submit_event(e);
+	return 0;
+}
+
+/* One event about a full socket: the common path of the non-state programs. */
+static __always_inline int emit_sock_event(const struct sock *sk, __u8 type, __u16 reason, __u8 flags)
+{
+	struct tuple t;
+	read_tuple(&sk->__sk_common, &t);
+	__u64 cookie = bpf_get_socket_cookie((void *)sk);
+	if (tuple_filtered(&t, cookie))
+		return 0;
+
+	struct owner *o = bpf_map_lookup_elem(&owners, &cookie);
+	if (owner_filtered(o))
+		return 0;
+
+	struct event *e = reserve_event();
+	if (!e)
+		return 0;
+	fill_event(e, type, cookie, &t, o);
+	read_addrs(&sk->__sk_common, t.family, e);
+	e->newstate = sk->__sk_common.skc_state;
+	e->flags = flags;
+	e->reason = reason;
+	submit_event(e);
+	return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(handle_retransmit, const struct sock *sk)
+{
+	/* In SYN_SENT the retransmitted segment is the SYN itself. */
+	return emit_sock_event(sk, EVENT_RETRANSMIT, 0, 0);
+}
+
+SEC("tp_btf/tcp_retransmit_synack")
+int BPF_PROG(handle_retransmit_synack, const struct sock *sk, const struct request_sock *req)
+{
+	/* sk is the listener; the connection so far lives only in the request
+	 * socket (NEW_SYN_RECV), which has no full-socket transitions. The loader
+	 * matches it to the accepted socket by its 4-tuple. */
+	struct tuple t;
+	read_tuple(&req->__req_common, &t);
+	if (tuple_filtered(&t, 0))
+		return 0;
+
+	struct listener_key lk = { .netns = t.netns, .port = t.sport };
+	struct owner *o = bpf_map_lookup_elem(&listeners, &lk);
+	if (owner_filtered(o))
+		return 0;
+
+	struct event *e = reserve_event();
+	if (!e)
+		return 0;
+	fill_event(e, EVENT_SYNACK_RETRANSMIT, bpf_get_socket_cookie((void *)sk), &t, o);
+	read_addrs(&req->__req_common, t.family, e);
+	e->newstate = TCP_SYN_RECV;
+	submit_event(e);
+	return 0;
+}
+
+/* A RST sent with no socket (nothing listening: SK_RST_REASON_NO_SOCKET) has
+ * only the packet it answers; the local end is that packet's destination. */
+static __always_inline int rst_without_socket(const struct sk_buff *skb, __u16 reason, __u8 flags)
+{
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header;
+	__u16 th = skb->transport_header;
+	struct tuple t = {};
+	__u8 vhl = 0;
+	__u16 ports[2] = {};
+
+	if (bpf_probe_read_kernel(&vhl, 1, head + nh))
+		return 0;
+	if (vhl >> 4 == 6)
+		t.family = AF_INET6;
+	else if (vhl >> 4 == 4)
+		t.family = AF_INET;
+	else
+		return 0;
+	if (bpf_probe_read_kernel(ports, sizeof(ports), head + th))
+		return 0;
+	t.sport = bpf_ntohs(ports[1]);
+	t.dport = bpf_ntohs(ports[0]);
+	t.netns = skb->dev->nd_net.net->ns.inum;
+	if (tuple_filtered(&t, 0) || owner_filtered(0))
+		return 0;
+
+	struct event *e = reserve_event();
+	if (!e)
+		return 0;
+	fill_event(e, EVENT_RST_SENT, 0, &t, 0);
+	if (t.family == AF_INET6) {
+		bpf_probe_read_kernel(e->daddr, 16, head + nh + 8);
+		bpf_probe_read_kernel(e->saddr, 16, head + nh + 24);
+	} else {
+		bpf_probe_read_kernel(e->daddr, 4, head + nh + 12);
+		bpf_probe_read_kernel(e->saddr, 4, head + nh + 16);
+	}
+	e->flags = flags | EVENT_F_NO_SOCKET;
+	e->reason = reason;
+	submit_event(e);
+	return 0;
+}
+
+static __always_inline int rst_sent(const struct sock *sk, const struct sk_buff *skb,
+				    __u16 reason, __u8 flags)
+{
+	if (!sk)
+		return skb ? rst_without_socket(skb, reason, flags) : 0;
+
+	/* sk may be a full, request or timewait socket here: emit_sock_event
+	 * reads only the sock_common part they share. */
+	return emit_sock_event(sk, EVENT_RST_SENT, reason, flags);
+}
+
+/* Linux >= 6.10: tcp_send_reset carries enum sk_rst_reason. The loader
+ * picks this program or the next one from the tracepoint's BTF prototype. */
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(handle_send_reset, const struct sock *sk, const struct sk_buff *skb, int reason)
+{
+	return rst_sent(sk, skb, reason, EVENT_F_REASON);
+}
+
+/* Older kernels: no reason argument. */
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(handle_send_reset_noreason, const struct sock *sk, const struct sk_buff *skb)
+{
+	return rst_sent(sk, skb, 0, 0);
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(handle_receive_reset, const struct sock *sk)
+{
+	return emit_sock_event(sk, EVENT_RST_RECEIVED, 0, 0);
+}
+
+SEC("tp_btf/inet_sk_error_report")
+int BPF_PROG(handle_error_report, const struct sock *sk)
+{
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	return emit_sock_event(sk, EVENT_ERROR, sk->sk_err, 0);
+}

@@ -1,0 +1,205 @@
+// Package cmd is tcptrace's command line.
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcptrace/tcptrace/tracer"
+	"github.com/tcptrace/tcptrace/tracer/timeline"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // could not trace: privileges, kernel, I/O
+	exitUsage = 2 // bad flags
+)
+
+// usageError marks errors in what the user asked for.
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// options are the parsed flags.
+type options struct {
+	output         string
+	events         bool
+	ports          []uint
+	pid            int
+	comm           string
+	ipv4, ipv6     bool
+	netns          string
+	duration       time.Duration
+	count          int
+	readyFile      string
+	maxConnections int
+	ringSize       int
+}
+
+// Version is set at build time with -ldflags "-X .../cmd.Version=v1.2.3".
+var Version = ""
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func newRootCommand() *cobra.Command {
+	var o options
+	cmd := &cobra.Command{
+		Use:   "tcptrace",
+		Short: "Show what TCP is doing on this host, connection by connection",
+		Long: `tcptrace attaches eBPF programs to the kernel's TCP tracepoints and shows
+the life of every TCP connection when it ends: handshake, SYN retries,
+retransmissions, resets, how it closed and who closed first.
+
+It traces until Ctrl-C (or SIGTERM, --duration, --count), then prints the
+connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
+		Example: `  sudo tcptrace
+  sudo tcptrace --port 443 --port 8080
+  sudo tcptrace -o json | jq 'select(.outcome != "closed")'
+  sudo tcptrace --netns /run/netns/blue --events`,
+		Version:       version(),
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := o.tracerConfig()
+			if err != nil {
+				return err
+			}
+			return run(cmd.Context(), &o, cfg, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	f.BoolVar(&o.events, "events", false, "also print every kernel event as it happens")
+	f.UintSliceVar(&o.ports, "port", nil, "only connections with this local or remote port (repeatable, up to 8)")
+	f.IntVar(&o.pid, "pid", 0, "only connections owned by this process ID")
+	f.StringVar(&o.comm, "comm", "", "only connections owned by processes with this name")
+	f.BoolVarP(&o.ipv4, "ipv4", "4", false, "only IPv4")
+	f.BoolVarP(&o.ipv6, "ipv6", "6", false, "only IPv6")
+	f.StringVar(&o.netns, "netns", "", "only this network namespace: an inode number, or a path such as /proc/PID/ns/net or /run/netns/NAME")
+	f.DurationVar(&o.duration, "duration", 0, "stop after this long (e.g. 30s, 5m)")
+	f.IntVar(&o.count, "count", 0, "stop after this many connection records")
+	f.StringVar(&o.readyFile, "ready-file", "", "create this file once the probes are attached")
+	f.IntVar(&o.maxConnections, "max-connections", timeline.DefaultConfig().MaxConnections,
+		"most connections tracked at once; beyond it the oldest is reported early and counted as evicted")
+	f.IntVar(&o.ringSize, "ring-size", 8<<20, "BPF ring buffer size in bytes (a power of two)")
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	cmd.SetVersionTemplate("tcptrace {{.Version}}\n")
+	return cmd
+}
+
+// tracerConfig validates the flags and turns them into the kernel filters.
+func (o *options) tracerConfig() (tracer.Config, error) {
+	var cfg tracer.Config
+	switch o.output {
+	case "text", "json":
+	default:
+		return cfg, usagef("--output must be text or json, got %q", o.output)
+	}
+	if len(o.ports) > tracer.MaxPorts {
+		return cfg, usagef("--port can be given at most %d times, got %d", tracer.MaxPorts, len(o.ports))
+	}
+	for _, p := range o.ports {
+		if p < 1 || p > 65535 {
+			return cfg, usagef("--port must be between 1 and 65535, got %d", p)
+		}
+		cfg.Ports = append(cfg.Ports, uint16(p))
+	}
+	if o.pid < 0 {
+		return cfg, usagef("--pid must be a positive process ID, got %d", o.pid)
+	}
+	cfg.PID = uint32(o.pid)
+	if len(o.comm) > 15 {
+		return cfg, usagef("--comm: the kernel keeps only the first 15 bytes of a process name; use %q", o.comm[:15])
+	}
+	cfg.Comm = o.comm
+	switch {
+	case o.ipv4 && o.ipv6:
+		return cfg, usagef("-4/--ipv4 and -6/--ipv6 exclude each other; give neither to see both")
+	case o.ipv4:
+		cfg.Family = 4
+	case o.ipv6:
+		cfg.Family = 6
+	}
+	if o.netns != "" {
+		ino, err := parseNetNS(o.netns)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.NetNS = ino
+	}
+	if o.duration < 0 {
+		return cfg, usagef("--duration must be positive, got %s", o.duration)
+	}
+	if o.count < 0 {
+		return cfg, usagef("--count must be positive, got %d", o.count)
+	}
+	if o.maxConnections < 1 {
+		return cfg, usagef("--max-connections must be at least 1, got %d", o.maxConnections)
+	}
+	page := os.Getpagesize()
+	if o.ringSize < page || o.ringSize&(o.ringSize-1) != 0 || o.ringSize > 1<<30 {
+		return cfg, usagef("--ring-size must be a power of two between %d and %d bytes, got %d", page, 1<<30, o.ringSize)
+	}
+	cfg.RingBytes = o.ringSize
+	// Under load, wake the reader once an eighth of the buffer is queued
+	// instead of at every event; it also polls every PollInterval.
+	cfg.WakeupBytes = o.ringSize / 8
+	return cfg, nil
+}
+
+// nsfsMagic is NSFS_MAGIC: namespace files live on the nsfs filesystem.
+const nsfsMagic = 0x6e736673
+
+// parseNetNS accepts an inode number or a namespace file's path.
+func parseNetNS(s string) (uint32, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		if n == 0 {
+			return 0, usagef("--netns: 0 is not a namespace inode")
+		}
+		return uint32(n), nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(s, &st); err != nil {
+		return 0, usagef("--netns %s: %v (give an inode number, /proc/PID/ns/net or /run/netns/NAME)", s, err)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(s, &fs); err != nil || fs.Type != nsfsMagic {
+		return 0, usagef("--netns %s: not a namespace file (give /proc/PID/ns/net or /run/netns/NAME)", s)
+	}
+	return uint32(st.Ino), nil
+}
+
+// Execute runs the command line and returns the process exit code.
+func Execute() int {
+	cmd := newRootCommand()
+	err := cmd.Execute()
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(os.Stderr, "tcptrace: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(os.Stderr, "Run 'tcptrace --help' for usage.")
+		return exitUsage
+	}
+	return exitError
+}

@@ -1,0 +1,119 @@
+// Package output renders connection records, events and summaries as a
+// text timeline for people or as JSON lines for programs.
+package output
+
+import (
+	"bufio"
+	"io"
+	"net/netip"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tcptrace/tcptrace/tracer/timeline"
+)
+
+// Writer renders what tcptrace reports. Errors are sticky: after the first
+// failed write every call returns it, so callers may check only Flush.
+type Writer interface {
+	Connection(c *timeline.Connection) error
+	Event(e *timeline.Event) error
+	// Lost reports that n more events were dropped by the kernel (total so far).
+	Lost(at time.Time, n, total uint64) error
+	Summary(s *Summary) error
+	Flush() error
+}
+
+// Summary is printed when tracing ends.
+type Summary struct {
+	Duration        time.Duration
+	Connections     uint64
+	ByOutcome       map[string]uint64
+	Events          uint64
+	LostEvents      uint64
+	Evicted         uint64
+	RecursionMisses uint64
+	DecodeErrors    uint64
+	StrayEvents     uint64
+	ResetsNoSocket  uint64
+}
+
+// NewSummary fills a summary from the correlator's counters.
+func NewSummary(st timeline.Stats) *Summary {
+	s := &Summary{
+		Connections:    st.Connections,
+		ByOutcome:      make(map[string]uint64),
+		Events:         st.Events,
+		Evicted:        st.Evicted,
+		StrayEvents:    st.Stray,
+		ResetsNoSocket: st.ResetsNoSocket,
+	}
+	for _, o := range timeline.Outcomes() {
+		s.ByOutcome[o.String()] = st.ByOutcome[o]
+	}
+	return s
+}
+
+// base holds the buffered destination and the sticky error.
+type base struct {
+	w   *bufio.Writer
+	buf []byte
+	err error
+}
+
+func newBase(w io.Writer) base {
+	return base{w: bufio.NewWriterSize(w, 64<<10), buf: make([]byte, 0, 4096)}
+}
+
+// write sends buf and resets it.
+func (b *base) write() error {
+	if b.err == nil {
+		_, b.err = b.w.Write(b.buf)
+	}
+	b.buf = b.buf[:0]
+	return b.err
+}
+
+func (b *base) Flush() error {
+	if b.err == nil {
+		b.err = b.w.Flush()
+	}
+	return b.err
+}
+
+// appendAddrPort writes 1.2.3.4:80 or [::1]:80.
+func appendAddrPort(b []byte, a netip.Addr, port uint16) []byte {
+	if a.Is6() {
+		b = append(b, '[')
+		b = a.AppendTo(b)
+		b = append(b, ']')
+	} else {
+		b = a.AppendTo(b)
+	}
+	b = append(b, ':')
+	return strconv.AppendUint(b, uint64(port), 10)
+}
+
+// appendSafe writes s for a terminal: control bytes (which could move the
+// cursor or rewrite the screen) and invalid UTF-8 become visible \xNN.
+// Process names are chosen by whoever runs the process.
+func appendSafe(b []byte, s string) []byte {
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size <= 1 || r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			for j := 0; j < max(size, 1); j++ {
+				b = append(b, '\\', 'x', hexDigits[s[i+j]>>4], hexDigits[s[i+j]&0xf])
+			}
+			i += max(size, 1)
+			continue
+		}
+		b = append(b, s[i:i+size]...)
+		i += size
+	}
+	return b
+}
+
+const hexDigits = "0123456789abcdef"
+
+// ms is nanoseconds as fractional milliseconds.
+func ms(ns int64) float64 { return float64(ns) / 1e6 }

@@ -1,0 +1,318 @@
+package output
+
+import (
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/tcptrace/tcptrace/tracer/timeline"
+)
+
+// Text writes a header line per connection and its timeline below it,
+// in the words of TCP, sized for an 80-column terminal.
+type Text struct {
+	base
+	loc *time.Location
+}
+
+// NewText returns a text writer; times are shown in loc (nil: local time).
+func NewText(w io.Writer, loc *time.Location) *Text {
+	if loc == nil {
+		loc = time.Local
+	}
+	return &Text{base: newBase(w), loc: loc}
+}
+
+// Connection writes the header and the timeline of one connection:
+//
+//	14:02:11.204 curl[812] 127.0.0.1:41230 → 127.0.0.1:8080 client closed by local 1.2ms
+//	     +0.000ms  SYN sent                                       SYN_SENT
+func (t *Text) Connection(c *timeline.Connection) error {
+	b := t.buf
+	b = time.Unix(0, c.Start).In(t.loc).AppendFormat(b, "15:04:05.000")
+	b = append(b, ' ')
+	b = appendOwner(b, c.Comm, c.PID)
+	b = append(b, ' ')
+	b = appendAddrPort(b, c.LAddr, c.LPort)
+	b = append(b, " → "...)
+	b = appendAddrPort(b, c.RAddr, c.RPort)
+	b = append(b, ' ')
+	b = append(b, c.Role.String()...)
+	b = append(b, ' ')
+	b = append(b, c.Outcome.String()...)
+	if c.ClosedBy != timeline.ClosedByNone {
+		b = append(b, " by "...)
+		b = append(b, c.ClosedBy.String()...)
+	}
+	b = append(b, ' ')
+	b = appendDuration(b, c.Duration())
+	if c.Partial {
+		b = append(b, " (started before tracing)"...)
+	}
+	if c.Evicted {
+		b = append(b, " (evicted: table full)"...)
+	}
+	b = append(b, '\n')
+	for i := range c.Steps {
+		s := &c.Steps[i]
+		b = append(b, "    "...)
+		b = appendPadLeft(b, "+", s.Time-c.Start, 11)
+		b = append(b, "  "...)
+		start := len(b)
+		b = describe(b, c, s)
+		if s.Kind == timeline.StepState {
+			for len(b)-start < 46 {
+				b = append(b, ' ')
+			}
+			b = append(b, ' ')
+			b = append(b, s.To.String()...)
+		}
+		b = append(b, '\n')
+	}
+	if c.StepsDropped > 0 {
+		b = append(b, "    ("...)
+		b = strconv.AppendInt(b, int64(c.StepsDropped), 10)
+		b = append(b, " more retransmit/RST steps not kept)\n"...)
+	}
+	t.buf = b
+	return t.write()
+}
+
+// describe says what a step means, as a TCP textbook would.
+func describe(b []byte, c *timeline.Connection, s *timeline.Step) []byte {
+	switch s.Kind {
+	case timeline.StepSynRetransmit:
+		b = append(b, "SYN retry #"...)
+		b = strconv.AppendInt(b, int64(s.N), 10)
+		b = append(b, " after "...)
+		return appendSeconds(b, s.Since)
+	case timeline.StepSynAckRetransmit:
+		b = append(b, "SYN+ACK retry #"...)
+		b = strconv.AppendInt(b, int64(s.N), 10)
+		if s.N > 1 {
+			b = append(b, " after "...)
+			b = appendSeconds(b, s.Since)
+		}
+		return append(b, " (final ACK missing)"...)
+	case timeline.StepRetransmit:
+		b = append(b, "retransmission #"...)
+		b = strconv.AppendInt(b, int64(s.N), 10)
+		b = append(b, " in "...)
+		return append(b, s.From.String()...)
+	case timeline.StepRSTSent:
+		b = append(b, "RST sent"...)
+		if s.RSTReason != "" {
+			b = append(b, " ("...)
+			b = append(b, s.RSTReason...)
+			b = append(b, ')')
+		}
+		return b
+	case timeline.StepRSTReceived:
+		if s.From == timeline.StateSynSent {
+			return append(b, "RST received: connection refused"...)
+		}
+		return append(b, "RST received: connection reset by peer"...)
+	case timeline.StepError:
+		b = append(b, "error reported to the application: "...)
+		return append(b, timeline.ErrnoName(s.Errno)...)
+	}
+	return describeTransition(b, c, s)
+}
+
+func describeTransition(b []byte, c *timeline.Connection, s *timeline.Step) []byte {
+	if s.TimewaitSocket {
+		if s.To == timeline.StateTimeWait {
+			if s.From == timeline.StateClosing {
+				return append(b, "ACK of FIN received: TIME_WAIT (2MSL)"...)
+			}
+			return append(b, "FIN received, ACK sent: TIME_WAIT (2MSL)"...)
+		}
+		return append(b, "orphaned, waiting for peer FIN (tcp_fin_timeout)"...)
+	}
+	switch [2]timeline.State{s.From, s.To} {
+	case [2]timeline.State{timeline.StateClose, timeline.StateSynSent}:
+		return append(b, "SYN sent"...)
+	case [2]timeline.State{timeline.StateSynSent, timeline.StateEstablished}:
+		b = append(b, "SYN+ACK received, ACK sent: connected"...)
+		return b
+	case [2]timeline.State{timeline.StateClose, timeline.StateListen}:
+		return append(b, "listening"...)
+	case [2]timeline.State{timeline.StateListen, timeline.StateSynRecv}:
+		return append(b, "SYN, SYN+ACK, then ACK received"...)
+	case [2]timeline.State{timeline.StateSynRecv, timeline.StateEstablished}:
+		return append(b, "handshake complete: connected"...)
+	case [2]timeline.State{timeline.StateEstablished, timeline.StateFinWait1}:
+		return append(b, "FIN sent (local close)"...)
+	case [2]timeline.State{timeline.StateEstablished, timeline.StateCloseWait}:
+		return append(b, "FIN received (peer closed)"...)
+	case [2]timeline.State{timeline.StateFinWait1, timeline.StateFinWait2}:
+		return append(b, "ACK of our FIN received"...)
+	case [2]timeline.State{timeline.StateFinWait1, timeline.StateClosing}:
+		return append(b, "FIN received before our FIN was acked"...)
+	case [2]timeline.State{timeline.StateCloseWait, timeline.StateLastAck}:
+		return append(b, "FIN sent (local close after peer)"...)
+	case [2]timeline.State{timeline.StateLastAck, timeline.StateClose}:
+		return append(b, "ACK of our FIN received: closed"...)
+	case [2]timeline.State{timeline.StateListen, timeline.StateClose}:
+		return append(b, "listener closed"...)
+	}
+	if s.To != timeline.StateClose {
+		b = append(b, s.From.String()...)
+		b = append(b, " → "...)
+		return append(b, s.To.String()...)
+	}
+	switch c.Outcome {
+	case timeline.OutcomeRefused:
+		return append(b, "closed: connection refused"...)
+	case timeline.OutcomeTimeout:
+		if s.From == timeline.StateSynSent {
+			return append(b, "gave up: no answer to SYN"...)
+		}
+		return append(b, "gave up: retransmissions timed out"...)
+	case timeline.OutcomeResetByPeer:
+		return append(b, "closed by RST from peer"...)
+	case timeline.OutcomeResetLocal:
+		return append(b, "aborted: this host resets the connection"...)
+	case timeline.OutcomeAborted:
+		return append(b, "closed before the handshake completed"...)
+	}
+	return append(b, "closed"...)
+}
+
+// Event writes one kernel event on one line.
+func (t *Text) Event(e *timeline.Event) error {
+	b := t.buf
+	b = time.Unix(0, e.Time).In(t.loc).AppendFormat(b, "15:04:05.000000")
+	b = append(b, " event "...)
+	b = strconv.AppendUint(b, e.Cookie, 10)
+	b = append(b, ' ')
+	b = append(b, e.Type.String()...)
+	b = append(b, ' ')
+	if e.Type == timeline.EventState {
+		b = append(b, e.OldState.String()...)
+		b = append(b, " → "...)
+	}
+	b = append(b, e.NewState.String()...)
+	b = append(b, ' ')
+	b = appendAddrPort(b, e.LAddr, e.LPort)
+	b = append(b, " → "...)
+	b = appendAddrPort(b, e.RAddr, e.RPort)
+	b = append(b, ' ')
+	b = appendOwner(b, e.Comm, e.PID)
+	if e.Errno != 0 {
+		b = append(b, ' ')
+		b = append(b, timeline.ErrnoName(e.Errno)...)
+	}
+	if e.RSTReason != "" {
+		b = append(b, " reason="...)
+		b = append(b, e.RSTReason...)
+	}
+	b = append(b, '\n')
+	t.buf = b
+	return t.write()
+}
+
+// Lost writes a visible line as soon as the kernel reports dropped events.
+func (t *Text) Lost(at time.Time, n, total uint64) error {
+	b := t.buf
+	b = at.In(t.loc).AppendFormat(b, "15:04:05.000")
+	b = append(b, " !! LOST "...)
+	b = strconv.AppendUint(b, n, 10)
+	b = append(b, " events (ring buffer full; "...)
+	b = strconv.AppendUint(b, total, 10)
+	b = append(b, " in all): some records below are incomplete\n"...)
+	t.buf = b
+	return t.write()
+}
+
+// Summary writes the closing summary.
+func (t *Text) Summary(s *Summary) error {
+	b := t.buf
+	b = append(b, "\n--- "...)
+	b = strconv.AppendUint(b, s.Connections, 10)
+	b = append(b, " connections in "...)
+	b = append(b, s.Duration.Round(time.Millisecond).String()...)
+	b = append(b, ":"...)
+	for _, o := range timeline.Outcomes() {
+		if n := s.ByOutcome[o.String()]; n > 0 {
+			b = append(b, ' ')
+			b = append(b, o.String()...)
+			b = append(b, '=')
+			b = strconv.AppendUint(b, n, 10)
+		}
+	}
+	b = append(b, "\n--- events "...)
+	b = strconv.AppendUint(b, s.Events, 10)
+	b = append(b, ", lost "...)
+	b = strconv.AppendUint(b, s.LostEvents, 10)
+	b = append(b, ", evicted "...)
+	b = strconv.AppendUint(b, s.Evicted, 10)
+	b = append(b, ", recursion misses "...)
+	b = strconv.AppendUint(b, s.RecursionMisses, 10)
+	if s.ResetsNoSocket > 0 {
+		b = append(b, ", RSTs to closed ports "...)
+		b = strconv.AppendUint(b, s.ResetsNoSocket, 10)
+	}
+	if s.DecodeErrors > 0 {
+		b = append(b, ", undecodable "...)
+		b = strconv.AppendUint(b, s.DecodeErrors, 10)
+	}
+	b = append(b, '\n')
+	t.buf = b
+	if err := t.write(); err != nil {
+		return err
+	}
+	return t.Flush()
+}
+
+func appendOwner(b []byte, comm string, pid uint32) []byte {
+	if pid == 0 {
+		return append(b, "?[?]"...)
+	}
+	b = appendSafe(b, comm)
+	b = append(b, '[')
+	b = strconv.AppendUint(b, uint64(pid), 10)
+	return append(b, ']')
+}
+
+// appendDuration writes ns as "812µs", "12.3ms" or "7.10s".
+func appendDuration(b []byte, ns int64) []byte {
+	switch {
+	case ns < 1e6:
+		b = strconv.AppendInt(b, ns/1e3, 10)
+		return append(b, "µs"...)
+	case ns < 1e9:
+		b = strconv.AppendFloat(b, ms(ns), 'f', 1, 64)
+		return append(b, "ms"...)
+	}
+	b = strconv.AppendFloat(b, float64(ns)/1e9, 'f', 2, 64)
+	return append(b, 's')
+}
+
+// appendSeconds writes ns as "1.0 s" or "250 ms", as retry intervals are read.
+func appendSeconds(b []byte, ns int64) []byte {
+	if ns >= 1e9 {
+		b = strconv.AppendFloat(b, float64(ns)/1e9, 'f', 1, 64)
+		return append(b, " s"...)
+	}
+	b = strconv.AppendFloat(b, ms(ns), 'f', 0, 64)
+	return append(b, " ms"...)
+}
+
+// appendPadLeft writes prefix and a relative time ("+12.345ms", "+7.103s")
+// right-aligned in width columns.
+func appendPadLeft(b []byte, prefix string, ns int64, width int) []byte {
+	var tmp [32]byte
+	s := append(tmp[:0], prefix...)
+	if ns < 1e9 {
+		s = strconv.AppendFloat(s, ms(ns), 'f', 3, 64)
+		s = append(s, "ms"...)
+	} else {
+		s = strconv.AppendFloat(s, float64(ns)/1e9, 'f', 3, 64)
+		s = append(s, 's')
+	}
+	for i := len(s); i < width; i++ {
+		b = append(b, ' ')
+	}
+	return append(b, s...)
+}

@@ -1,0 +1,129 @@
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
+)
+
+// vmlinuxBTF is where the kernel exposes its own type information.
+const vmlinuxBTF = "/sys/kernel/btf/vmlinux"
+
+// tracepoints are the ones the programs attach to, by raw tracepoint name.
+var tracepoints = []string{
+	"inet_sock_set_state",
+	"tcp_retransmit_skb",
+	"tcp_retransmit_synack",
+	"tcp_send_reset",
+	"tcp_receive_reset",
+	"inet_sk_error_report",
+}
+
+// Kernel describes what the running kernel offers tcptrace.
+type Kernel struct {
+	// RSTReason: tcp_send_reset carries enum sk_rst_reason (Linux >= 6.10).
+	RSTReason bool
+	// RSTReasons names the enum's values, "SK_RST_REASON_" prefix removed.
+	RSTReasons []string
+	// MissingTracepoints lists tracepoints this kernel does not have.
+	MissingTracepoints []string
+}
+
+// ProbeKernel checks privileges, BTF and ring buffer support, then reads the
+// kernel's BTF for the tracepoints' prototypes. Its errors say what to do.
+func ProbeKernel() (*Kernel, error) {
+	if err := checkPrivileges(); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(vmlinuxBTF); err != nil {
+		return nil, fmt.Errorf("this kernel exposes no BTF (%s is missing): tcptrace needs Linux >= 5.8 built with CONFIG_DEBUG_INFO_BTF=y", vmlinuxBTF)
+	}
+	if err := features.HaveMapType(ebpf.RingBuf); err != nil {
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return nil, fmt.Errorf("this kernel has no BPF ring buffer: tcptrace needs Linux >= 5.8")
+		}
+		return nil, explainPermission(fmt.Errorf("probing BPF ring buffer support: %w", err))
+	}
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("reading kernel BTF from %s: %w", vmlinuxBTF, err)
+	}
+	k := &Kernel{}
+	for _, tp := range tracepoints {
+		if _, err := tracepointProto(spec, tp); err != nil {
+			k.MissingTracepoints = append(k.MissingTracepoints, tp)
+		}
+	}
+	if proto, err := tracepointProto(spec, "tcp_send_reset"); err == nil {
+		// void *__data, sk, skb [, reason]
+		k.RSTReason = len(proto.Params) >= 4
+	}
+	var reasons *btf.Enum
+	if err := spec.TypeByName("sk_rst_reason", &reasons); err == nil {
+		for _, v := range reasons.Values {
+			if v.Value >= 256 {
+				continue
+			}
+			for uint64(len(k.RSTReasons)) <= v.Value {
+				k.RSTReasons = append(k.RSTReasons, "")
+			}
+			k.RSTReasons[v.Value] = strings.TrimPrefix(v.Name, "SK_RST_REASON_")
+		}
+	}
+	return k, nil
+}
+
+// tracepointProto finds a tracepoint's prototype: for each tracepoint the
+// kernel declares typedef void (*btf_trace_<name>)(void *, args...).
+func tracepointProto(spec *btf.Spec, name string) (*btf.FuncProto, error) {
+	var td *btf.Typedef
+	if err := spec.TypeByName("btf_trace_"+name, &td); err != nil {
+		return nil, err
+	}
+	ptr, ok := td.Type.(*btf.Pointer)
+	if !ok {
+		return nil, fmt.Errorf("btf_trace_%s: not a pointer", name)
+	}
+	proto, ok := ptr.Target.(*btf.FuncProto)
+	if !ok {
+		return nil, fmt.Errorf("btf_trace_%s: not a function prototype", name)
+	}
+	return proto, nil
+}
+
+// Capability numbers from include/uapi/linux/capability.h.
+const (
+	capSysAdmin = 21
+	capPerfmon  = 38
+	capBPF      = 39
+)
+
+// checkPrivileges fails early, with the fix, when the process can't load
+// tracing programs: that needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN).
+func checkPrivileges() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return nil // can't tell; the load itself will say
+	}
+	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	if has(capSysAdmin) || (has(capBPF) && has(capPerfmon)) {
+		return nil
+	}
+	return errPrivileges
+}
+
+var errPrivileges = errors.New("not enough privileges to load BPF tracing programs: run tcptrace as root (sudo tcptrace), or grant it CAP_BPF and CAP_PERFMON")
+
+func explainPermission(err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("%w (%v)", errPrivileges, err)
+	}
+	return err
+}

@@ -1,0 +1,195 @@
+package timeline
+
+import (
+	"net/netip"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Role is how the connection came to be on this host.
+type Role uint8
+
+// Roles.
+const (
+	RoleUnknown  Role = iota // started before tracing, could not tell
+	RoleClient               // active open: connect()
+	RoleServer               // passive open: accepted from a listener
+	RoleListener             // a listening socket
+)
+
+var roleNames = [...]string{"unknown", "client", "server", "listener"}
+
+func (r Role) String() string { return roleNames[r] }
+
+// Outcome is how the connection ended.
+type Outcome uint8
+
+// Outcomes.
+const (
+	OutcomeOpen        Outcome = iota // still open when tracing stopped (or evicted)
+	OutcomeClosed                     // graceful FIN exchange
+	OutcomeRefused                    // RST in reply to our SYN
+	OutcomeTimeout                    // SYN retries exhausted, or retransmissions gave up
+	OutcomeResetByPeer                // RST received after establishment
+	OutcomeResetLocal                 // this host sent the RST
+	OutcomeAborted                    // closed before the handshake completed, without RST
+	numOutcomes
+)
+
+var outcomeNames = [...]string{"open", "closed", "refused", "timeout", "reset_by_peer", "reset_local", "aborted"}
+
+func (o Outcome) String() string { return outcomeNames[o] }
+
+// Outcomes lists every outcome, in a fixed order, for summaries.
+func Outcomes() []Outcome {
+	out := make([]Outcome, numOutcomes)
+	for i := range out {
+		out[i] = Outcome(i)
+	}
+	return out
+}
+
+// Closer says which side sent the first FIN of a graceful close.
+type Closer uint8
+
+// Closers.
+const (
+	ClosedByNone  Closer = iota // not closed gracefully, or not known
+	ClosedByLocal               // this host closed first (FIN_WAIT1)
+	ClosedByPeer                // the peer closed first (CLOSE_WAIT)
+	ClosedByBoth                // simultaneous close (CLOSING)
+)
+
+var closerNames = [...]string{"", "local", "peer", "both"}
+
+func (c Closer) String() string { return closerNames[c] }
+
+// StepKind is what a timeline step records.
+type StepKind uint8
+
+// Step kinds; their String is the JSON "event" name.
+const (
+	StepState StepKind = iota
+	StepSynRetransmit
+	StepSynAckRetransmit
+	StepRetransmit
+	StepRSTSent
+	StepRSTReceived
+	StepError
+)
+
+var stepNames = [...]string{"state", "syn_retransmit", "synack_retransmit", "retransmit", "rst_sent", "rst_received", "error"}
+
+func (k StepKind) String() string { return stepNames[k] }
+
+// Step is one line of a connection's timeline.
+type Step struct {
+	Time int64 // Unix nanoseconds
+	Kind StepKind
+	From State // StepState: kernel transition; others: state at the time
+	To   State
+	// TimewaitSocket: the kernel reported X -> CLOSE because it handed the
+	// connection to a timewait socket; To is the state that socket holds
+	// (TIME_WAIT, or FIN_WAIT2 for an orphan still waiting for the peer's FIN).
+	TimewaitSocket bool
+	N              int   // retransmit steps: which retry (1-based)
+	Since          int64 // retransmit steps: ns since the previous (re)transmission
+	Errno          uint16
+	RSTReason      string
+	NoSocket       bool
+}
+
+// ErrnoName is the symbolic name of a Linux errno ("ECONNREFUSED").
+func ErrnoName(errno uint16) string {
+	if name := unix.ErrnoName(syscall.Errno(errno)); name != "" {
+		return name
+	}
+	return "E" + strconv.Itoa(int(errno))
+}
+
+// Connection is the record of one socket, identified by its cookie.
+type Connection struct {
+	Cookie uint64
+	Start  int64 // Unix ns of the first event seen
+	End    int64 // Unix ns of the last event seen
+	LAddr  netip.Addr
+	RAddr  netip.Addr
+	LPort  uint16
+	RPort  uint16
+	NetNS  uint32
+	Role   Role
+	PID    uint32
+	UID    uint32
+	Comm   string
+
+	Outcome  Outcome
+	ClosedBy Closer
+	// Handshake is connect() to ESTABLISHED, retries included, for clients;
+	// -1 when not seen.
+	Handshake     int64
+	SynRetries    int
+	SynAckRetries int
+	Retransmits   int
+	RSTSent       bool
+	RSTReceived   bool
+	// RSTReason is the kernel's reason for the RST this host sent, if any.
+	RSTReason string
+	// Errno is the last error the socket reported (sk_err), 0 if none.
+	Errno uint16
+	// Partial: the connection's start was not seen (it predates tracing).
+	Partial bool
+	// Evicted: flushed early because the live table was full.
+	Evicted bool
+	States  []State
+	Steps   []Step
+	// StepsDropped counts steps not kept once the timeline reached its cap.
+	StepsDropped int
+
+	// Bookkeeping, not part of the record.
+	lastSyn     int64 // time the last SYN was sent
+	closedAt    int64 // time of the X -> CLOSE transition, 0 while open
+	closeFrom   State // the state the socket left for CLOSE
+	rstSentLive bool  // the socket itself (not its timewait successor) sent a RST
+	prev, next  *Connection
+}
+
+// Family is "ipv4" or "ipv6".
+func (c *Connection) Family() string { return family(c.LAddr) }
+
+// Duration is End - Start in nanoseconds.
+func (c *Connection) Duration() int64 { return c.End - c.Start }
+
+// LastState is the last state the connection was seen in.
+func (c *Connection) LastState() State {
+	if len(c.States) == 0 {
+		return StateUnknown
+	}
+	return c.States[len(c.States)-1]
+}
+
+// learnTuple fills in what earlier events lacked: connect() reports
+// SYN_SENT before the local port is chosen, and X -> CLOSE comes after
+// tcp_set_state() released it, so no single event has the whole 4-tuple.
+func (c *Connection) learnTuple(e *Event) {
+	if c.LPort == 0 {
+		c.LPort = e.LPort
+	}
+	if c.RPort == 0 {
+		c.RPort = e.RPort
+	}
+	if !known(c.LAddr) && known(e.LAddr) {
+		c.LAddr = e.LAddr
+	}
+	if !known(c.RAddr) && known(e.RAddr) {
+		c.RAddr = e.RAddr
+	}
+}
+
+func known(a netip.Addr) bool { return a.IsValid() && !a.IsUnspecified() }
+
+func (c *Connection) reset() {
+	states, steps := c.States[:0], c.Steps[:0]
+	*c = Connection{States: states, Steps: steps, Handshake: -1}
+}

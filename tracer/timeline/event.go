@@ -1,0 +1,126 @@
+// Package timeline turns a stream of decoded kernel TCP events into one
+// record per connection: the states it went through, its retransmissions and
+// resets, and how it ended. It is pure Go so it can be tested with event
+// sequences, without a kernel.
+package timeline
+
+import (
+	"net/netip"
+	"strconv"
+)
+
+// State is a kernel TCP state (include/net/tcp_states.h).
+type State uint8
+
+// Kernel TCP state numbers.
+const (
+	StateUnknown     State = 0
+	StateEstablished State = 1
+	StateSynSent     State = 2
+	StateSynRecv     State = 3
+	StateFinWait1    State = 4
+	StateFinWait2    State = 5
+	StateTimeWait    State = 6
+	StateClose       State = 7
+	StateCloseWait   State = 8
+	StateLastAck     State = 9
+	StateListen      State = 10
+	StateClosing     State = 11
+	StateNewSynRecv  State = 12
+)
+
+var stateNames = [...]string{
+	StateUnknown:     "UNKNOWN",
+	StateEstablished: "ESTABLISHED",
+	StateSynSent:     "SYN_SENT",
+	StateSynRecv:     "SYN_RECV",
+	StateFinWait1:    "FIN_WAIT1",
+	StateFinWait2:    "FIN_WAIT2",
+	StateTimeWait:    "TIME_WAIT",
+	StateClose:       "CLOSE",
+	StateCloseWait:   "CLOSE_WAIT",
+	StateLastAck:     "LAST_ACK",
+	StateListen:      "LISTEN",
+	StateClosing:     "CLOSING",
+	StateNewSynRecv:  "NEW_SYN_RECV",
+}
+
+// String is the kernel's name without the TCP_ prefix.
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "STATE_" + strconv.Itoa(int(s))
+}
+
+// EventType says which tracepoint an Event came from.
+type EventType uint8
+
+// Event types; the numbers match enum event_type in bpf/tcptrace.bpf.c.
+const (
+	EventState            EventType = 1 // sock:inet_sock_set_state
+	EventRetransmit       EventType = 2 // tcp:tcp_retransmit_skb
+	EventSynAckRetransmit EventType = 3 // tcp:tcp_retransmit_synack
+	EventRSTSent          EventType = 4 // tcp:tcp_send_reset
+	EventRSTReceived      EventType = 5 // tcp:tcp_receive_reset
+	EventError            EventType = 6 // sock:inet_sk_error_report
+)
+
+var eventTypeNames = [...]string{
+	EventState:            "state",
+	EventRetransmit:       "retransmit",
+	EventSynAckRetransmit: "synack_retransmit",
+	EventRSTSent:          "rst_sent",
+	EventRSTReceived:      "rst_received",
+	EventError:            "error",
+}
+
+func (t EventType) String() string {
+	if int(t) < len(eventTypeNames) && eventTypeNames[t] != "" {
+		return eventTypeNames[t]
+	}
+	return "type_" + strconv.Itoa(int(t))
+}
+
+// Event is one kernel event, decoded. Addresses are from the local socket's
+// point of view: L is this host's end, R the peer's.
+type Event struct {
+	Time     int64 // Unix nanoseconds
+	Cookie   uint64
+	Type     EventType
+	OldState State // EventState only
+	NewState State // EventState: the new state; others: the socket's state then
+	LAddr    netip.Addr
+	RAddr    netip.Addr
+	LPort    uint16
+	RPort    uint16
+	NetNS    uint32
+	PID      uint32 // owning process, 0 when not known
+	UID      uint32
+	Comm     string
+	// Errno: for EventState the socket's sk_err at the transition, for
+	// EventError the error reported to the application.
+	Errno uint16
+	// RSTReason is the kernel's enum sk_rst_reason name for EventRSTSent,
+	// without the SK_RST_REASON_ prefix; empty when the kernel gives none.
+	RSTReason string
+	// SockDead and SockDone are the socket's SOCK_DEAD (orphaned) and
+	// SOCK_DONE (peer FIN processed) flags at an EventState.
+	SockDead bool
+	SockDone bool
+	// NoSocket marks a RST sent by the stack with no socket (nothing
+	// listening); Cookie is 0 and the tuple comes from the packet.
+	NoSocket bool
+	// OwnerSeen: PID/Comm were read in the owner's own system call.
+	OwnerSeen bool
+}
+
+// Family is "ipv4" or "ipv6".
+func (e *Event) Family() string { return family(e.LAddr) }
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "ipv4"
+	}
+	return "ipv6"
+}

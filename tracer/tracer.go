@@ -1,0 +1,313 @@
+// Package tracer loads tcptrace's BPF programs, attaches them to the TCP
+// tracepoints and reads their events from the ring buffer. The correlation of
+// events into connections lives in the pure-Go package timeline.
+package tracer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcptrace/tcptrace/tracer/timeline"
+)
+
+// MaxPorts is how many --port filters the kernel side holds.
+const MaxPorts = 8
+
+// Config selects what is traced. Filters are applied in the kernel: what
+// they drop never reaches user space.
+type Config struct {
+	Ports  []uint16 // local or remote port; empty: all
+	PID    uint32   // owning process; 0: all
+	Comm   string   // owning process name; empty: all
+	Family int      // 4 or 6; 0: both
+	NetNS  uint32   // network namespace inode; 0: all
+
+	// RingBytes is the ring buffer size, a power of two multiple of the
+	// page size; 0 means 8 MiB.
+	RingBytes int
+	// WakeupBytes: the reader is woken once this much is queued, and
+	// otherwise polls every PollInterval. 0 wakes it for every event.
+	WakeupBytes int
+	// PollInterval bounds how long an event may wait in the ring buffer
+	// and how often Handler.Tick runs; 0 means 100 ms.
+	PollInterval time.Duration
+}
+
+// Handler receives what the tracer reads.
+type Handler interface {
+	// Event is called for each event; e is reused after the call.
+	Event(e *timeline.Event)
+	// Tick is called at least every PollInterval with the current time.
+	Tick(now time.Time)
+	// Lost is called when the kernel reports n more dropped events.
+	Lost(n uint64)
+}
+
+// Tracer owns the loaded programs, their links and the ring buffer reader.
+type Tracer struct {
+	cfg     Config
+	kernel  *Kernel
+	coll    *ebpf.Collection
+	links   []link.Link
+	reader  *ringbuf.Reader
+	decoder Decoder
+
+	lost      uint64 // last value read from the kernel
+	decodeErr uint64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New loads and attaches the programs. Its errors are meant for the user.
+func New(cfg Config) (t *Tracer, err error) {
+	if len(cfg.Ports) > MaxPorts {
+		return nil, fmt.Errorf("at most %d ports can be filtered, got %d", MaxPorts, len(cfg.Ports))
+	}
+	if cfg.Family != 0 && cfg.Family != 4 && cfg.Family != 6 {
+		return nil, fmt.Errorf("address family must be 4 or 6, got %d", cfg.Family)
+	}
+	if len(cfg.Comm) > 15 {
+		// The kernel keeps 15 bytes of a process name (TASK_COMM_LEN - 1).
+		cfg.Comm = cfg.Comm[:15]
+	}
+	if cfg.RingBytes == 0 {
+		cfg.RingBytes = 8 << 20
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 100 * time.Millisecond
+	}
+	pageSize := os.Getpagesize()
+	if cfg.RingBytes < pageSize || cfg.RingBytes&(cfg.RingBytes-1) != 0 {
+		return nil, fmt.Errorf("ring buffer size must be a power of two of at least %d bytes, got %d", pageSize, cfg.RingBytes)
+	}
+
+	kernel, err := ProbeKernel()
+	if err != nil {
+		return nil, err
+	}
+	if len(kernel.MissingTracepoints) > 0 {
+		return nil, fmt.Errorf("this kernel lacks the tracepoint(s) %s that tcptrace attaches to; Linux >= 5.15 has them all",
+			strings.Join(kernel.MissingTracepoints, ", "))
+	}
+
+	// Locked memory is not charged to RLIMIT_MEMLOCK since Linux 5.11
+	// (memcg accounting), and without CAP_SYS_RESOURCE it can't be raised.
+	_ = rlimit.RemoveMemlock()
+
+	spec, err := loadTcptrace()
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
+	}
+	// tcp_send_reset gained its reason argument in Linux 6.10; a tp_btf
+	// program may not read an argument the tracepoint doesn't have.
+	if kernel.RSTReason {
+		delete(spec.Programs, tcptraceProgHandleSendResetNoreason)
+	} else {
+		delete(spec.Programs, tcptraceProgHandleSendReset)
+	}
+	if err := setFilters(spec, &cfg); err != nil {
+		return nil, err
+	}
+	spec.Maps[tcptraceMapEvents].MaxEntries = uint32(cfg.RingBytes)
+
+	t = &Tracer{cfg: cfg, kernel: kernel}
+	t.decoder.RSTReasons = kernel.RSTReasons
+	t.decoder.MonoToUnix = monoToUnix()
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+
+	t.coll, err = ebpf.NewCollection(spec)
+	if err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("the kernel's verifier rejected a tcptrace program (a bug, or a kernel tcptrace does not support): %w", err)
+		}
+		return nil, explainPermission(fmt.Errorf("loading BPF programs: %w", err))
+	}
+	for name, prog := range t.coll.Programs {
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
+		if err != nil {
+			return nil, explainPermission(fmt.Errorf("attaching %s: %w", name, err))
+		}
+		t.links = append(t.links, l)
+	}
+	t.reader, err = ringbuf.NewReader(t.coll.Maps[tcptraceMapEvents])
+	if err != nil {
+		return nil, fmt.Errorf("opening the ring buffer: %w", err)
+	}
+	return t, nil
+}
+
+func setFilters(spec *ebpf.CollectionSpec, cfg *Config) error {
+	var ports [MaxPorts]uint16
+	copy(ports[:], cfg.Ports)
+	var comm [16]byte
+	copy(comm[:], cfg.Comm)
+	family := uint16(0)
+	switch cfg.Family {
+	case 4:
+		family = afInet
+	case 6:
+		family = afInet6
+	}
+	commSet := uint32(0)
+	if cfg.Comm != "" {
+		commSet = 1
+	}
+	set := map[string]any{
+		"filter_netns":    cfg.NetNS,
+		"filter_pid":      cfg.PID,
+		"filter_family":   family,
+		"filter_nports":   uint32(len(cfg.Ports)),
+		"filter_ports":    ports,
+		"filter_comm_set": commSet,
+		"filter_comm":     comm,
+		"wakeup_bytes":    uint64(cfg.WakeupBytes),
+	}
+	for name, value := range set {
+		v, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("BPF object has no variable %s", name)
+		}
+		if err := v.Set(value); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// monoToUnix is the offset from CLOCK_MONOTONIC (bpf_ktime_get_ns) to Unix time.
+func monoToUnix() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return time.Now().UnixNano() - ts.Nano()
+}
+
+// Kernel reports what the running kernel offers.
+func (t *Tracer) Kernel() *Kernel { return t.kernel }
+
+// Run reads events until ctx is done, then detaches the programs, drains
+// what is left in the ring buffer and returns.
+func (t *Tracer) Run(ctx context.Context, h Handler) error {
+	var rec ringbuf.Record
+	var ev timeline.Event
+	n := 0
+	t.reader.SetDeadline(time.Now().Add(t.cfg.PollInterval))
+	for {
+		err := t.reader.ReadInto(&rec)
+		switch {
+		case err == nil:
+			if t.decoder.Decode(rec.RawSample, &ev) != nil {
+				t.decodeErr++
+				continue
+			}
+			h.Event(&ev)
+			// Under constant load the buffer may never drain; tick anyway.
+			if n++; n&4095 == 0 {
+				t.tick(h)
+			}
+			continue
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		case errors.Is(err, ringbuf.ErrClosed):
+			return nil
+		default:
+			return fmt.Errorf("reading the ring buffer: %w", err)
+		}
+		t.tick(h)
+		if ctx.Err() != nil {
+			return t.drain(h, &rec, &ev)
+		}
+		t.reader.SetDeadline(time.Now().Add(t.cfg.PollInterval))
+	}
+}
+
+// drain detaches the programs so no new events come, then reads the rest.
+func (t *Tracer) drain(h Handler, rec *ringbuf.Record, ev *timeline.Event) error {
+	err := t.detach()
+	t.reader.SetDeadline(time.Now())
+	for {
+		rerr := t.reader.ReadInto(rec)
+		if rerr != nil {
+			break
+		}
+		if t.decoder.Decode(rec.RawSample, ev) != nil {
+			t.decodeErr++
+			continue
+		}
+		h.Event(ev)
+	}
+	t.tick(h)
+	return err
+}
+
+func (t *Tracer) tick(h Handler) {
+	if lost := t.LostEvents(); lost > t.lost {
+		h.Lost(lost - t.lost)
+		t.lost = lost
+	}
+	h.Tick(time.Now())
+}
+
+// LostEvents is how many events the kernel could not put in the ring
+// buffer since loading.
+func (t *Tracer) LostEvents() uint64 {
+	var lost uint64
+	if v := t.coll.Variables["lost_events"]; v != nil {
+		_ = v.Get(&lost)
+	}
+	return lost
+}
+
+// DecodeErrors is how many samples could not be decoded.
+func (t *Tracer) DecodeErrors() uint64 { return t.decodeErr }
+
+// RecursionMisses sums, over all programs, the times the kernel skipped a
+// program because another BPF program was running on the same CPU.
+func (t *Tracer) RecursionMisses() uint64 {
+	var total uint64
+	for _, p := range t.coll.Programs {
+		if st, err := p.Stats(); err == nil {
+			total += st.RecursionMisses
+		}
+	}
+	return total
+}
+
+func (t *Tracer) detach() error {
+	var errs []error
+	for _, l := range t.links {
+		errs = append(errs, l.Close())
+	}
+	t.links = nil
+	return errors.Join(errs...)
+}
+
+// Close detaches and unloads everything. It is safe to call more than once.
+func (t *Tracer) Close() error {
+	t.closeOnce.Do(func() {
+		errs := []error{t.detach()}
+		if t.reader != nil {
+			errs = append(errs, t.reader.Close())
+		}
+		if t.coll != nil {
+			t.coll.Close()
+		}
+		t.closeErr = errors.Join(errs...)
+	})
+	return t.closeErr
+}
