@@ -469,5 +469,10 @@ int BPF_PROG(handle_error_report, const struct sock *sk)
 {
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	return emit_sock_event(sk, EVENT_ERROR, sk->sk_err, 0);
+	/* sock_error() clears sk_err when the application reads it, and a
+	 * report may come after that: nothing left to tell. */
+	int err = sk->sk_err;
+	if (!err)
+		return 0;
+	return emit_sock_event(sk, EVENT_ERROR, err, 0);
 }

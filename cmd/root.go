@@ -74,8 +74,13 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
   sudo tcptrace --port 443 --port 8080
   sudo tcptrace -o json | jq 'select(.outcome != "closed")'
   sudo tcptrace --netns /run/netns/blue --events`,
-		Version:       version(),
-		Args:          cobra.NoArgs,
+		Version: version(),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("tcptrace takes no arguments, got %q (filters are flags: see --help)", args)
+			}
+			return nil
+		},
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -155,6 +155,15 @@ type Connection struct {
 	prev, next  *Connection
 }
 
+// Clone returns a copy that stays valid after the correlator recycles c.
+func (c *Connection) Clone() *Connection {
+	cp := *c
+	cp.States = append([]State(nil), c.States...)
+	cp.Steps = append([]Step(nil), c.Steps...)
+	cp.prev, cp.next = nil, nil
+	return &cp
+}
+
 // Family is "ipv4" or "ipv6".
 func (c *Connection) Family() string { return family(c.LAddr) }
 

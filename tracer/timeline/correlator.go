@@ -183,6 +183,9 @@ func (c *Correlator) Add(e *Event) {
 		conn.RSTReceived = true
 		c.addStep(conn, Step{Time: e.Time, Kind: StepRSTReceived, From: e.NewState, To: e.NewState})
 	case EventError:
+		if e.Errno == 0 {
+			return // already consumed by the application: nothing to tell
+		}
 		conn.Errno = e.Errno
 		c.addStep(conn, Step{Time: e.Time, Kind: StepError, From: e.NewState, To: e.NewState, Errno: e.Errno})
 	}

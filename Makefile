@@ -1,0 +1,43 @@
+# tcptrace. `make` builds; `sudo make test` runs every test (root: the
+# integration tests load BPF programs and create network namespaces).
+
+GO ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GENERATED := tracer/tcptrace_bpfel.go tracer/tcptrace_bpfel.o
+
+.PHONY: all build deps generate check-generate test test-unit lint clean
+
+all: build
+
+build:
+	$(GO) build -o tcptrace .
+
+deps:
+	./scripts/install-deps.sh
+
+# Recompile bpf/ with clang through bpf2go (gen.go). The outputs are
+# committed so that `go build` needs no clang.
+generate: deps
+	$(GO) generate ./...
+
+# CI: the committed bpf2go outputs must be what `make generate` makes.
+check-generate: generate
+	@git diff --exit-code --stat -- $(GENERATED) || \
+		{ echo "bpf2go outputs are stale: run 'make generate' and commit them" >&2; exit 1; }
+
+# Every test: unit, golden, and the integration tests on the running kernel.
+test: deps
+	$(GO) test -count=1 ./...
+
+# The pure-Go tests only (no root needed).
+test-unit:
+	$(GO) test -count=1 ./tracer/timeline/ ./output/
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+		[ -z "$$unformatted" ] || { echo "gofmt needed: $$unformatted" >&2; exit 1; }
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+clean:
+	rm -f tcptrace

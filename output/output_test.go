@@ -1,0 +1,221 @@
+package output
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcptrace/tcptrace/tracer/timeline"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+const msec = int64(time.Millisecond)
+
+var t0 = time.Date(2026, 11, 25, 14, 2, 11, 204_000_000, time.UTC).UnixNano()
+
+func step(tms float64, kind timeline.StepKind, from, to timeline.State) timeline.Step {
+	return timeline.Step{Time: t0 + int64(tms*float64(msec)), Kind: kind, From: from, To: to}
+}
+
+// sample builds records covering every outcome and step kind.
+func sample() []*timeline.Connection {
+	lo := netip.MustParseAddr("127.0.0.1")
+	v6 := netip.MustParseAddr("::1")
+	base := func(cookie uint64, role timeline.Role, outcome timeline.Outcome, durMs float64) *timeline.Connection {
+		return &timeline.Connection{
+			Cookie: cookie, Start: t0, End: t0 + int64(durMs*float64(msec)),
+			LAddr: lo, RAddr: lo, LPort: 41230, RPort: 8080, NetNS: 4026531840,
+			Role: role, PID: 812, UID: 1000, Comm: "curl", Outcome: outcome, Handshake: -1,
+		}
+	}
+	closed := base(4097, timeline.RoleClient, timeline.OutcomeClosed, 1.204)
+	closed.ClosedBy = timeline.ClosedByLocal
+	closed.Handshake = 257 * 1000
+	closed.States = []timeline.State{timeline.StateSynSent, timeline.StateEstablished, timeline.StateFinWait1,
+		timeline.StateFinWait2, timeline.StateTimeWait}
+	tw := step(1.204, timeline.StepState, timeline.StateFinWait2, timeline.StateTimeWait)
+	tw.TimewaitSocket = true
+	closed.Steps = []timeline.Step{
+		step(0, timeline.StepState, timeline.StateClose, timeline.StateSynSent),
+		step(0.257, timeline.StepState, timeline.StateSynSent, timeline.StateEstablished),
+		step(0.9, timeline.StepState, timeline.StateEstablished, timeline.StateFinWait1),
+		step(1.1, timeline.StepState, timeline.StateFinWait1, timeline.StateFinWait2),
+		tw,
+	}
+
+	refused := base(4098, timeline.RoleClient, timeline.OutcomeRefused, 0.09)
+	refused.RSTReceived = true
+	refused.Errno = uint16(syscall.ECONNREFUSED)
+	refused.States = []timeline.State{timeline.StateSynSent, timeline.StateClose}
+	errStep := step(0.09, timeline.StepError, timeline.StateClose, timeline.StateClose)
+	errStep.Errno = uint16(syscall.ECONNREFUSED)
+	refused.Steps = []timeline.Step{
+		step(0, timeline.StepState, timeline.StateClose, timeline.StateSynSent),
+		step(0.08, timeline.StepRSTReceived, timeline.StateSynSent, timeline.StateSynSent),
+		step(0.09, timeline.StepState, timeline.StateSynSent, timeline.StateClose),
+		errStep,
+	}
+
+	timeout := base(4099, timeline.RoleClient, timeline.OutcomeTimeout, 7003)
+	timeout.RAddr, timeout.LAddr = v6, v6
+	timeout.SynRetries = 2
+	timeout.Errno = uint16(syscall.ETIMEDOUT)
+	timeout.States = []timeline.State{timeline.StateSynSent, timeline.StateClose}
+	r1 := step(1001, timeline.StepSynRetransmit, timeline.StateSynSent, timeline.StateSynSent)
+	r1.N, r1.Since = 1, 1001*msec
+	r2 := step(3002, timeline.StepSynRetransmit, timeline.StateSynSent, timeline.StateSynSent)
+	r2.N, r2.Since = 2, 2001*msec
+	timeout.Steps = []timeline.Step{
+		step(0, timeline.StepState, timeline.StateClose, timeline.StateSynSent), r1, r2,
+		step(7003, timeline.StepState, timeline.StateSynSent, timeline.StateClose),
+	}
+
+	reset := base(4100, timeline.RoleServer, timeline.OutcomeResetLocal, 3.5)
+	reset.LPort, reset.RPort = 8080, 41231
+	reset.Comm = "nginx"
+	reset.RSTSent = true
+	reset.RSTReason = "TCP_ABORT_ON_CLOSE"
+	reset.SynAckRetries = 1
+	reset.States = []timeline.State{timeline.StateSynRecv, timeline.StateEstablished, timeline.StateClose}
+	sa := step(0, timeline.StepSynAckRetransmit, timeline.StateSynRecv, timeline.StateSynRecv)
+	sa.N = 1
+	rst := step(3.5, timeline.StepRSTSent, timeline.StateClose, timeline.StateClose)
+	rst.RSTReason = "TCP_ABORT_ON_CLOSE"
+	reset.Steps = []timeline.Step{sa,
+		step(1.0, timeline.StepState, timeline.StateListen, timeline.StateSynRecv),
+		step(1.0, timeline.StepState, timeline.StateSynRecv, timeline.StateEstablished),
+		step(3.5, timeline.StepState, timeline.StateEstablished, timeline.StateClose),
+		rst,
+	}
+
+	// A process may name itself anything, escape sequences included.
+	partial := base(4101, timeline.RoleUnknown, timeline.OutcomeOpen, 20)
+	partial.Comm = "evil\x1b[2J\xff\"x"
+	partial.Partial, partial.Evicted = true, true
+	partial.Retransmits = 1
+	partial.States = []timeline.State{timeline.StateEstablished}
+	re := step(20, timeline.StepRetransmit, timeline.StateEstablished, timeline.StateEstablished)
+	re.N = 1
+	partial.Steps = []timeline.Step{re}
+	return []*timeline.Connection{closed, refused, timeout, reset, partial}
+}
+
+func render(t *testing.T, w Writer) {
+	for _, c := range sample() {
+		if err := w.Connection(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev := &timeline.Event{Time: t0, Cookie: 4098, Type: timeline.EventRSTSent, NewState: timeline.StateClose,
+		LAddr: netip.MustParseAddr("127.0.0.1"), RAddr: netip.MustParseAddr("127.0.0.1"), LPort: 8080, RPort: 41230,
+		PID: 812, Comm: "curl", RSTReason: "TCP_STATE"}
+	w.Event(ev)
+	w.Lost(time.Unix(0, t0), 12, 30)
+	sum := NewSummary(timeline.Stats{Events: 40, Connections: 5, Evicted: 1})
+	sum.ByOutcome["closed"], sum.ByOutcome["refused"] = 1, 1
+	sum.Duration, sum.LostEvents = 9*time.Second, 30
+	if err := w.Summary(sum); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./output -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from golden file (go test ./output -update rewrites it):\n%s", name, got)
+	}
+}
+
+func TestTextGolden(t *testing.T) {
+	var buf bytes.Buffer
+	render(t, NewText(&buf, time.UTC))
+	golden(t, "text.golden", buf.Bytes())
+	for _, line := range strings.Split(buf.String(), "\n") {
+		for _, r := range line {
+			if r < 0x20 && r != '\t' {
+				t.Errorf("control character %q reached the terminal: %q", r, line)
+			}
+		}
+	}
+}
+
+func TestJSONGolden(t *testing.T) {
+	var buf bytes.Buffer
+	render(t, NewJSON(&buf))
+	golden(t, "json.golden", buf.Bytes())
+}
+
+// Every line is valid JSON and connection records carry the documented
+// schema.
+func TestJSONSchema(t *testing.T) {
+	var buf bytes.Buffer
+	render(t, NewJSON(&buf))
+	required := []string{"type", "cookie", "start", "end", "duration_ms", "family", "laddr", "lport", "raddr",
+		"rport", "role", "pid", "comm", "netns", "outcome", "closed_by", "handshake_ms", "syn_retries",
+		"synack_retries", "retransmits", "rst_sent", "rst_received", "partial", "states", "timeline"}
+	types := map[string]int{}
+	for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+		var m map[string]any
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatalf("invalid JSON %q: %v", line, err)
+		}
+		types[m["type"].(string)]++
+		if m["type"] != "connection" {
+			continue
+		}
+		for _, k := range required {
+			if _, ok := m[k]; !ok {
+				t.Errorf("connection record lacks %q: %s", k, line)
+			}
+		}
+		for _, s := range m["timeline"].([]any) {
+			ev := s.(map[string]any)["event"].(string)
+			switch ev {
+			case "state", "syn_retransmit", "synack_retransmit", "retransmit", "rst_sent", "rst_received", "error":
+			default:
+				t.Errorf("unknown timeline event %q", ev)
+			}
+		}
+		if m["cookie"].(float64) == 4101 && m["comm"] != "evil\x1b[2J\ufffd\"x" {
+			t.Errorf("comm round-trip: %q", m["comm"])
+		}
+	}
+	if types["connection"] != 5 || types["event"] != 1 || types["lost"] != 1 || types["summary"] != 1 {
+		t.Errorf("line types %v", types)
+	}
+}
+
+// A closed pipe surfaces as an error from every later call (sticky).
+func TestStickyError(t *testing.T) {
+	w := NewJSON(failWriter{})
+	w.Connection(sample()[0])
+	if err := w.Flush(); err == nil {
+		t.Fatal("no error from a failing writer")
+	}
+	if err := w.Summary(NewSummary(timeline.Stats{})); err == nil {
+		t.Fatal("error not sticky")
+	}
+}
+
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, syscall.EPIPE }

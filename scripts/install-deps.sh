@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs, from Debian packages, what building and testing tcptrace needs
+# beyond Go: clang/llvm and libbpf headers to compile bpf/ (make generate),
+# nftables for the integration tests that drop SYNs. Only what is missing.
+set -euo pipefail
+
+need=()
+command -v clang >/dev/null || need+=(clang)
+command -v llvm-strip >/dev/null || need+=(llvm)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+command -v nft >/dev/null || need+=(nftables)
+command -v ip >/dev/null || need+=(iproute2)
+for pkg in "$@"; do
+	dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+
+if [ ${#need[@]} -eq 0 ]; then
+	exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: missing ${need[*]}; run as root (sudo make deps)" >&2
+	exit 1
+fi
+echo "install-deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
