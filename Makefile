@@ -5,7 +5,7 @@ GO ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GENERATED := tracer/tcptrace_bpfel.go tracer/tcptrace_bpfel.o
 
-.PHONY: all build deps generate check-generate test test-unit lint clean
+.PHONY: all build deps generate check-generate test test-unit test-kernels lint clean
 
 all: build
 
@@ -33,11 +33,28 @@ test: deps
 test-unit:
 	$(GO) test -count=1 ./tracer/timeline/ ./output/
 
+# The integration tests inside Debian's Linux 6.1 under QEMU/TCG, an older
+# kernel than the host's (test/kernels/README.md). For one test:
+#   make test-kernels KERNEL_TEST_ARGS="-test.run 'TestRefused'"
+KERNEL_TEST_SERIES ?= 6.1
+KERNEL_TEST_PKGS ?= ./tracer ./tracer/timeline ./output ./cmd
+KERNEL_TEST_ARGS ?=
+test-kernels:
+	KERNEL=$(KERNEL_TEST_SERIES) PKGS="$(KERNEL_TEST_PKGS)" bash test/kernels/run.sh test -- $(KERNEL_TEST_ARGS)
+
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 		[ -z "$$unformatted" ] || { echo "gofmt needed: $$unformatted" >&2; exit 1; }
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+
+# Overhead benchmark (as root): nginx and wrk in a network namespace of its
+# own, untraced vs bpftrace vs tcptrace configurations; prints a table and
+# writes bench/results.json, never fails on a threshold. Settings such as
+# ROUNDS, SECONDS_PER_RUN and CONFIGS are read from the environment.
+.PHONY: bench
+bench:
+	bash bench/overhead.sh
 
 clean:
 	rm -f tcptrace

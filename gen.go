@@ -4,4 +4,4 @@ package main
 // file plus the object it embeds; both are committed, so `go build` needs no
 // clang. `make generate` reruns this. -target bpfel: the programs read no
 // pt_regs, so one little-endian object serves amd64 and arm64 alike.
-//go:generate go tool bpf2go -go-package tracer -output-dir tracer -tags linux -type event -type event_type -type event_flags -target bpfel tcptrace bpf/tcptrace.bpf.c -- -I./bpf -O2 -g -Wall -Werror
+//go:generate go tool bpf2go -go-package tracer -output-dir tracer -tags linux -type event -type event_type -type event_flags -type sock_info -type owner_info -target bpfel tcptrace bpf/tcptrace.bpf.c -- -I./bpf -O2 -g -Wall -Werror

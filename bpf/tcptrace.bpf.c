@@ -15,6 +15,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -30,6 +31,8 @@ enum {
 	TCP_CLOSE_WAIT = 8,
 	TCP_LAST_ACK = 9,
 	TCP_LISTEN = 10,
+	TCP_CLOSING = 11,
+	TCP_NEW_SYN_RECV = 12,
 };
 
 enum event_type {
@@ -68,12 +71,45 @@ struct event {
 	__u8 newstate;    /* for non-state events: the socket's state at the time */
 	__u8 flags;       /* enum event_flags */
 	char comm[COMM_LEN];
+	__u64 cgroup;     /* cgroup v2 id of the socket (its creator's cgroup) */
+	/* From struct tcp_sock, on state events of full sockets: */
+	__u64 bytes_acked;    /* bytes sent and acknowledged by the peer */
+	__u64 bytes_received;
+	__u32 srtt_us;        /* smoothed RTT in 1/8 us, as the kernel keeps it */
+	__u32 total_retrans;  /* segments retransmitted */
+};
+
+/* One socket, as the iter/tcp program reports it. */
+struct sock_info {
+	__u64 cookie;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u64 bytes_acked;
+	__u64 bytes_received;
+	__u32 netns;
+	__u32 uid;
+	__u32 srtt_us;
+	__u32 total_retrans;
+	__u16 sport;
+	__u16 dport;
+	__u16 family;
+	__u8 state;     /* TIME_WAIT for timewait sockets, NEW_SYN_RECV for requests */
+	__u8 substate;  /* timewait sockets: TIME_WAIT, or FIN_WAIT2 for an orphan */
+};
+
+/* One socket file of a process, as the iter/task_file program reports it. */
+struct owner_info {
+	__u64 cookie;
+	__u32 pid;
+	char comm[COMM_LEN];
 };
 
 /* Make struct event and the enums reachable from BTF for bpf2go -type. */
 const struct event *unused_event __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));
 const enum event_flags *unused_event_flags __attribute__((unused));
+const struct sock_info *unused_sock_info __attribute__((unused));
+const struct owner_info *unused_owner_info __attribute__((unused));
 
 struct owner {
 	__u32 pid;
@@ -96,6 +132,7 @@ const volatile __u32 filter_nports = 0;
 const volatile __u16 filter_ports[MAX_FILTER_PORTS] = {};
 const volatile __u32 filter_comm_set = 0;
 const volatile char filter_comm[COMM_LEN] = {};
+const volatile __u64 filter_cgroup = 0;
 /* Wake the reader only once this much is queued; otherwise it polls on a
  * short timer. Saves a wakeup per event under load. 0 wakes every time. */
 const volatile __u64 wakeup_bytes = 0;
@@ -192,6 +229,32 @@ static __always_inline bool tuple_filtered(const struct tuple *t, __u64 cookie)
 	return false;
 }
 
+/* The cgroup v2 id of a full socket: the cgroup of the process that created
+ * it (an accepted socket inherits its listener's). */
+static __always_inline __u64 sk_cgroup(const struct sock *sk)
+{
+	struct cgroup *cg = sk->sk_cgrp_data.cgroup;
+
+	return cg ? cg->kn->id : 0;
+}
+
+static __always_inline bool cgroup_filtered(__u64 cgroup)
+{
+	return filter_cgroup && cgroup != filter_cgroup;
+}
+
+static __always_inline void read_tcp_stats(const struct sock *sk, struct event *e)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+
+	if (!tp)
+		return;
+	e->bytes_acked = tp->bytes_acked;
+	e->bytes_received = tp->bytes_received;
+	e->srtt_us = tp->srtt_us;
+	e->total_retrans = tp->total_retrans;
+}
+
 static __always_inline bool owner_filtered(const struct owner *o)
 {
 	if (!filter_pid && !filter_comm_set)
@@ -250,6 +313,11 @@ static __always_inline void fill_event(struct event *e, __u8 type, __u64 cookie,
 	e->flags = 0;
 	e->reason = 0;
 	e->uid = 0;
+	e->cgroup = 0;
+	e->bytes_acked = 0;
+	e->bytes_received = 0;
+	e->srtt_us = 0;
+	e->total_retrans = 0;
 	if (o) {
 		e->pid = o->pid;
 		__builtin_memcpy(e->comm, o->comm, COMM_LEN);
@@ -277,8 +345,17 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 
 	struct tuple t;
 	read_tuple(&sk->__sk_common, &t);
+	/* Before Linux 6.15, inet_csk_clone_lock() reports LISTEN -> SYN_RECV
+	 * before it sets the new socket's addresses, while the socket still
+	 * carries a copy of its listener's cookie. Nothing in that event is the
+	 * connection's own: skip it, SYN_RECV -> ESTABLISHED follows at once. */
+	if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV && t.dport == 0)
+		return 0;
 	__u64 cookie = bpf_get_socket_cookie((void *)sk);
 	if (tuple_filtered(&t, cookie))
+		return 0;
+	__u64 cgroup = sk_cgroup(sk);
+	if (cgroup_filtered(cgroup))
 		return 0;
 
 	struct owner cur = {};
@@ -296,7 +373,7 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 		}
 	} else {
 		o = bpf_map_lookup_elem(&owners, &cookie);
-		if (!o && oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
+		if (!o && (newstate == TCP_SYN_RECV || oldstate == TCP_SYN_RECV)) {
 			struct listener_key lk = { .netns = t.netns, .port = t.sport };
 			o = bpf_map_lookup_elem(&listeners, &lk);
 			if (o)
@@ -326,6 +403,8 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 	 * the socket to CLOSE: ECONNREFUSED, ECONNRESET, ETIMEDOUT, EPIPE. */
 	e->reason = sk->sk_err;
 	e->uid = sk->sk_uid.val;
+	e->cgroup = cgroup;
+	read_tcp_stats(sk, e);
 	submit_event(e);
 	return 0;
 }
@@ -338,6 +417,13 @@ static __always_inline int emit_sock_event(const struct sock *sk, __u8 type, __u
 	__u64 cookie = bpf_get_socket_cookie((void *)sk);
 	if (tuple_filtered(&t, cookie))
 		return 0;
+	/* Timewait and request sockets are only a sock_common: no cgroup. */
+	__u8 state = sk->__sk_common.skc_state;
+	__u64 cgroup = 0;
+	if (state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV)
+		cgroup = sk_cgroup(sk);
+	if (cgroup_filtered(cgroup))
+		return 0;
 
 	struct owner *o = bpf_map_lookup_elem(&owners, &cookie);
 	if (owner_filtered(o))
@@ -348,7 +434,8 @@ static __always_inline int emit_sock_event(const struct sock *sk, __u8 type, __u
 		return 0;
 	fill_event(e, type, cookie, &t, o);
 	read_addrs(&sk->__sk_common, t.family, e);
-	e->newstate = sk->__sk_common.skc_state;
+	e->newstate = state;
+	e->cgroup = cgroup;
 	e->flags = flags;
 	e->reason = reason;
 	submit_event(e);
@@ -373,6 +460,9 @@ int BPF_PROG(handle_retransmit_synack, const struct sock *sk, const struct reque
 	if (tuple_filtered(&t, 0))
 		return 0;
 
+	__u64 cgroup = sk_cgroup(sk);
+	if (cgroup_filtered(cgroup))
+		return 0;
 	struct listener_key lk = { .netns = t.netns, .port = t.sport };
 	struct owner *o = bpf_map_lookup_elem(&listeners, &lk);
 	if (owner_filtered(o))
@@ -382,6 +472,7 @@ int BPF_PROG(handle_retransmit_synack, const struct sock *sk, const struct reque
 	if (!e)
 		return 0;
 	fill_event(e, EVENT_SYNACK_RETRANSMIT, bpf_get_socket_cookie((void *)sk), &t, o);
+	e->cgroup = cgroup;
 	read_addrs(&req->__req_common, t.family, e);
 	e->newstate = TCP_SYN_RECV;
 	submit_event(e);
@@ -412,7 +503,7 @@ static __always_inline int rst_without_socket(const struct sk_buff *skb, __u16 r
 	t.sport = bpf_ntohs(ports[1]);
 	t.dport = bpf_ntohs(ports[0]);
 	t.netns = skb->dev->nd_net.net->ns.inum;
-	if (tuple_filtered(&t, 0) || owner_filtered(0))
+	if (tuple_filtered(&t, 0) || owner_filtered(0) || cgroup_filtered(0))
 		return 0;
 
 	struct event *e = reserve_event();
@@ -475,4 +566,155 @@ int BPF_PROG(handle_error_report, const struct sock *sk)
 	if (!err)
 		return 0;
 	return emit_sock_event(sk, EVENT_ERROR, err, 0);
+}
+
+/* The TCP socket behind a socket file is the socket itself, or for MPTCP
+ * (the default of Go >= 1.24 listeners) its first subflow: that is what
+ * carries the TCP connection and what the TCP tracepoints report. The
+ * subflow pointer comes from a probe read, so its fields are read the same
+ * way; its cookie already exists if a tracepoint or iter/tcp has seen it
+ * (the loader scans sockets before owners). Returns the cookie, 0 if none. */
+static __always_inline __u64 tcp_behind(struct sock *sk, struct tuple *t)
+{
+	__u16 proto = sk->sk_protocol;
+
+	if (proto == IPPROTO_TCP) {
+		read_tuple(&sk->__sk_common, t);
+		return bpf_get_socket_cookie(sk);
+	}
+	if (proto != IPPROTO_MPTCP || !bpf_core_type_exists(struct mptcp_sock))
+		return 0;
+	struct sock *first = BPF_CORE_READ((struct mptcp_sock *)sk, first);
+	if (!first)
+		return 0;
+	t->family = BPF_CORE_READ(first, __sk_common.skc_family);
+	t->sport = BPF_CORE_READ(first, __sk_common.skc_num);
+	t->dport = bpf_ntohs(BPF_CORE_READ(first, __sk_common.skc_dport));
+	t->netns = BPF_CORE_READ(first, __sk_common.skc_net.net, ns.inum);
+	return BPF_CORE_READ(first, __sk_common.skc_cookie.counter);
+}
+
+/* send()/recv() run in the caller's context: the best moment to learn which
+ * process really uses a socket (a prefork server's worker rather than the
+ * master that listened). Nothing is emitted; the owner map is updated when
+ * the user changed. Linux >= 6.3; the loader skips them where missing. */
+static __always_inline int note_owner(struct sock *sk)
+{
+	struct tuple t = {};
+	__u64 cookie = tcp_behind(sk, &t);
+	if (!cookie || tuple_filtered(&t, 0))
+		return 0;
+
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct owner *o = bpf_map_lookup_elem(&owners, &cookie);
+	if (o && o->pid == pid)
+		return 0;
+	struct owner cur = {};
+	owner_from_current(&cur);
+	bpf_map_update_elem(&owners, &cookie, &cur, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(handle_send_length, struct sock *sk)
+{
+	return note_owner(sk);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(handle_recv_length, struct sock *sk)
+{
+	return note_owner(sk);
+}
+
+/* iter/tcp walks the TCP hash tables of the reader's network namespace:
+ * listeners, full sockets, request sockets and timewait sockets, the last
+ * two invisible to inet_sock_set_state. The loader runs it at start (for
+ * connections that predate tracing) and periodically (timewait sockets). */
+SEC("iter/tcp")
+int dump_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc)
+		return 0;
+
+	struct tuple t;
+	read_tuple(skc, &t);
+	__u64 cookie = bpf_get_socket_cookie(skc);
+	if (tuple_filtered(&t, cookie))
+		return 0;
+
+	struct sock_info info = {};
+	info.cookie = cookie;
+	info.netns = t.netns;
+	info.family = t.family;
+	info.sport = t.sport;
+	info.dport = t.dport;
+	info.uid = ctx->uid;
+	if (t.family == AF_INET6) {
+		bpf_probe_read_kernel(info.saddr, 16, &skc->skc_v6_rcv_saddr);
+		bpf_probe_read_kernel(info.daddr, 16, &skc->skc_v6_daddr);
+	} else {
+		bpf_probe_read_kernel(info.saddr, 4, &skc->skc_rcv_saddr);
+		bpf_probe_read_kernel(info.daddr, 4, &skc->skc_daddr);
+	}
+	info.state = skc->skc_state;
+	if (info.state == TCP_TIME_WAIT) {
+		struct tcp_timewait_sock *tw = bpf_skc_to_tcp_timewait_sock(skc);
+		if (tw)
+			info.substate = tw->tw_sk.tw_substate;
+	} else {
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+		if (tp) {
+			info.bytes_acked = tp->bytes_acked;
+			info.bytes_received = tp->bytes_received;
+			info.srtt_us = tp->srtt_us;
+			info.total_retrans = tp->total_retrans;
+		}
+	}
+	bpf_seq_write(ctx->meta->seq, &info, sizeof(info));
+	return 0;
+}
+
+/* iter/task_file walks every open file of every process: for a socket
+ * that predates tracing, the only way to learn its owner. It also seeds the
+ * owner maps, so the --pid/--comm filters work for those sockets too. */
+SEC("iter/task_file")
+int dump_owners(struct bpf_iter__task_file *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct file *file = ctx->file;
+	if (!task || !file)
+		return 0;
+	/* Threads share their process's files: report them once. */
+	if (task->pid != task->tgid)
+		return 0;
+	struct socket *sock = bpf_sock_from_file(file);
+	if (!sock)
+		return 0;
+	struct sock *sk = sock->sk;
+	if (!sk)
+		return 0;
+	__u16 family = sk->__sk_common.skc_family;
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+
+	struct tuple t = {};
+	__u64 cookie = tcp_behind(sk, &t);
+	if (!cookie || tuple_filtered(&t, cookie))
+		return 0;
+
+	struct owner o = {};
+	o.pid = task->tgid;
+	bpf_probe_read_kernel_str(o.comm, sizeof(o.comm), task->comm);
+	bpf_map_update_elem(&owners, &cookie, &o, BPF_NOEXIST);
+	if (BPF_CORE_READ(sock, sk, __sk_common.skc_state) == TCP_LISTEN) {
+		struct listener_key lk = { .netns = t.netns, .port = t.sport };
+		bpf_map_update_elem(&listeners, &lk, &o, BPF_NOEXIST);
+	}
+
+	struct owner_info info = { .cookie = cookie, .pid = o.pid };
+	__builtin_memcpy(info.comm, o.comm, COMM_LEN);
+	bpf_seq_write(ctx->meta->seq, &info, sizeof(info));
+	return 0;
 }

@@ -26,6 +26,11 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	// Inside the test VM (test/kernels) there is no Go: use its binary.
+	if b := os.Getenv("TCPTRACE_BINARY"); b != "" {
+		binary = b
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "tcptrace-cli")
 	if err != nil {
 		panic(err)
@@ -283,7 +288,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"-4", "-6"}, "exclude each other"},
 		{[]string{"--duration", "soon"}, "invalid argument"},
 		{[]string{"--netns", "/nonexistent/ns"}, "no such file"},
-		{[]string{"--netns", "/etc/hostname"}, "not a namespace file"},
+		{[]string{"--netns", "/proc/self/status"}, "not a namespace file"},
 		{[]string{"--comm", "a-very-long-process-name"}, "15 bytes"},
 		{[]string{"--ring-size", "1000"}, "power of two"},
 		{[]string{"--count", "-1"}, "--count must be positive"},

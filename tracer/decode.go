@@ -69,6 +69,10 @@ func (d *Decoder) Decode(sample []byte, e *timeline.Event) error {
 	e.PID = r.Pid
 	e.UID = r.Uid
 	e.Comm = d.comm(&r.Comm)
+	e.Cgroup = r.Cgroup
+	e.BytesAcked, e.BytesReceived = r.BytesAcked, r.BytesReceived
+	e.SRTT = r.SrttUs >> 3 // the kernel keeps srtt_us scaled by 8
+	e.TotalRetrans = r.TotalRetrans
 	e.SockDead = r.Flags&uint8(tcptraceEventFlagsEVENT_F_SOCK_DEAD) != 0
 	e.SockDone = r.Flags&uint8(tcptraceEventFlagsEVENT_F_SOCK_DONE) != 0
 	e.NoSocket = r.Flags&uint8(tcptraceEventFlagsEVENT_F_NO_SOCKET) != 0

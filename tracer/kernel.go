@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -15,14 +16,27 @@ import (
 // vmlinuxBTF is where the kernel exposes its own type information.
 const vmlinuxBTF = "/sys/kernel/btf/vmlinux"
 
-// tracepoints are the ones the programs attach to, by raw tracepoint name.
-var tracepoints = []string{
-	"inet_sock_set_state",
-	"tcp_retransmit_skb",
-	"tcp_retransmit_synack",
-	"tcp_send_reset",
-	"tcp_receive_reset",
-	"inet_sk_error_report",
+// program is one tp_btf program and the raw tracepoint it attaches to.
+type program struct {
+	name       string // in the BPF object
+	tracepoint string
+	// lacking, for an optional tracepoint, says what tcptrace can't do
+	// without it; required tracepoints have none.
+	lacking string
+}
+
+// programs lists the tracepoint programs. tcp_send_reset has two variants;
+// the loader keeps the one the kernel's prototype allows.
+var programs = []program{
+	{tcptraceProgHandleSetState, "inet_sock_set_state", ""},
+	{tcptraceProgHandleRetransmit, "tcp_retransmit_skb", ""},
+	{tcptraceProgHandleRetransmitSynack, "tcp_retransmit_synack", ""},
+	{tcptraceProgHandleSendReset, "tcp_send_reset", ""},
+	{tcptraceProgHandleSendResetNoreason, "tcp_send_reset", ""},
+	{tcptraceProgHandleReceiveReset, "tcp_receive_reset", ""},
+	{tcptraceProgHandleErrorReport, "inet_sk_error_report", "the errors reported to applications (Linux >= 5.15)"},
+	{tcptraceProgHandleSendLength, "sock_send_length", "owners learned from send(); taken at connect/listen/close only (Linux >= 6.3)"},
+	{tcptraceProgHandleRecvLength, "sock_recv_length", "owners learned from recv(); taken at connect/listen/close only (Linux >= 6.3)"},
 }
 
 // Kernel describes what the running kernel offers tcptrace.
@@ -31,8 +45,13 @@ type Kernel struct {
 	RSTReason bool
 	// RSTReasons names the enum's values, "SK_RST_REASON_" prefix removed.
 	RSTReasons []string
-	// MissingTracepoints lists tracepoints this kernel does not have.
+	// MissingTracepoints lists required tracepoints this kernel lacks.
 	MissingTracepoints []string
+	// Degraded says what tcptrace can't do on this kernel, and why.
+	Degraded []string
+	// skip lists programs not to load: optional ones whose tracepoint is
+	// missing, and the tcp_send_reset variant the kernel can't take.
+	skip map[string]bool
 }
 
 // ProbeKernel checks privileges, BTF and ring buffer support, then reads the
@@ -54,15 +73,29 @@ func ProbeKernel() (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading kernel BTF from %s: %w", vmlinuxBTF, err)
 	}
-	k := &Kernel{}
-	for _, tp := range tracepoints {
-		if _, err := tracepointProto(spec, tp); err != nil {
-			k.MissingTracepoints = append(k.MissingTracepoints, tp)
-		}
-	}
+	k := &Kernel{skip: make(map[string]bool)}
 	if proto, err := tracepointProto(spec, "tcp_send_reset"); err == nil {
-		// void *__data, sk, skb [, reason]
+		// void *__data, sk, skb [, reason]: the reason came in Linux 6.10.
 		k.RSTReason = len(proto.Params) >= 4
+	}
+	if k.RSTReason {
+		k.skip[tcptraceProgHandleSendResetNoreason] = true
+	} else {
+		k.skip[tcptraceProgHandleSendReset] = true
+		k.Degraded = append(k.Degraded, "RST reasons: tcp_send_reset has no reason argument before Linux 6.10")
+	}
+	for _, p := range programs {
+		if _, err := tracepointProto(spec, p.tracepoint); err == nil {
+			continue
+		}
+		if p.lacking == "" {
+			if !slices.Contains(k.MissingTracepoints, p.tracepoint) {
+				k.MissingTracepoints = append(k.MissingTracepoints, p.tracepoint)
+			}
+			continue
+		}
+		k.skip[p.name] = true
+		k.Degraded = append(k.Degraded, p.tracepoint+": "+p.lacking)
 	}
 	var reasons *btf.Enum
 	if err := spec.TypeByName("sk_rst_reason", &reasons); err == nil {

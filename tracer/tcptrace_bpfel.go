@@ -14,23 +14,28 @@ import (
 )
 
 type tcptraceEvent struct {
-	_        structs.HostLayout
-	TsNs     uint64
-	Cookie   uint64
-	Saddr    [16]uint8
-	Daddr    [16]uint8
-	Netns    uint32
-	Pid      uint32
-	Uid      uint32
-	Sport    uint16
-	Dport    uint16
-	Family   uint16
-	Reason   uint16
-	Type     uint8
-	Oldstate uint8
-	Newstate uint8
-	Flags    uint8
-	Comm     [16]int8
+	_             structs.HostLayout
+	TsNs          uint64
+	Cookie        uint64
+	Saddr         [16]uint8
+	Daddr         [16]uint8
+	Netns         uint32
+	Pid           uint32
+	Uid           uint32
+	Sport         uint16
+	Dport         uint16
+	Family        uint16
+	Reason        uint16
+	Type          uint8
+	Oldstate      uint8
+	Newstate      uint8
+	Flags         uint8
+	Comm          [16]int8
+	Cgroup        uint64
+	BytesAcked    uint64
+	BytesReceived uint64
+	SrttUs        uint32
+	TotalRetrans  uint32
 }
 
 type tcptraceEventFlags uint32
@@ -66,6 +71,32 @@ type tcptraceOwner struct {
 	Comm [16]int8
 }
 
+type tcptraceOwnerInfo struct {
+	_      structs.HostLayout
+	Cookie uint64
+	Pid    uint32
+	Comm   [16]int8
+	_      [4]byte
+}
+
+type tcptraceSockInfo struct {
+	_             structs.HostLayout
+	Cookie        uint64
+	Saddr         [16]uint8
+	Daddr         [16]uint8
+	BytesAcked    uint64
+	BytesReceived uint64
+	Netns         uint32
+	Uid           uint32
+	SrttUs        uint32
+	TotalRetrans  uint32
+	Sport         uint16
+	Dport         uint16
+	Family        uint16
+	State         uint8
+	Substate      uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -74,13 +105,18 @@ const (
 	tcptraceMapListeners                = "listeners"
 	tcptraceMapOwners                   = "owners"
 	tcptraceMapPortMatched              = "port_matched"
+	tcptraceProgDumpOwners              = "dump_owners"
+	tcptraceProgDumpTcp                 = "dump_tcp"
 	tcptraceProgHandleErrorReport       = "handle_error_report"
 	tcptraceProgHandleReceiveReset      = "handle_receive_reset"
+	tcptraceProgHandleRecvLength        = "handle_recv_length"
 	tcptraceProgHandleRetransmit        = "handle_retransmit"
 	tcptraceProgHandleRetransmitSynack  = "handle_retransmit_synack"
+	tcptraceProgHandleSendLength        = "handle_send_length"
 	tcptraceProgHandleSendReset         = "handle_send_reset"
 	tcptraceProgHandleSendResetNoreason = "handle_send_reset_noreason"
 	tcptraceProgHandleSetState          = "handle_set_state"
+	tcptraceVarFilterCgroup             = "filter_cgroup"
 	tcptraceVarFilterComm               = "filter_comm"
 	tcptraceVarFilterCommSet            = "filter_comm_set"
 	tcptraceVarFilterFamily             = "filter_family"
@@ -92,6 +128,8 @@ const (
 	tcptraceVarUnusedEvent              = "unused_event"
 	tcptraceVarUnusedEventFlags         = "unused_event_flags"
 	tcptraceVarUnusedEventType          = "unused_event_type"
+	tcptraceVarUnusedOwnerInfo          = "unused_owner_info"
+	tcptraceVarUnusedSockInfo           = "unused_sock_info"
 	tcptraceVarWakeupBytes              = "wakeup_bytes"
 )
 
@@ -137,10 +175,14 @@ type tcptraceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcptraceProgramSpecs struct {
+	DumpOwners              *ebpf.ProgramSpec `ebpf:"dump_owners"`
+	DumpTcp                 *ebpf.ProgramSpec `ebpf:"dump_tcp"`
 	HandleErrorReport       *ebpf.ProgramSpec `ebpf:"handle_error_report"`
 	HandleReceiveReset      *ebpf.ProgramSpec `ebpf:"handle_receive_reset"`
+	HandleRecvLength        *ebpf.ProgramSpec `ebpf:"handle_recv_length"`
 	HandleRetransmit        *ebpf.ProgramSpec `ebpf:"handle_retransmit"`
 	HandleRetransmitSynack  *ebpf.ProgramSpec `ebpf:"handle_retransmit_synack"`
+	HandleSendLength        *ebpf.ProgramSpec `ebpf:"handle_send_length"`
 	HandleSendReset         *ebpf.ProgramSpec `ebpf:"handle_send_reset"`
 	HandleSendResetNoreason *ebpf.ProgramSpec `ebpf:"handle_send_reset_noreason"`
 	HandleSetState          *ebpf.ProgramSpec `ebpf:"handle_set_state"`
@@ -160,6 +202,7 @@ type tcptraceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcptraceVariableSpecs struct {
+	FilterCgroup     *ebpf.VariableSpec `ebpf:"filter_cgroup"`
 	FilterComm       *ebpf.VariableSpec `ebpf:"filter_comm"`
 	FilterCommSet    *ebpf.VariableSpec `ebpf:"filter_comm_set"`
 	FilterFamily     *ebpf.VariableSpec `ebpf:"filter_family"`
@@ -171,6 +214,8 @@ type tcptraceVariableSpecs struct {
 	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventFlags *ebpf.VariableSpec `ebpf:"unused_event_flags"`
 	UnusedEventType  *ebpf.VariableSpec `ebpf:"unused_event_type"`
+	UnusedOwnerInfo  *ebpf.VariableSpec `ebpf:"unused_owner_info"`
+	UnusedSockInfo   *ebpf.VariableSpec `ebpf:"unused_sock_info"`
 	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -213,6 +258,7 @@ func (m *tcptraceMaps) Close() error {
 //
 // It can be passed to loadTcptraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcptraceVariables struct {
+	FilterCgroup     *ebpf.Variable `ebpf:"filter_cgroup"`
 	FilterComm       *ebpf.Variable `ebpf:"filter_comm"`
 	FilterCommSet    *ebpf.Variable `ebpf:"filter_comm_set"`
 	FilterFamily     *ebpf.Variable `ebpf:"filter_family"`
@@ -224,6 +270,8 @@ type tcptraceVariables struct {
 	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventFlags *ebpf.Variable `ebpf:"unused_event_flags"`
 	UnusedEventType  *ebpf.Variable `ebpf:"unused_event_type"`
+	UnusedOwnerInfo  *ebpf.Variable `ebpf:"unused_owner_info"`
+	UnusedSockInfo   *ebpf.Variable `ebpf:"unused_sock_info"`
 	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
@@ -231,10 +279,14 @@ type tcptraceVariables struct {
 //
 // It can be passed to loadTcptraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcptracePrograms struct {
+	DumpOwners              *ebpf.Program `ebpf:"dump_owners"`
+	DumpTcp                 *ebpf.Program `ebpf:"dump_tcp"`
 	HandleErrorReport       *ebpf.Program `ebpf:"handle_error_report"`
 	HandleReceiveReset      *ebpf.Program `ebpf:"handle_receive_reset"`
+	HandleRecvLength        *ebpf.Program `ebpf:"handle_recv_length"`
 	HandleRetransmit        *ebpf.Program `ebpf:"handle_retransmit"`
 	HandleRetransmitSynack  *ebpf.Program `ebpf:"handle_retransmit_synack"`
+	HandleSendLength        *ebpf.Program `ebpf:"handle_send_length"`
 	HandleSendReset         *ebpf.Program `ebpf:"handle_send_reset"`
 	HandleSendResetNoreason *ebpf.Program `ebpf:"handle_send_reset_noreason"`
 	HandleSetState          *ebpf.Program `ebpf:"handle_set_state"`
@@ -242,10 +294,14 @@ type tcptracePrograms struct {
 
 func (p *tcptracePrograms) Close() error {
 	return _TcptraceClose(
+		p.DumpOwners,
+		p.DumpTcp,
 		p.HandleErrorReport,
 		p.HandleReceiveReset,
+		p.HandleRecvLength,
 		p.HandleRetransmit,
 		p.HandleRetransmitSynack,
+		p.HandleSendLength,
 		p.HandleSendReset,
 		p.HandleSendResetNoreason,
 		p.HandleSetState,

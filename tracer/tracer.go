@@ -32,6 +32,11 @@ type Config struct {
 	Comm   string   // owning process name; empty: all
 	Family int      // 4 or 6; 0: both
 	NetNS  uint32   // network namespace inode; 0: all
+	Cgroup uint64   // cgroup v2 id (the cgroup directory's inode); 0: all
+
+	// NetNSPath is the namespace file whose TCP tables the socket scans
+	// walk (they see one namespace at a time); empty: tcptrace's own.
+	NetNSPath string
 
 	// RingBytes is the ring buffer size, a power of two multiple of the
 	// page size; 0 means 8 MiB.
@@ -63,6 +68,10 @@ type Tracer struct {
 	reader  *ringbuf.Reader
 	decoder Decoder
 
+	ns       *nsThread // lives in the traced namespace, for scans
+	tcpIter  *link.Iter
+	fileIter *link.Iter
+
 	lost      uint64 // last value read from the kernel
 	decodeErr uint64
 
@@ -71,7 +80,7 @@ type Tracer struct {
 }
 
 // New loads and attaches the programs. Its errors are meant for the user.
-func New(cfg Config) (t *Tracer, err error) {
+func New(cfg Config) (*Tracer, error) {
 	if len(cfg.Ports) > MaxPorts {
 		return nil, fmt.Errorf("at most %d ports can be filtered, got %d", MaxPorts, len(cfg.Ports))
 	}
@@ -110,47 +119,60 @@ func New(cfg Config) (t *Tracer, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
 	}
-	// tcp_send_reset gained its reason argument in Linux 6.10; a tp_btf
-	// program may not read an argument the tracepoint doesn't have.
-	if kernel.RSTReason {
-		delete(spec.Programs, tcptraceProgHandleSendResetNoreason)
-	} else {
-		delete(spec.Programs, tcptraceProgHandleSendReset)
+	// A tp_btf program may not read an argument its tracepoint lacks, nor
+	// attach to a tracepoint that is not there: keep what this kernel takes.
+	for name := range kernel.skip {
+		delete(spec.Programs, name)
 	}
 	if err := setFilters(spec, &cfg); err != nil {
 		return nil, err
 	}
 	spec.Maps[tcptraceMapEvents].MaxEntries = uint32(cfg.RingBytes)
 
-	t = &Tracer{cfg: cfg, kernel: kernel}
+	t := &Tracer{cfg: cfg, kernel: kernel}
 	t.decoder.RSTReasons = kernel.RSTReasons
 	t.decoder.MonoToUnix = monoToUnix()
-	defer func() {
-		if err != nil {
-			t.Close()
-		}
-	}()
+	if err := t.load(spec); err != nil {
+		t.Close()
+		return nil, err
+	}
+	return t, nil
+}
 
+// load loads the programs, attaches them and opens the ring buffer; on
+// error the caller closes what was done.
+func (t *Tracer) load(spec *ebpf.CollectionSpec) error {
+	var err error
 	t.coll, err = ebpf.NewCollection(spec)
 	if err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
-			return nil, fmt.Errorf("the kernel's verifier rejected a tcptrace program (a bug, or a kernel tcptrace does not support): %w", err)
+			return fmt.Errorf("the kernel's verifier rejected a tcptrace program (a bug, or a kernel tcptrace does not support): %w", err)
 		}
-		return nil, explainPermission(fmt.Errorf("loading BPF programs: %w", err))
+		return explainPermission(fmt.Errorf("loading BPF programs: %w", err))
 	}
-	for name, prog := range t.coll.Programs {
+	for _, p := range programs {
+		prog := t.coll.Programs[p.name]
+		if prog == nil {
+			continue // skipped on this kernel
+		}
 		l, err := link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
 		if err != nil {
-			return nil, explainPermission(fmt.Errorf("attaching %s: %w", name, err))
+			return explainPermission(fmt.Errorf("attaching to tracepoint %s: %w", p.tracepoint, err))
 		}
 		t.links = append(t.links, l)
 	}
+	if err := t.attachIters(); err != nil {
+		return err
+	}
+	if t.ns, err = newNSThread(t.cfg.NetNSPath); err != nil {
+		return err
+	}
 	t.reader, err = ringbuf.NewReader(t.coll.Maps[tcptraceMapEvents])
 	if err != nil {
-		return nil, fmt.Errorf("opening the ring buffer: %w", err)
+		return fmt.Errorf("opening the ring buffer: %w", err)
 	}
-	return t, nil
+	return nil
 }
 
 func setFilters(spec *ebpf.CollectionSpec, cfg *Config) error {
@@ -177,6 +199,7 @@ func setFilters(spec *ebpf.CollectionSpec, cfg *Config) error {
 		"filter_ports":    ports,
 		"filter_comm_set": commSet,
 		"filter_comm":     comm,
+		"filter_cgroup":   cfg.Cgroup,
 		"wakeup_bytes":    uint64(cfg.WakeupBytes),
 	}
 	for name, value := range set {
@@ -301,6 +324,14 @@ func (t *Tracer) detach() error {
 func (t *Tracer) Close() error {
 	t.closeOnce.Do(func() {
 		errs := []error{t.detach()}
+		for _, l := range []*link.Iter{t.tcpIter, t.fileIter} {
+			if l != nil {
+				errs = append(errs, l.Close())
+			}
+		}
+		if t.ns != nil {
+			t.ns.close()
+		}
 		if t.reader != nil {
 			errs = append(errs, t.reader.Close())
 		}

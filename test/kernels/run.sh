@@ -215,6 +215,7 @@ install -m 755 "$here/init" "$root/init"
 # Host programs with the shared libraries they load.
 copy_with_libs() {
 	local bin=$1 dest=$2 lib
+	rm -f "$root$dest" # may be a busybox applet's link
 	cp -L "$bin" "$root$dest"
 	for lib in $(ldd "$bin" 2>/dev/null | grep -oE '/[^ ]+' || true); do
 		[[ -e $root$lib ]] && continue
@@ -310,6 +311,7 @@ fi
 {
 	echo GOTRACEBACK=all
 	echo "TCPTRACE_TEST_KERNEL=$kver"
+	echo "TCPTRACE_BINARY=/usr/bin/tcptrace" # the guest has no go to build one
 	for kv in $GUEST_ENV; do echo "$kv"; done
 } >"$root/guest/env"
 

@@ -113,6 +113,13 @@ type Event struct {
 	NoSocket bool
 	// OwnerSeen: PID/Comm were read in the owner's own system call.
 	OwnerSeen bool
+	// Cgroup is the socket's cgroup v2 id (0 when not a full socket).
+	Cgroup uint64
+	// From struct tcp_sock, on EventState of full sockets.
+	BytesAcked    uint64 // bytes sent and acknowledged
+	BytesReceived uint64
+	SRTT          uint32 // smoothed RTT, microseconds
+	TotalRetrans  uint32 // segments retransmitted
 }
 
 // Family is "ipv4" or "ipv6".
@@ -123,4 +130,32 @@ func family(a netip.Addr) string {
 		return "ipv4"
 	}
 	return "ipv6"
+}
+
+// Socket is one TCP socket as a scan of the kernel's tables shows it.
+type Socket struct {
+	Cookie   uint64
+	State    State // TIME_WAIT for timewait sockets, NEW_SYN_RECV for request sockets
+	Substate State // timewait sockets: TIME_WAIT, or FIN_WAIT2 for an orphan
+	LAddr    netip.Addr
+	RAddr    netip.Addr
+	LPort    uint16
+	RPort    uint16
+	NetNS    uint32
+	UID      uint32
+
+	BytesAcked    uint64
+	BytesReceived uint64
+	SRTT          uint32 // microseconds
+	TotalRetrans  uint32
+}
+
+// Sysctls are the TCP sysctls of one network namespace; -1 where unknown
+// or absent on this kernel.
+type Sysctls struct {
+	NetNS             uint32
+	SynRetries        int
+	SynAckRetries     int
+	SynLinearTimeouts int // Linux >= 6.15
+	FinTimeout        int
 }
