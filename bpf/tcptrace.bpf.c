@@ -481,7 +481,7 @@ int BPF_PROG(handle_retransmit_synack, const struct sock *sk, const struct reque
 
 /* A RST sent with no socket (nothing listening: SK_RST_REASON_NO_SOCKET) has
  * only the packet it answers; the local end is that packet's destination. */
-static __always_inline int rst_without_socket(const struct sk_buff *skb, __u16 reason, __u8 flags)
+static __always_inline int rst_without_socket(const struct sk_buff *skb, __u32 netns, __u16 reason, __u8 flags)
 {
 	unsigned char *head = skb->head;
 	__u16 nh = skb->network_header;
@@ -502,7 +502,8 @@ static __always_inline int rst_without_socket(const struct sk_buff *skb, __u16 r
 		return 0;
 	t.sport = bpf_ntohs(ports[1]);
 	t.dport = bpf_ntohs(ports[0]);
-	t.netns = skb->dev->nd_net.net->ns.inum;
+	/* With no socket at all, the namespace is the receiving device's. */
+	t.netns = netns ? netns : skb->dev->nd_net.net->ns.inum;
 	if (tuple_filtered(&t, 0) || owner_filtered(0) || cgroup_filtered(0))
 		return 0;
 
@@ -527,7 +528,12 @@ static __always_inline int rst_sent(const struct sock *sk, const struct sk_buff 
 				    __u16 reason, __u8 flags)
 {
 	if (!sk)
-		return skb ? rst_without_socket(skb, reason, flags) : 0;
+		return skb ? rst_without_socket(skb, 0, reason, flags) : 0;
+	/* A listener answering a segment that is not a SYN (TCP_FLAGS) speaks
+	 * for a connection that does not exist, like the no-socket case: the
+	 * packet says which one (a half-open peer still sending to us). */
+	if (sk->__sk_common.skc_state == TCP_LISTEN && skb)
+		return rst_without_socket(skb, sk->__sk_common.skc_net.net->ns.inum, reason, flags);
 
 	/* sk may be a full, request or timewait socket here: emit_sock_event
 	 * reads only the sock_common part they share. */

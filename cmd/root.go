@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -44,6 +45,9 @@ type options struct {
 	readyFile      string
 	maxConnections int
 	ringSize       int
+	stuckAfter     time.Duration
+	cgroup         string
+	onlyAnomalies  bool
 }
 
 // Version is set at build time with -ldflags "-X .../cmd.Version=v1.2.3".
@@ -106,6 +110,11 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 	f.IntVar(&o.maxConnections, "max-connections", timeline.DefaultConfig().MaxConnections,
 		"most connections tracked at once; beyond it the oldest is reported early and counted as evicted")
 	f.IntVar(&o.ringSize, "ring-size", 8<<20, "BPF ring buffer size in bytes (a power of two)")
+	f.DurationVar(&o.stuckAfter, "stuck-after", 30*time.Second,
+		"alert on connections stuck this long in CLOSE_WAIT, FIN_WAIT2, SYN_SENT or SYN_RECV (0: never)")
+	f.StringVar(&o.cgroup, "cgroup", "", "only sockets of this cgroup v2: its directory, or its path in the hierarchy (/system.slice/nginx.service)")
+	f.BoolVar(&o.onlyAnomalies, "only-anomalies", false,
+		"print only connections that did not close cleanly or needed handshake retries, and alerts")
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	cmd.SetVersionTemplate("tcptrace {{.Version}}\n")
 	return cmd
@@ -145,11 +154,21 @@ func (o *options) tracerConfig() (tracer.Config, error) {
 		cfg.Family = 6
 	}
 	if o.netns != "" {
-		ino, err := parseNetNS(o.netns)
+		ino, path, err := parseNetNS(o.netns)
 		if err != nil {
 			return cfg, err
 		}
-		cfg.NetNS = ino
+		cfg.NetNS, cfg.NetNSPath = ino, path
+	}
+	if o.cgroup != "" {
+		id, err := tracer.CgroupID(o.cgroup)
+		if err != nil {
+			return cfg, usagef("--cgroup: %v", err)
+		}
+		cfg.Cgroup = id
+	}
+	if o.stuckAfter < 0 {
+		return cfg, usagef("--stuck-after must be positive (or 0 to disable alerts), got %s", o.stuckAfter)
 	}
 	if o.duration < 0 {
 		return cfg, usagef("--duration must be positive, got %s", o.duration)
@@ -174,23 +193,44 @@ func (o *options) tracerConfig() (tracer.Config, error) {
 // nsfsMagic is NSFS_MAGIC: namespace files live on the nsfs filesystem.
 const nsfsMagic = 0x6e736673
 
-// parseNetNS accepts an inode number or a namespace file's path.
-func parseNetNS(s string) (uint32, error) {
+// parseNetNS accepts an inode number or a namespace file's path, and
+// returns the inode and a path to the namespace ("" if none was found: the
+// socket scans then can't enter it).
+func parseNetNS(s string) (uint32, string, error) {
 	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
 		if n == 0 {
-			return 0, usagef("--netns: 0 is not a namespace inode")
+			return 0, "", usagef("--netns: 0 is not a namespace inode")
 		}
-		return uint32(n), nil
+		return uint32(n), findNetNS(uint32(n)), nil
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(s, &st); err != nil {
-		return 0, usagef("--netns %s: %v (give an inode number, /proc/PID/ns/net or /run/netns/NAME)", s, err)
+		return 0, "", usagef("--netns %s: %v (give an inode number, /proc/PID/ns/net or /run/netns/NAME)", s, err)
 	}
 	var fs unix.Statfs_t
 	if err := unix.Statfs(s, &fs); err != nil || fs.Type != nsfsMagic {
-		return 0, usagef("--netns %s: not a namespace file (give /proc/PID/ns/net or /run/netns/NAME)", s)
+		return 0, "", usagef("--netns %s: not a namespace file (give /proc/PID/ns/net or /run/netns/NAME)", s)
 	}
-	return uint32(st.Ino), nil
+	return uint32(st.Ino), s, nil
+}
+
+// findNetNS finds a path to the namespace with this inode: a process or
+// thread in it (/proc/PID/task/TID/ns/net), or a name under /run/netns.
+func findNetNS(ino uint32) string {
+	var candidates []string
+	if names, err := filepath.Glob("/run/netns/*"); err == nil {
+		candidates = append(candidates, names...)
+	}
+	if tasks, err := filepath.Glob("/proc/[0-9]*/task/[0-9]*/ns/net"); err == nil {
+		candidates = append(candidates, tasks...)
+	}
+	for _, p := range candidates {
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil && uint32(st.Ino) == ino {
+			return p
+		}
+	}
+	return ""
 }
 
 // Execute runs the command line and returns the process exit code.

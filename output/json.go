@@ -15,7 +15,7 @@ import (
 type JSON struct{ base }
 
 // NewJSON returns a JSON-lines writer.
-func NewJSON(w io.Writer) *JSON { return &JSON{newBase(w)} }
+func NewJSON(w io.Writer, opts Options) *JSON { return &JSON{newBase(w, opts)} }
 
 // Connection writes a {"type":"connection"} record.
 func (j *JSON) Connection(c *timeline.Connection) error {
@@ -34,6 +34,7 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 	b = appendUintField(b, "pid", uint64(c.PID))
 	b = appendStringField(b, "comm", c.Comm)
 	b = appendUintField(b, "uid", uint64(c.UID))
+	b = appendNullableString(b, "cgroup", j.opts.cgroupPath(c.Cgroup))
 	b = appendUintField(b, "netns", uint64(c.NetNS))
 	b = appendStringField(b, "outcome", c.Outcome.String())
 	if c.ClosedBy == timeline.ClosedByNone {
@@ -61,7 +62,27 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 	} else {
 		b = appendStringField(b, "errno", timeline.ErrnoName(c.Errno))
 	}
+	b = appendStringField(b, "reason", c.Reason)
+	b = append(appendKey(b, "explanation"), '"')
+	start := len(b)
+	b = timeline.AppendExplanation(b, c)
+	b = escapeInPlace(b, start)
+	b = append(b, '"')
+	b = appendUintField(b, "bytes_sent", c.BytesSent)
+	b = appendUintField(b, "bytes_received", c.BytesReceived)
+	b = appendUintField(b, "segs_retransmitted", uint64(c.SegsRetrans))
+	if c.SRTT == 0 {
+		b = append(b, `,"srtt_ms":null`...)
+	} else {
+		b = appendFloatField(b, "srtt_ms", float64(c.SRTT)/1e3)
+	}
+	if c.HandshakeRTT == 0 {
+		b = append(b, `,"handshake_rtt_ms":null`...)
+	} else {
+		b = appendFloatField(b, "handshake_rtt_ms", float64(c.HandshakeRTT)/1e3)
+	}
 	b = appendBoolField(b, "partial", c.Partial)
+	b = appendBoolField(b, "incomplete", c.Incomplete)
 	b = appendBoolField(b, "evicted", c.Evicted)
 	b = append(b, `,"states":[`...)
 	for i, s := range c.States {
@@ -153,6 +174,48 @@ func (j *JSON) Event(e *timeline.Event) error {
 	return j.write()
 }
 
+// Alert writes a {"type":"alert"} line.
+func (j *JSON) Alert(a *timeline.Alert) error {
+	b := j.buf
+	b = append(b, `{"type":"alert"`...)
+	b = appendTimeField(b, "time", a.Time)
+	b = appendStringField(b, "kind", a.Kind.String())
+	b = appendStringField(b, "state", a.State.String())
+	b = appendFloatField(b, "for_ms", ms(a.For()))
+	b = appendBoolField(b, "since_unknown", a.SinceUnknown)
+	b = appendUintField(b, "cookie", a.Cookie)
+	b = appendStringField(b, "family", familyOf(a.LAddr))
+	b = appendAddrField(b, "laddr", a.LAddr)
+	b = appendUintField(b, "lport", uint64(a.LPort))
+	b = appendAddrField(b, "raddr", a.RAddr)
+	b = appendUintField(b, "rport", uint64(a.RPort))
+	b = appendUintField(b, "pid", uint64(a.PID))
+	b = appendStringField(b, "comm", a.Comm)
+	b = appendUintField(b, "netns", uint64(a.NetNS))
+	b = appendUintField(b, "retries", uint64(a.Retries))
+	b = appendNullableString(b, "ended", a.Ended)
+	b = append(appendKey(b, "explanation"), '"')
+	start := len(b)
+	b = timeline.AppendAlertExplanation(b, a)
+	b = escapeInPlace(b, start)
+	b = append(b, "\"}\n"...)
+	j.buf = b
+	return j.write()
+}
+
+// TimeWait writes a {"type":"time_wait"} line.
+func (j *JSON) TimeWait(at time.Time, total uint64, top []timeline.EndpointCount) error {
+	b := j.buf
+	b = append(b, `{"type":"time_wait"`...)
+	b = appendTimeField(b, "time", at.UnixNano())
+	b = appendUintField(b, "total", total)
+	b = append(b, `,"by_remote":[`...)
+	b = appendEndpointCounts(b, top)
+	b = append(b, "]}\n"...)
+	j.buf = b
+	return j.write()
+}
+
 // Lost writes a {"type":"lost"} line.
 func (j *JSON) Lost(at time.Time, n, total uint64) error {
 	b := j.buf
@@ -181,6 +244,38 @@ func (j *JSON) Summary(s *Summary) error {
 		b = strconv.AppendUint(b, s.ByOutcome[o.String()], 10)
 	}
 	b = append(b, '}')
+	b = append(b, `,"by_reason":{`...)
+	for i, r := range sortedKeys(s.ByReason) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, r)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, s.ByReason[r], 10)
+	}
+	b = append(b, '}')
+	b = appendUintField(b, "alerts", s.Alerts)
+	b = append(appendKey(b, "top_failures"), '[')
+	b = appendEndpointCounts(b, s.TopFailures)
+	b = append(b, ']')
+	b = append(appendKey(b, "handshake_ms"), `{"count":`...)
+	b = strconv.AppendUint(b, s.Handshakes.Count(), 10)
+	if s.Handshakes.Count() > 0 {
+		b = appendFloatField(b, "p50", ms(s.Handshakes.Percentile(50)))
+		b = appendFloatField(b, "p99", ms(s.Handshakes.Percentile(99)))
+	} else {
+		b = append(b, `,"p50":null,"p99":null`...)
+	}
+	b = append(b, '}')
+	if s.TimeWaitKnown {
+		b = append(appendKey(b, "time_wait"), `{"total":`...)
+		b = strconv.AppendUint(b, s.TimeWaitTotal, 10)
+		b = append(b, `,"by_remote":[`...)
+		b = appendEndpointCounts(b, s.TimeWaitTop)
+		b = append(b, "]}"...)
+	} else {
+		b = append(b, `,"time_wait":null`...)
+	}
 	b = appendUintField(b, "events", s.Events)
 	b = appendUintField(b, "lost_events", s.LostEvents)
 	b = appendUintField(b, "evicted", s.Evicted)
@@ -194,6 +289,43 @@ func (j *JSON) Summary(s *Summary) error {
 		return err
 	}
 	return j.Flush()
+}
+
+func appendEndpointCounts(b []byte, eps []timeline.EndpointCount) []byte {
+	for i, e := range eps {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"raddr":`...)
+		b = append(b, '"')
+		b = e.Addr.AppendTo(b)
+		b = append(b, '"')
+		b = appendUintField(b, "rport", uint64(e.Port))
+		b = appendUintField(b, "count", e.Count)
+		b = append(b, '}')
+	}
+	return b
+}
+
+func appendNullableString(b []byte, key, v string) []byte {
+	if v == "" {
+		return append(appendKey(b, key), "null"...)
+	}
+	return appendStringField(b, key, v)
+}
+
+// escapeInPlace JSON-escapes b[start:], text just appended unescaped.
+// Explanations are ASCII built from constants and numbers, so this is
+// usually a scan that changes nothing.
+func escapeInPlace(b []byte, start int) []byte {
+	for i := start; i < len(b); i++ {
+		if c := b[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			tail := string(b[start:])
+			b = appendString(b[:start], tail)
+			return append(b[:start], b[start+1:len(b)-1]...) // drop the quotes appendString adds
+		}
+	}
+	return b
 }
 
 func appendKey(b []byte, key string) []byte {

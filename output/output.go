@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"io"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -18,17 +19,41 @@ import (
 type Writer interface {
 	Connection(c *timeline.Connection) error
 	Event(e *timeline.Event) error
+	Alert(a *timeline.Alert) error
+	// TimeWait reports the TIME_WAIT sockets counted by a scan (SIGUSR1).
+	TimeWait(at time.Time, total uint64, top []timeline.EndpointCount) error
 	// Lost reports that n more events were dropped by the kernel (total so far).
 	Lost(at time.Time, n, total uint64) error
 	Summary(s *Summary) error
 	Flush() error
 }
 
+// Options configure both writers.
+type Options struct {
+	// CgroupPath names a cgroup v2 id ("" when unknown).
+	CgroupPath func(id uint64) string
+}
+
+func (o *Options) cgroupPath(id uint64) string {
+	if id == 0 || o.CgroupPath == nil {
+		return ""
+	}
+	return o.CgroupPath(id)
+}
+
 // Summary is printed when tracing ends.
 type Summary struct {
-	Duration        time.Duration
-	Connections     uint64
-	ByOutcome       map[string]uint64
+	Duration    time.Duration
+	Connections uint64
+	ByOutcome   map[string]uint64
+	ByReason    map[string]uint64
+	Alerts      uint64
+	TopFailures []timeline.EndpointCount
+	Handshakes  timeline.Histogram
+	// TimeWait is from a scan at exit; TimeWaitKnown false if none ran.
+	TimeWaitKnown   bool
+	TimeWaitTotal   uint64
+	TimeWaitTop     []timeline.EndpointCount
 	Events          uint64
 	LostEvents      uint64
 	Evicted         uint64
@@ -43,6 +68,10 @@ func NewSummary(st timeline.Stats) *Summary {
 	s := &Summary{
 		Connections:    st.Connections,
 		ByOutcome:      make(map[string]uint64),
+		ByReason:       st.ByReason,
+		Alerts:         st.Alerts,
+		TopFailures:    st.TopFailures(5),
+		Handshakes:     st.Handshakes,
 		Events:         st.Events,
 		Evicted:        st.Evicted,
 		StrayEvents:    st.Stray,
@@ -56,13 +85,14 @@ func NewSummary(st timeline.Stats) *Summary {
 
 // base holds the buffered destination and the sticky error.
 type base struct {
-	w   *bufio.Writer
-	buf []byte
-	err error
+	w    *bufio.Writer
+	buf  []byte
+	err  error
+	opts Options
 }
 
-func newBase(w io.Writer) base {
-	return base{w: bufio.NewWriterSize(w, 64<<10), buf: make([]byte, 0, 4096)}
+func newBase(w io.Writer, opts Options) base {
+	return base{w: bufio.NewWriterSize(w, 64<<10), buf: make([]byte, 0, 4096), opts: opts}
 }
 
 // write sends buf and resets it.
@@ -117,3 +147,20 @@ const hexDigits = "0123456789abcdef"
 
 // ms is nanoseconds as fractional milliseconds.
 func ms(ns int64) float64 { return float64(ns) / 1e6 }
+
+func familyOf(a netip.Addr) string {
+	if a.Is4() {
+		return "ipv4"
+	}
+	return "ipv6"
+}
+
+// sortedKeys returns m's keys in order, for stable output.
+func sortedKeys(m map[string]uint64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

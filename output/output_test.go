@@ -15,6 +15,8 @@ import (
 	"github.com/tcptrace/tcptrace/tracer/timeline"
 )
 
+func cgroupName(id uint64) string { return map[uint64]string{77: "/system.slice/demo.service"}[id] }
+
 var update = flag.Bool("update", false, "rewrite the golden files")
 
 const msec = int64(time.Millisecond)
@@ -38,6 +40,9 @@ func sample() []*timeline.Connection {
 	}
 	closed := base(4097, timeline.RoleClient, timeline.OutcomeClosed, 1.204)
 	closed.ClosedBy = timeline.ClosedByLocal
+	closed.Reason = timeline.ReasonClosedLocal
+	closed.BytesSent, closed.BytesReceived, closed.SRTT, closed.HandshakeRTT = 18, 1<<20+5, 45, 40
+	closed.Cgroup = 77
 	closed.Handshake = 257 * 1000
 	closed.States = []timeline.State{timeline.StateSynSent, timeline.StateEstablished, timeline.StateFinWait1,
 		timeline.StateFinWait2, timeline.StateTimeWait}
@@ -53,6 +58,7 @@ func sample() []*timeline.Connection {
 
 	refused := base(4098, timeline.RoleClient, timeline.OutcomeRefused, 0.09)
 	refused.RSTReceived = true
+	refused.Reason = timeline.ReasonNothingListening
 	refused.Errno = uint16(syscall.ECONNREFUSED)
 	refused.States = []timeline.State{timeline.StateSynSent, timeline.StateClose}
 	errStep := step(0.09, timeline.StepError, timeline.StateClose, timeline.StateClose)
@@ -67,6 +73,7 @@ func sample() []*timeline.Connection {
 	timeout := base(4099, timeline.RoleClient, timeline.OutcomeTimeout, 7003)
 	timeout.RAddr, timeout.LAddr = v6, v6
 	timeout.SynRetries = 2
+	timeout.Reason = timeline.ReasonSynTimeout
 	timeout.Errno = uint16(syscall.ETIMEDOUT)
 	timeout.States = []timeline.State{timeline.StateSynSent, timeline.StateClose}
 	r1 := step(1001, timeline.StepSynRetransmit, timeline.StateSynSent, timeline.StateSynSent)
@@ -82,6 +89,7 @@ func sample() []*timeline.Connection {
 	reset.LPort, reset.RPort = 8080, 41231
 	reset.Comm = "nginx"
 	reset.RSTSent = true
+	reset.Reason = timeline.ReasonUnreadData
 	reset.RSTReason = "TCP_ABORT_ON_CLOSE"
 	reset.SynAckRetries = 1
 	reset.States = []timeline.State{timeline.StateSynRecv, timeline.StateEstablished, timeline.StateClose}
@@ -99,7 +107,8 @@ func sample() []*timeline.Connection {
 	// A process may name itself anything, escape sequences included.
 	partial := base(4101, timeline.RoleUnknown, timeline.OutcomeOpen, 20)
 	partial.Comm = "evil\x1b[2J\xff\"x"
-	partial.Partial, partial.Evicted = true, true
+	partial.Partial, partial.Evicted, partial.Incomplete = true, true, true
+	partial.Reason = timeline.ReasonOpen
 	partial.Retransmits = 1
 	partial.States = []timeline.State{timeline.StateEstablished}
 	re := step(20, timeline.StepRetransmit, timeline.StateEstablished, timeline.StateEstablished)
@@ -119,9 +128,25 @@ func render(t *testing.T, w Writer) {
 		PID: 812, Comm: "curl", RSTReason: "TCP_STATE"}
 	w.Event(ev)
 	w.Lost(time.Unix(0, t0), 12, 30)
-	sum := NewSummary(timeline.Stats{Events: 40, Connections: 5, Evicted: 1})
+	stuck := &timeline.Alert{Time: t0 + 31e9, Kind: timeline.AlertCloseWait, Cookie: 4102,
+		LAddr: ev.LAddr, RAddr: ev.RAddr, LPort: 8080, RPort: 41240, PID: 812, Comm: "nginx",
+		State: timeline.StateCloseWait, Since: t0}
+	w.Alert(stuck)
+	ended := *stuck
+	ended.Kind, ended.State, ended.Ended, ended.Time = timeline.AlertFinWait2OrphanEnded, timeline.StateFinWait2, "dropped", t0+60e9
+	w.Alert(&ended)
+	lo := netip.MustParseAddr("127.0.0.1")
+	w.TimeWait(time.Unix(0, t0), 3, []timeline.EndpointCount{{Endpoint: timeline.Endpoint{Addr: lo, Port: 8080}, Count: 3}})
+	st := timeline.Stats{Events: 40, Connections: 5, Evicted: 1, Alerts: 2,
+		ByReason: map[string]uint64{"closed_local": 1, "nothing_listening": 1}}
+	st.Handshakes.Add(257e3)
+	st.Handshakes.Add(1e6)
+	sum := NewSummary(st)
 	sum.ByOutcome["closed"], sum.ByOutcome["refused"] = 1, 1
 	sum.Duration, sum.LostEvents = 9*time.Second, 30
+	sum.TopFailures = []timeline.EndpointCount{{Endpoint: timeline.Endpoint{Addr: lo, Port: 9999}, Count: 4}}
+	sum.TimeWaitKnown, sum.TimeWaitTotal = true, 3
+	sum.TimeWaitTop = []timeline.EndpointCount{{Endpoint: timeline.Endpoint{Addr: lo, Port: 8080}, Count: 3}}
 	if err := w.Summary(sum); err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +172,7 @@ func golden(t *testing.T, name string, got []byte) {
 
 func TestTextGolden(t *testing.T) {
 	var buf bytes.Buffer
-	render(t, NewText(&buf, time.UTC))
+	render(t, NewText(&buf, time.UTC, Options{CgroupPath: cgroupName}))
 	golden(t, "text.golden", buf.Bytes())
 	for _, line := range strings.Split(buf.String(), "\n") {
 		for _, r := range line {
@@ -160,7 +185,7 @@ func TestTextGolden(t *testing.T) {
 
 func TestJSONGolden(t *testing.T) {
 	var buf bytes.Buffer
-	render(t, NewJSON(&buf))
+	render(t, NewJSON(&buf, Options{CgroupPath: cgroupName}))
 	golden(t, "json.golden", buf.Bytes())
 }
 
@@ -168,10 +193,12 @@ func TestJSONGolden(t *testing.T) {
 // schema.
 func TestJSONSchema(t *testing.T) {
 	var buf bytes.Buffer
-	render(t, NewJSON(&buf))
+	render(t, NewJSON(&buf, Options{}))
 	required := []string{"type", "cookie", "start", "end", "duration_ms", "family", "laddr", "lport", "raddr",
 		"rport", "role", "pid", "comm", "netns", "outcome", "closed_by", "handshake_ms", "syn_retries",
-		"synack_retries", "retransmits", "rst_sent", "rst_received", "partial", "states", "timeline"}
+		"synack_retries", "retransmits", "rst_sent", "rst_received", "partial", "states", "timeline",
+		"uid", "cgroup", "reason", "explanation", "bytes_sent", "bytes_received", "segs_retransmitted",
+		"srtt_ms", "handshake_rtt_ms", "incomplete"}
 	types := map[string]int{}
 	for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
 		var m map[string]any
@@ -199,14 +226,15 @@ func TestJSONSchema(t *testing.T) {
 			t.Errorf("comm round-trip: %q", m["comm"])
 		}
 	}
-	if types["connection"] != 5 || types["event"] != 1 || types["lost"] != 1 || types["summary"] != 1 {
+	if types["connection"] != 5 || types["event"] != 1 || types["lost"] != 1 || types["summary"] != 1 ||
+		types["alert"] != 2 || types["time_wait"] != 1 {
 		t.Errorf("line types %v", types)
 	}
 }
 
 // A closed pipe surfaces as an error from every later call (sticky).
 func TestStickyError(t *testing.T) {
-	w := NewJSON(failWriter{})
+	w := NewJSON(failWriter{}, Options{})
 	w.Connection(sample()[0])
 	if err := w.Flush(); err == nil {
 		t.Fatal("no error from a failing writer")

@@ -3,7 +3,9 @@ package output
 import (
 	"io"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tcptrace/tcptrace/tracer/timeline"
 )
@@ -16,12 +18,15 @@ type Text struct {
 }
 
 // NewText returns a text writer; times are shown in loc (nil: local time).
-func NewText(w io.Writer, loc *time.Location) *Text {
+func NewText(w io.Writer, loc *time.Location, opts Options) *Text {
 	if loc == nil {
 		loc = time.Local
 	}
-	return &Text{base: newBase(w), loc: loc}
+	return &Text{base: newBase(w, opts), loc: loc}
 }
+
+// width is the terminal width the text is laid out for.
+const width = 80
 
 // Connection writes the header and the timeline of one connection:
 //
@@ -52,7 +57,15 @@ func (t *Text) Connection(c *timeline.Connection) error {
 	if c.Evicted {
 		b = append(b, " (evicted: table full)"...)
 	}
+	if c.Incomplete {
+		b = append(b, " (incomplete: events lost)"...)
+	}
 	b = append(b, '\n')
+	start := len(b)
+	b = append(b, "    ↳ "...)
+	b = timeline.AppendExplanation(b, c)
+	b = wrap(b, start, "      ")
+	b = appendFigures(b, c, t.opts.cgroupPath(c.Cgroup))
 	for i := range c.Steps {
 		s := &c.Steps[i]
 		b = append(b, "    "...)
@@ -75,6 +88,106 @@ func (t *Text) Connection(c *timeline.Connection) error {
 		b = append(b, " more retransmit/RST steps not kept)\n"...)
 	}
 	t.buf = b
+	return t.write()
+}
+
+// appendFigures writes the tcp_sock figures line, when there are any.
+func appendFigures(b []byte, c *timeline.Connection, cgroup string) []byte {
+	if c.BytesSent == 0 && c.BytesReceived == 0 && c.SRTT == 0 && cgroup == "" {
+		return b
+	}
+	b = append(b, "    sent "...)
+	b = appendBytes(b, c.BytesSent)
+	b = append(b, ", received "...)
+	b = appendBytes(b, c.BytesReceived)
+	if c.SRTT != 0 {
+		b = append(b, ", srtt "...)
+		b = appendDuration(b, int64(c.SRTT)*1e3)
+	}
+	if c.HandshakeRTT != 0 {
+		b = append(b, ", handshake rtt "...)
+		b = appendDuration(b, int64(c.HandshakeRTT)*1e3)
+	}
+	if c.SegsRetrans != 0 {
+		b = append(b, ", "...)
+		b = strconv.AppendUint(b, uint64(c.SegsRetrans), 10)
+		b = append(b, " segments retransmitted"...)
+	}
+	if cgroup != "" {
+		b = append(b, ", cgroup "...)
+		b = appendSafe(b, cgroup)
+	}
+	return append(b, '\n')
+}
+
+func appendBytes(b []byte, n uint64) []byte {
+	switch {
+	case n < 1<<10:
+		b = strconv.AppendUint(b, n, 10)
+		return append(b, " B"...)
+	case n < 1<<20:
+		b = strconv.AppendFloat(b, float64(n)/(1<<10), 'f', 1, 64)
+		return append(b, " KiB"...)
+	case n < 1<<30:
+		b = strconv.AppendFloat(b, float64(n)/(1<<20), 'f', 1, 64)
+		return append(b, " MiB"...)
+	}
+	b = strconv.AppendFloat(b, float64(n)/(1<<30), 'f', 1, 64)
+	return append(b, " GiB"...)
+}
+
+// wrap folds the line that starts at b[start:] at width columns, indenting
+// the continuation lines, and ends it with a newline.
+func wrap(b []byte, start int, indent string) []byte {
+	line := string(b[start:])
+	b = b[:start]
+	col := 0
+	for i, word := range strings.Fields(line) {
+		n := utf8.RuneCountInString(word)
+		if i > 0 {
+			if col+1+n > width {
+				b = append(b, '\n')
+				b = append(b, indent...)
+				col = len(indent)
+			} else {
+				b = append(b, ' ')
+				col++
+			}
+		} else if strings.HasPrefix(line, " ") {
+			lead := len(line) - len(strings.TrimLeft(line, " "))
+			b = append(b, line[:lead]...)
+			col = lead
+		}
+		b = append(b, word...)
+		col += n
+	}
+	return append(b, '\n')
+}
+
+// Alert writes a highlighted line about a connection stuck in a state.
+func (t *Text) Alert(a *timeline.Alert) error {
+	b := t.buf
+	start := len(b)
+	b = time.Unix(0, a.Time).In(t.loc).AppendFormat(b, "15:04:05.000")
+	b = append(b, " !! "...)
+	b = append(b, a.State.String()...)
+	if a.Kind == timeline.AlertFinWait2OrphanEnded {
+		b = append(b, " orphan ended after "...)
+	} else if a.SinceUnknown {
+		b = append(b, " for more than "...)
+	} else {
+		b = append(b, " for "...)
+	}
+	b = appendDuration(b, a.For())
+	b = append(b, ": "...)
+	b = appendOwner(b, a.Comm, a.PID)
+	b = append(b, ' ')
+	b = appendAddrPort(b, a.LAddr, a.LPort)
+	b = append(b, " → "...)
+	b = appendAddrPort(b, a.RAddr, a.RPort)
+	b = append(b, ": "...)
+	b = timeline.AppendAlertExplanation(b, a)
+	t.buf = wrap(b, start, "    ")
 	return t.write()
 }
 
@@ -212,6 +325,26 @@ func (t *Text) Event(e *timeline.Event) error {
 	return t.write()
 }
 
+// TimeWait writes the TIME_WAIT counts of a scan.
+func (t *Text) TimeWait(at time.Time, total uint64, top []timeline.EndpointCount) error {
+	b := t.buf
+	start := len(b)
+	b = at.In(t.loc).AppendFormat(b, "15:04:05.000")
+	b = append(b, " TIME_WAIT sockets: "...)
+	b = strconv.AppendUint(b, total, 10)
+	for i, e := range top {
+		if i == 0 {
+			b = append(b, "; most to"...)
+		}
+		b = append(b, ' ')
+		b = appendAddrPort(b, e.Addr, e.Port)
+		b = append(b, '=')
+		b = strconv.AppendUint(b, e.Count, 10)
+	}
+	t.buf = wrap(b, start, "    ")
+	return t.write()
+}
+
 // Lost writes a visible line as soon as the kernel reports dropped events.
 func (t *Text) Lost(at time.Time, n, total uint64) error {
 	b := t.buf
@@ -241,6 +374,45 @@ func (t *Text) Summary(s *Summary) error {
 			b = strconv.AppendUint(b, n, 10)
 		}
 	}
+	if len(s.ByReason) > 0 {
+		b = append(b, "\n--- reasons:"...)
+		for _, r := range sortedKeys(s.ByReason) {
+			b = append(b, ' ')
+			b = append(b, r...)
+			b = append(b, '=')
+			b = strconv.AppendUint(b, s.ByReason[r], 10)
+		}
+	}
+	if n := s.Handshakes.Count(); n > 0 {
+		b = append(b, "\n--- client handshakes: "...)
+		b = strconv.AppendUint(b, n, 10)
+		b = append(b, ", p50 "...)
+		b = appendDuration(b, s.Handshakes.Percentile(50))
+		b = append(b, ", p99 "...)
+		b = appendDuration(b, s.Handshakes.Percentile(99))
+	}
+	if len(s.TopFailures) > 0 {
+		b = append(b, "\n--- most failures:"...)
+		for _, e := range s.TopFailures {
+			b = append(b, ' ')
+			b = appendAddrPort(b, e.Addr, e.Port)
+			b = append(b, '=')
+			b = strconv.AppendUint(b, e.Count, 10)
+		}
+	}
+	if s.TimeWaitKnown {
+		b = append(b, "\n--- TIME_WAIT now: "...)
+		b = strconv.AppendUint(b, s.TimeWaitTotal, 10)
+		for i, e := range s.TimeWaitTop {
+			if i == 0 {
+				b = append(b, ", most to"...)
+			}
+			b = append(b, ' ')
+			b = appendAddrPort(b, e.Addr, e.Port)
+			b = append(b, '=')
+			b = strconv.AppendUint(b, e.Count, 10)
+		}
+	}
 	b = append(b, "\n--- events "...)
 	b = strconv.AppendUint(b, s.Events, 10)
 	b = append(b, ", lost "...)
@@ -249,6 +421,10 @@ func (t *Text) Summary(s *Summary) error {
 	b = strconv.AppendUint(b, s.Evicted, 10)
 	b = append(b, ", recursion misses "...)
 	b = strconv.AppendUint(b, s.RecursionMisses, 10)
+	if s.Alerts > 0 {
+		b = append(b, ", alerts "...)
+		b = strconv.AppendUint(b, s.Alerts, 10)
+	}
 	if s.ResetsNoSocket > 0 {
 		b = append(b, ", RSTs to closed ports "...)
 		b = strconv.AppendUint(b, s.ResetsNoSocket, 10)

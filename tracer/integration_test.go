@@ -29,9 +29,11 @@ const waitTimeout = 30 * time.Second
 // capture runs a tracer and keeps every record and event it produces.
 type capture struct {
 	t      *testing.T
+	tr     *tracer.Tracer
 	corr   *timeline.Correlator
 	mu     sync.Mutex
 	recs   []*timeline.Connection
+	alerts []timeline.Alert
 	events []timeline.Event
 	lost   uint64
 	ticks  int // ring buffer drains so far
@@ -50,6 +52,12 @@ func (c *capture) Tick(now time.Time) {
 	c.mu.Lock()
 	c.ticks++
 	c.corr.Advance(now.UnixNano())
+	// As the CLI does: scans follow orphaned FIN_WAIT2 sockets.
+	if c.corr.Orphans() > 0 {
+		if err := c.tr.Scan(c.corr, now.UnixNano()); err != nil {
+			c.t.Errorf("scan: %v", err)
+		}
+	}
 	c.mu.Unlock()
 	c.wake()
 }
@@ -70,17 +78,33 @@ func (c *capture) wake() {
 // trace starts a tracer for ns with cfg's other filters, stopped at cleanup.
 func trace(t *testing.T, ns *netnstest.NS, cfg tracer.Config) *capture {
 	t.Helper()
-	cfg.NetNS = ns.Inode
+	return traceWith(t, ns, cfg, timeline.DefaultConfig(), false)
+}
+
+// traceWith also sets the correlator's config and, with seed, gives records
+// to the connections that exist already, as the CLI does.
+func traceWith(t *testing.T, ns *netnstest.NS, cfg tracer.Config, ccfg timeline.Config, seed bool) *capture {
+	t.Helper()
+	cfg.NetNS, cfg.NetNSPath = ns.Inode, ns.Path
 	cfg.PollInterval = 20 * time.Millisecond
 	tr, err := tracer.New(cfg)
 	if err != nil {
 		t.Fatalf("tracer.New: %v", err)
 	}
-	c := &capture{t: t, notify: make(chan struct{}, 1)}
-	// emit is called with c.mu held (from Event, Tick or Flush).
-	c.corr = timeline.New(timeline.DefaultConfig(), func(conn *timeline.Connection) {
+	c := &capture{t: t, tr: tr, notify: make(chan struct{}, 1)}
+	sys := tr.Sysctls()
+	ccfg.ScanNetNS = sys.NetNS
+	// emit and the alert callback run with c.mu held (from Event, Tick or Flush).
+	c.corr = timeline.New(ccfg, func(conn *timeline.Connection) {
 		c.recs = append(c.recs, conn.Clone())
 	})
+	c.corr.OnAlert(func(a *timeline.Alert) { c.alerts = append(c.alerts, *a) })
+	c.corr.SetSysctls(sys)
+	if seed {
+		if err := tr.Seed(c.corr, time.Now().UnixNano()); err != nil {
+			t.Fatalf("Seed: %v", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tr.Run(ctx, c) }()
@@ -159,6 +183,54 @@ func (c *capture) drained() {
 		case <-c.notify:
 		case <-deadline.C:
 			c.t.Fatal("tracer did not drain its ring buffer")
+		}
+	}
+}
+
+// alert waits for an alert that matches, or fails the test.
+func (c *capture) alert(desc string, match func(*timeline.Alert) bool) timeline.Alert {
+	c.t.Helper()
+	deadline := time.NewTimer(waitTimeout)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		for _, a := range c.alerts {
+			if match(&a) {
+				c.mu.Unlock()
+				return a
+			}
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.notify:
+		case <-deadline.C:
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			for _, a := range c.alerts {
+				c.t.Logf("have alert: %s %s for %s", a.Kind, a.State, time.Duration(a.For()))
+			}
+			c.t.Fatalf("no alert for %s within %s", desc, waitTimeout)
+			return timeline.Alert{}
+		}
+	}
+}
+
+// event waits until the events seen so far satisfy cond.
+func (c *capture) event(desc string, cond func([]timeline.Event) bool) {
+	c.t.Helper()
+	deadline := time.NewTimer(waitTimeout)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		ok := cond(c.events)
+		c.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-c.notify:
+		case <-deadline.C:
+			c.t.Fatalf("no events for %s within %s", desc, waitTimeout)
 		}
 	}
 }
@@ -277,6 +349,14 @@ func TestClientClosesFirst(t *testing.T) {
 	if cr.Partial || cr.LPort == 0 || cr.LAddr.String() != "127.0.0.1" || cr.NetNS != ns.Inode {
 		t.Errorf("bad tuple or flags: %s netns=%d", describe(cr), cr.NetNS)
 	}
+	// Figures from tcp_sock: 5 data bytes sent, an RTT measured, the first
+	// sample being the handshake's.
+	if cr.BytesSent != 5 || cr.SRTT == 0 || cr.HandshakeRTT == 0 {
+		t.Errorf("figures: sent %d srtt %dus handshake rtt %dus", cr.BytesSent, cr.SRTT, cr.HandshakeRTT)
+	}
+	if cr.Reason != timeline.ReasonClosedLocalOrphan || !strings.Contains(cr.Explanation(), "tcp_fin_timeout=60") {
+		t.Errorf("reason %s: %s", cr.Reason, cr.Explanation())
+	}
 
 	readEOF(t, srv)
 	srv.Close()
@@ -289,6 +369,9 @@ func TestClientClosesFirst(t *testing.T) {
 	}
 	if sr.RPort != cr.LPort {
 		t.Errorf("server's peer port %d != client's port %d", sr.RPort, cr.LPort)
+	}
+	if sr.BytesReceived != 5 || sr.BytesSent != 0 || sr.Reason != timeline.ReasonClosedPeer {
+		t.Errorf("server received %d bytes, reason %s", sr.BytesReceived, sr.Reason)
 	}
 }
 
@@ -315,6 +398,9 @@ func TestHalfCloseTimeWait(t *testing.T) {
 		timeline.StateFinWait2, timeline.StateTimeWait)
 	if s := lastStep(cr); !s.TimewaitSocket || s.From != timeline.StateFinWait2 {
 		t.Errorf("last step = %+v, want FIN_WAIT2 handed to a TIME_WAIT timewait socket", s)
+	}
+	if cr.Reason != timeline.ReasonHalfClose || !cr.HalfClose {
+		t.Errorf("reason %s, want %s", cr.Reason, timeline.ReasonHalfClose)
 	}
 	sr := c.record("server", server(port))
 	mustOutcome(t, sr, timeline.OutcomeClosed, timeline.ClosedByPeer)
@@ -366,6 +452,9 @@ func TestRefused(t *testing.T) {
 	if !cr.RSTReceived || syscall.Errno(cr.Errno) != syscall.ECONNREFUSED {
 		t.Errorf("want RST received and ECONNREFUSED: %s", describe(cr))
 	}
+	if cr.Reason != timeline.ReasonNothingListening || !strings.Contains(cr.Explanation(), fmt.Sprintf("nothing listening on 127.0.0.1:%d", port)) {
+		t.Errorf("reason %s: %s", cr.Reason, cr.Explanation())
+	}
 	if !slices.ContainsFunc(cr.Steps, func(s timeline.Step) bool {
 		return s.Kind == timeline.StepError && syscall.Errno(s.Errno) == syscall.ECONNREFUSED
 	}) {
@@ -404,6 +493,14 @@ func synTimeout(t *testing.T, linear string) (*timeline.Connection, bool) {
 	cr := c.record("client", client(port))
 	mustOutcome(t, cr, timeline.OutcomeTimeout, timeline.ClosedByNone)
 	mustStates(t, cr, timeline.StateSynSent, timeline.StateClose)
+	// The explanation names the sysctls in force in the namespace.
+	want := "tcp_syn_retries=2"
+	if hasLinear {
+		want += ", tcp_syn_linear_timeouts=" + linear
+	}
+	if cr.Reason != timeline.ReasonSynTimeout || !strings.Contains(cr.Explanation(), want) {
+		t.Errorf("reason %s: %s; want it to say %q", cr.Reason, cr.Explanation(), want)
+	}
 	return cr, hasLinear
 }
 
@@ -484,6 +581,9 @@ func TestLingerZero(t *testing.T) {
 		// tcp_disconnect() sends it with SK_RST_REASON_TCP_STATE.
 		t.Errorf("RST reason = %q, want TCP_STATE", cr.RSTReason)
 	}
+	if want := timeline.ReasonLingerAbort; kernelRSTReason(t) && cr.Reason != want {
+		t.Errorf("reason %s, want %s", cr.Reason, want)
+	}
 	sr := c.record("server", server(port))
 	mustOutcome(t, sr, timeline.OutcomeResetByPeer, timeline.ClosedByNone)
 	if !sr.RSTReceived || syscall.Errno(sr.Errno) != syscall.ECONNRESET {
@@ -506,6 +606,9 @@ func TestCloseWithUnreadData(t *testing.T) {
 	mustOutcome(t, sr, timeline.OutcomeResetLocal, timeline.ClosedByNone)
 	if kernelRSTReason(t) && sr.RSTReason != "TCP_ABORT_ON_CLOSE" {
 		t.Errorf("RST reason = %q, want TCP_ABORT_ON_CLOSE", sr.RSTReason)
+	}
+	if kernelRSTReason(t) && sr.Reason != timeline.ReasonUnreadData {
+		t.Errorf("reason %s, want %s", sr.Reason, timeline.ReasonUnreadData)
 	}
 	cr := c.record("client", client(port))
 	mustOutcome(t, cr, timeline.OutcomeResetByPeer, timeline.ClosedByNone)

@@ -197,3 +197,43 @@ func (t *Tracer) Sysctls() timeline.Sysctls {
 	})
 	return s
 }
+
+// Seed gives the correlator records for the TCP connections that exist
+// already, with their owners, so that they are reported and watched like
+// the others (partial: their start was not seen).
+func (t *Tracer) Seed(c *timeline.Correlator, now int64) error {
+	var sockets []timeline.Socket
+	// Sockets first: this scan also creates the cookies of MPTCP subflows,
+	// which the owner scan reads.
+	if err := t.ScanSockets(func(s *timeline.Socket) { sockets = append(sockets, *s) }); err != nil {
+		return err
+	}
+	type owner struct {
+		pid  uint32
+		comm string
+	}
+	owners := make(map[uint64]owner)
+	if err := t.ScanOwners(func(cookie uint64, pid uint32, comm string) {
+		if _, ok := owners[cookie]; !ok {
+			owners[cookie] = owner{pid, comm}
+		}
+	}); err != nil {
+		return err
+	}
+	for i := range sockets {
+		o := owners[sockets[i].Cookie]
+		c.Seed(now, &sockets[i], o.pid, o.comm)
+	}
+	return nil
+}
+
+// Scan feeds the correlator a scan of the traced namespace's TCP sockets:
+// it follows orphaned FIN_WAIT2 sockets and counts TIME_WAIT ones.
+func (t *Tracer) Scan(c *timeline.Correlator, now int64) error {
+	c.BeginScan()
+	if err := t.ScanSockets(c.ScanSocket); err != nil {
+		return err // no EndScan: it would take every followed orphan for dropped
+	}
+	c.EndScan(now)
+	return nil
+}

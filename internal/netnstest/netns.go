@@ -119,26 +119,36 @@ func (ns *NS) Run(tb testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
-// DropSYNs makes the namespace silently drop SYNs to port (nftables), so
-// a connect() there retries and times out.
-func (ns *NS) DropSYNs(tb testing.TB, port uint16) {
+// Nft loads an nftables script into the namespace; the returned function
+// deletes the tables it named, undoing it.
+func (ns *NS) Nft(tb testing.TB, table, chainRules string) (undo func()) {
 	tb.Helper()
 	if _, err := exec.LookPath("nft"); err != nil {
 		tb.Fatalf("nft not found (install nftables): %v", err)
 	}
-	rules := fmt.Sprintf(`table inet tcptrace_test {
-	chain input {
-		type filter hook input priority 0; policy accept;
-		tcp dport %d tcp flags & (syn | ack) == syn drop
-	}
-}`, port)
+	script := fmt.Sprintf("table inet %s {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n%s\n\t}\n}\n", table, chainRules)
+	ns.nft(tb, script)
+	return func() { ns.nft(tb, "delete table inet "+table+"\n") }
+}
+
+func (ns *NS) nft(tb testing.TB, script string) {
+	tb.Helper()
+	var out []byte
+	var err error
 	ns.Do(func() {
 		cmd := exec.Command("nft", "-f", "-")
-		cmd.Stdin = strings.NewReader(rules)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			tb.Errorf("nft: %v\n%s", err, out)
-		}
+		cmd.Stdin = strings.NewReader(script)
+		out, err = cmd.CombinedOutput()
 	})
+	if err != nil {
+		tb.Fatalf("nft: %v\n%s\n%s", err, out, script)
+	}
+}
+
+// DropSYNs makes the namespace silently drop SYNs to port (nftables), so
+// a connect() there retries and times out.
+func (ns *NS) DropSYNs(tb testing.TB, port uint16) (undo func()) {
+	return ns.Nft(tb, "drop_syns", fmt.Sprintf("\t\ttcp dport %d tcp flags & (syn | ack) == syn drop", port))
 }
 
 func linkUp(name string) error {

@@ -123,6 +123,7 @@ type Connection struct {
 	PID    uint32
 	UID    uint32
 	Comm   string
+	Cgroup uint64 // cgroup v2 id of the socket
 
 	Outcome  Outcome
 	ClosedBy Closer
@@ -138,8 +139,31 @@ type Connection struct {
 	RSTReason string
 	// Errno is the last error the socket reported (sk_err), 0 if none.
 	Errno uint16
+	// Reason is a short machine word for how the connection ended; the
+	// Explanation method says it in one sentence for people.
+	Reason string
+
+	// Figures from struct tcp_sock at the last state change (like ss -i).
+	BytesSent     uint64 // data bytes sent and acknowledged (tcpi_bytes_acked less SYN and FIN)
+	BytesReceived uint64 // data bytes received (tcpi_bytes_received less the FIN)
+	SegsRetrans   uint32 // segments retransmitted (tcpi_total_retrans)
+	SRTT          uint32 // smoothed RTT, microseconds
+	// HandshakeRTT is the first RTT sample (µs): SYN to SYN+ACK for a
+	// client, SYN+ACK to ACK for a server; 0 when not measured (the kernel
+	// takes no sample from a retransmitted SYN).
+	HandshakeRTT uint32
+
+	// HalfClose: this host shut down its sending side and kept reading
+	// until the peer's FIN (shutdown(SHUT_WR)).
+	HalfClose bool
+	// HalfOpen: the RST received answered data sent to a peer that no
+	// longer knew the connection (seen when the peer is on this host).
+	HalfOpen bool
 	// Partial: the connection's start was not seen (it predates tracing).
 	Partial bool
+	// Incomplete: events were lost (ring buffer full) while it was live,
+	// so the record may miss steps.
+	Incomplete bool
 	// Evicted: flushed early because the live table was full.
 	Evicted bool
 	States  []State
@@ -148,11 +172,21 @@ type Connection struct {
 	StepsDropped int
 
 	// Bookkeeping, not part of the record.
-	lastSyn     int64 // time the last SYN was sent
-	closedAt    int64 // time of the X -> CLOSE transition, 0 while open
-	closeFrom   State // the state the socket left for CLOSE
-	rstSentLive bool  // the socket itself (not its timewait successor) sent a RST
+	lastSyn     int64    // time the last SYN was sent
+	closedAt    int64    // time of the X -> CLOSE transition, 0 while open
+	closeFrom   State    // the state the socket left for CLOSE
+	rstSentLive bool     // the socket itself (not its timewait successor) sent a RST
+	seeded      bool     // created from a socket scan, no event seen yet
+	sys         *Sysctls // its namespace's sysctls, when known
 	prev, next  *Connection
+
+	// Stuck-state watch: while in CLOSE_WAIT, FIN_WAIT2, SYN_SENT or
+	// SYN_RECV the connection is on the correlator's watch list.
+	stateSince   int64 // when it entered its current state
+	sinceUnknown bool  // it was already in that state when tracing began
+	nextAlert    int64
+	watched      bool
+	wprev, wnext *Connection
 }
 
 // Clone returns a copy that stays valid after the correlator recycles c.
@@ -160,7 +194,7 @@ func (c *Connection) Clone() *Connection {
 	cp := *c
 	cp.States = append([]State(nil), c.States...)
 	cp.Steps = append([]Step(nil), c.Steps...)
-	cp.prev, cp.next = nil, nil
+	cp.prev, cp.next, cp.wprev, cp.wnext = nil, nil, nil, nil
 	return &cp
 }
 
@@ -197,6 +231,38 @@ func (c *Connection) learnTuple(e *Event) {
 }
 
 func known(a netip.Addr) bool { return a.IsValid() && !a.IsUnspecified() }
+
+// dataBytes turns the kernel's byte counters into data bytes. bytes_acked
+// and bytes_received advance with sequence numbers, and the SYN and the FIN
+// each take one: the SYN is in bytes_acked once the handshake is acked, our
+// FIN once the peer acked it, the peer's FIN in bytes_received once it came.
+func (c *Connection) dataBytes() {
+	var synAcked, finAcked, peerFIN bool
+	for i, s := range c.States {
+		switch s {
+		case StateEstablished, StateFinWait1, StateCloseWait, StateClosing, StateLastAck:
+			synAcked = true
+		case StateFinWait2:
+			synAcked, finAcked = true, true
+		case StateTimeWait:
+			finAcked, peerFIN = true, true
+		case StateClose:
+			finAcked = finAcked || i > 0 && c.States[i-1] == StateLastAck && c.Outcome == OutcomeClosed
+		}
+		if s == StateCloseWait || s == StateClosing || s == StateLastAck {
+			peerFIN = true
+		}
+	}
+	if synAcked && c.BytesSent > 0 {
+		c.BytesSent--
+	}
+	if finAcked && c.BytesSent > 0 {
+		c.BytesSent--
+	}
+	if peerFIN && c.BytesReceived > 0 {
+		c.BytesReceived--
+	}
+}
 
 func (c *Connection) reset() {
 	states, steps := c.States[:0], c.Steps[:0]

@@ -82,9 +82,11 @@ func TestOutcomes(t *testing.T) {
 		rstRecv   bool
 		reason    string
 		handshake int64
+		why       string // the expected Reason
 	}{
 		{
 			name: "client closes first, orphaned in FIN_WAIT2",
+			why:  ReasonClosedLocalOrphan,
 			events: append(slices.Clone(handshake),
 				state(5, 1, StateEstablished, StateFinWait1),
 				with(state(6, 1, StateFinWait1, StateFinWait2), dead),
@@ -95,6 +97,7 @@ func TestOutcomes(t *testing.T) {
 		},
 		{
 			name: "half-close: peer FIN processed, real TIME_WAIT",
+			why:  ReasonHalfClose,
 			events: append(slices.Clone(handshake),
 				state(5, 1, StateEstablished, StateFinWait1),
 				state(6, 1, StateFinWait1, StateFinWait2),
@@ -105,6 +108,7 @@ func TestOutcomes(t *testing.T) {
 		},
 		{
 			name: "peer closes first",
+			why:  ReasonClosedPeer,
 			events: append(slices.Clone(handshake),
 				with(state(5, 1, StateEstablished, StateCloseWait), done),
 				state(7, 1, StateCloseWait, StateLastAck),
@@ -114,6 +118,7 @@ func TestOutcomes(t *testing.T) {
 		},
 		{
 			name: "simultaneous close",
+			why:  ReasonSimultaneous,
 			events: append(slices.Clone(handshake),
 				state(5, 1, StateEstablished, StateFinWait1),
 				with(state(5, 1, StateFinWait1, StateClosing), done),
@@ -124,6 +129,7 @@ func TestOutcomes(t *testing.T) {
 		},
 		{
 			name: "refused",
+			why:  ReasonNothingListening,
 			events: []Event{
 				state(0, 1, StateClose, StateSynSent),
 				other(1, 1, EventRSTReceived, StateSynSent),
@@ -135,6 +141,7 @@ func TestOutcomes(t *testing.T) {
 		},
 		{
 			name: "SYN timeout",
+			why:  ReasonSynTimeout,
 			events: []Event{
 				state(0, 1, StateClose, StateSynSent),
 				other(1000, 1, EventRetransmit, StateSynSent),
@@ -146,6 +153,7 @@ func TestOutcomes(t *testing.T) {
 		},
 		{
 			name: "closed before the handshake completed",
+			why:  ReasonHandshakeAbandon,
 			events: []Event{
 				state(0, 1, StateClose, StateSynSent),
 				state(3, 1, StateSynSent, StateClose),
@@ -155,6 +163,7 @@ func TestOutcomes(t *testing.T) {
 		},
 		{
 			name: "reset by peer",
+			why:  ReasonPeerReset,
 			events: append(slices.Clone(handshake),
 				other(5, 1, EventRSTReceived, StateEstablished),
 				with(state(5, 1, StateEstablished, StateClose), errno(syscall.ECONNRESET))),
@@ -163,6 +172,7 @@ func TestOutcomes(t *testing.T) {
 		},
 		{
 			name: "SO_LINGER 0: the RST trails the CLOSE transition",
+			why:  ReasonLingerAbort,
 			events: append(slices.Clone(handshake),
 				state(5, 1, StateEstablished, StateClose),
 				with(other(5, 1, EventRSTSent, StateClose), func(e *Event) { e.RSTReason = "TCP_STATE" })),
@@ -171,6 +181,7 @@ func TestOutcomes(t *testing.T) {
 		},
 		{
 			name: "retransmissions gave up",
+			why:  ReasonRetransTimeout,
 			events: append(slices.Clone(handshake),
 				other(300, 1, EventRetransmit, StateEstablished),
 				with(state(900, 1, StateEstablished, StateClose), errno(syscall.ETIMEDOUT))),
@@ -179,6 +190,7 @@ func TestOutcomes(t *testing.T) {
 		},
 		{
 			name: "accepted, server closes first",
+			why:  ReasonClosedLocalOrphan,
 			events: []Event{
 				serverSide(state(0, 2, StateListen, StateSynRecv)),
 				serverSide(state(0, 2, StateSynRecv, StateEstablished)),
@@ -192,6 +204,7 @@ func TestOutcomes(t *testing.T) {
 		},
 		{
 			name: "listener",
+			why:  ReasonListenerClosed,
 			events: []Event{
 				serverSide(state(0, 3, StateClose, StateListen)),
 				serverSide(state(9, 3, StateListen, StateClose)),
@@ -201,6 +214,7 @@ func TestOutcomes(t *testing.T) {
 		},
 		{
 			name:    "still open when tracing stops",
+			why:     ReasonOpen,
 			events:  slices.Clone(handshake),
 			outcome: OutcomeOpen, role: RoleClient, handshake: 1 * ms,
 			states: []State{StateSynSent, StateEstablished},
@@ -235,6 +249,12 @@ func TestOutcomes(t *testing.T) {
 			}
 			if r.Partial {
 				t.Error("partial")
+			}
+			if r.Reason != tc.why {
+				t.Errorf("reason %q, want %q", r.Reason, tc.why)
+			}
+			if r.Explanation() == "" {
+				t.Error("no explanation")
 			}
 		})
 	}
@@ -433,5 +453,235 @@ func TestTupleLearned(t *testing.T) {
 	r := only(t, mustFlush(run(t, DefaultConfig(), []Event{first, state(1, 1, StateSynSent, StateEstablished), last}, -1)))
 	if r.LPort != cliPort {
 		t.Errorf("lport %d, want %d", r.LPort, cliPort)
+	}
+}
+
+func TestStuckAlerts(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.StuckAfter = 1000 * ms
+	var alerts []Alert
+	c := New(cfg, func(*Connection) {})
+	c.OnAlert(func(a *Alert) { alerts = append(alerts, *a) })
+	for _, e := range []Event{
+		serverSide(state(0, 2, StateListen, StateSynRecv)),
+		serverSide(state(0, 2, StateSynRecv, StateEstablished)),
+		serverSide(with(state(100, 2, StateEstablished, StateCloseWait), func(e *Event) { e.SockDone = true })),
+	} {
+		c.Add(&e)
+	}
+	at := func(tms int64) int { c.Advance(baseTime + tms*ms); return len(alerts) }
+	if n := at(1099); n != 0 {
+		t.Fatalf("alert before StuckAfter: %+v", alerts)
+	}
+	if n := at(1100); n != 1 {
+		t.Fatalf("%d alerts at StuckAfter, want 1", n)
+	}
+	a := alerts[0]
+	if a.Kind != AlertCloseWait || a.For() != 1000*ms || a.Comm != "nginx" || a.LPort != srvPort || a.SinceUnknown {
+		t.Errorf("alert %+v", a)
+	}
+	if n := at(1900); n != 1 {
+		t.Errorf("repeated within the interval: %d", n)
+	}
+	if n := at(2100); n != 2 {
+		t.Errorf("not repeated after the interval: %d", n)
+	}
+	// The application finally closes: no more alerts.
+	e := serverSide(state(2200, 2, StateCloseWait, StateLastAck))
+	c.Add(&e)
+	if n := at(9000); n != 2 {
+		t.Errorf("alerts after leaving CLOSE_WAIT: %d", n)
+	}
+	if c.Stats().Alerts != 2 {
+		t.Errorf("stats alerts %d", c.Stats().Alerts)
+	}
+}
+
+func TestSynSentAlertCountsRetries(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.StuckAfter = 2000 * ms
+	var alerts []Alert
+	c := New(cfg, func(*Connection) {})
+	c.OnAlert(func(a *Alert) { alerts = append(alerts, *a) })
+	for _, e := range []Event{
+		state(0, 1, StateClose, StateSynSent),
+		other(1000, 1, EventRetransmit, StateSynSent),
+		other(2000, 1, EventRetransmit, StateSynSent),
+	} {
+		c.Add(&e)
+	}
+	c.Advance(baseTime + 2000*ms)
+	if len(alerts) != 1 || alerts[0].Kind != AlertSynSent || alerts[0].Retries != 2 {
+		t.Errorf("alerts %+v", alerts)
+	}
+}
+
+// An orphaned FIN_WAIT2 is followed through scans after its record is out:
+// an alert when stuck, then its end.
+func TestOrphanFollowedByScans(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.StuckAfter = 1000 * ms
+	cfg.ScanNetNS = 1
+	var alerts []Alert
+	var recs []*Connection
+	c := New(cfg, func(conn *Connection) { recs = append(recs, conn.Clone()) })
+	c.OnAlert(func(a *Alert) { alerts = append(alerts, *a) })
+	dead := func(e *Event) { e.SockDead = true }
+	for _, e := range []Event{
+		state(0, 1, StateClose, StateSynSent),
+		state(1, 1, StateSynSent, StateEstablished),
+		state(2, 1, StateEstablished, StateFinWait1),
+		with(state(3, 1, StateFinWait1, StateFinWait2), dead),
+		with(state(3, 1, StateFinWait2, StateClose), dead),
+	} {
+		c.Add(&e)
+	}
+	c.Advance(baseTime + 100*ms)
+	if len(recs) != 1 || recs[0].Reason != ReasonClosedLocalOrphan || c.Orphans() != 1 {
+		t.Fatalf("records %d, orphans %d", len(recs), c.Orphans())
+	}
+	tw := Socket{Cookie: 1, State: StateTimeWait, Substate: StateFinWait2, LAddr: lo, RAddr: lo, LPort: cliPort, RPort: srvPort, NetNS: 1}
+	other := Socket{Cookie: 9, State: StateTimeWait, Substate: StateTimeWait, LAddr: lo, RAddr: lo, LPort: 1, RPort: srvPort, NetNS: 1}
+	scan := func(tms int64, socks ...Socket) {
+		c.BeginScan()
+		for i := range socks {
+			c.ScanSocket(&socks[i])
+		}
+		c.EndScan(baseTime + tms*ms)
+	}
+	scan(500, tw, other)
+	if len(alerts) != 0 {
+		t.Fatalf("alert before StuckAfter: %+v", alerts)
+	}
+	scan(1003, tw, other)
+	if len(alerts) != 1 || alerts[0].Kind != AlertFinWait2Orphan || alerts[0].For() != 1000*ms {
+		t.Fatalf("alerts %+v", alerts)
+	}
+	if total, top, ok := c.TimeWait(5); !ok || total != 2 || len(top) != 1 || top[0].Count != 1 || top[0].Port != srvPort {
+		t.Errorf("TIME_WAIT counts %d %+v %v", total, top, ok)
+	}
+	scan(3000) // gone: dropped by the kernel after tcp_fin_timeout
+	if len(alerts) != 2 || alerts[1].Kind != AlertFinWait2OrphanEnded || alerts[1].Ended != "dropped" || c.Orphans() != 0 {
+		t.Errorf("alerts %+v orphans %d", alerts, c.Orphans())
+	}
+	// An orphan of a namespace the scans can't see is not followed.
+	cfg.ScanNetNS = 2
+	c2 := New(cfg, func(*Connection) {})
+	for _, e := range []Event{
+		state(2, 1, StateEstablished, StateFinWait1),
+		with(state(3, 1, StateFinWait1, StateFinWait2), dead),
+		with(state(3, 1, StateFinWait2, StateClose), dead),
+	} {
+		c2.Add(&e)
+	}
+	c2.Flush()
+	if c2.Orphans() != 0 || c2.Stats().OrphansUnwatched != 1 {
+		t.Errorf("orphans %d unwatched %d", c2.Orphans(), c2.Stats().OrphansUnwatched)
+	}
+}
+
+func TestSeed(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.StuckAfter = 1000 * ms
+	var alerts []Alert
+	var recs []*Connection
+	c := New(cfg, func(conn *Connection) { recs = append(recs, conn.Clone()) })
+	c.OnAlert(func(a *Alert) { alerts = append(alerts, *a) })
+	cw := Socket{Cookie: 5, State: StateCloseWait, LAddr: lo, RAddr: lo, LPort: srvPort, RPort: 5555, NetNS: 1, BytesAcked: 10}
+	ln := Socket{Cookie: 6, State: StateListen, LAddr: lo, LPort: srvPort, NetNS: 1}
+	tw := Socket{Cookie: 7, State: StateTimeWait, Substate: StateTimeWait, LAddr: lo, RAddr: lo, NetNS: 1}
+	fresh := Socket{Cookie: 8, State: StateSynSent, LAddr: lo, RAddr: lo, RPort: srvPort, NetNS: 1}
+	for _, s := range []Socket{ln, cw, tw, fresh} {
+		c.Seed(baseTime, &s, 42, "nginx")
+	}
+	if c.Live() != 3 {
+		t.Fatalf("live %d, want 3 (no record for a timewait socket)", c.Live())
+	}
+	// The start event of a seeded socket, still in the ring buffer at
+	// the scan, replaces its partial record.
+	e := state(1, 8, StateClose, StateSynSent)
+	c.Add(&e)
+	c.Advance(baseTime + 1000*ms)
+	if len(alerts) != 1 || alerts[0].Cookie != 5 || !alerts[0].SinceUnknown || alerts[0].Kind != AlertCloseWait {
+		t.Errorf("alerts %+v", alerts)
+	}
+	c.Flush()
+	for _, r := range recs {
+		switch r.Cookie {
+		case 5:
+			if !r.Partial || r.Role != RoleServer || r.PID != 42 || r.BytesSent != 9 { // less the SYN
+				t.Errorf("seeded CLOSE_WAIT record %+v", r)
+			}
+		case 6:
+			if r.Role != RoleListener {
+				t.Errorf("seeded listener %+v", r)
+			}
+		case 8:
+			if r.Partial || r.Role != RoleClient {
+				t.Errorf("re-started record %+v", r)
+			}
+		}
+	}
+}
+
+// The RST a connection receives was sent by this host's stack because the
+// peer, also on this host, had no socket any more: half-open.
+func TestHalfOpen(t *testing.T) {
+	noSock := Event{Time: baseTime + 5*ms, Type: EventRSTSent, NoSocket: true, NetNS: 1,
+		LAddr: lo, LPort: srvPort, RAddr: lo, RPort: cliPort}
+	r := only(t, mustFlush(run(t, DefaultConfig(), []Event{
+		state(0, 1, StateClose, StateSynSent),
+		state(1, 1, StateSynSent, StateEstablished),
+		noSock,
+		other(5, 1, EventRSTReceived, StateEstablished),
+		with(state(5, 1, StateEstablished, StateClose), func(e *Event) { e.Errno = uint16(syscall.ECONNRESET) }),
+	}, -1)))
+	if r.Outcome != OutcomeResetByPeer || r.Reason != ReasonHalfOpen || !r.HalfOpen {
+		t.Errorf("got %s %s", r.Outcome, r.Reason)
+	}
+}
+
+func TestFiguresAndHandshakeRTT(t *testing.T) {
+	est := state(1, 1, StateSynSent, StateEstablished)
+	est.SRTT = 40
+	fin := state(5, 1, StateEstablished, StateFinWait1)
+	fin.BytesAcked, fin.BytesReceived, fin.SRTT, fin.TotalRetrans = 100, 2000, 55, 3
+	r := only(t, mustFlush(run(t, DefaultConfig(), []Event{state(0, 1, StateClose, StateSynSent), est, fin}, -1)))
+	// bytes_acked counts the SYN: 99 data bytes.
+	if r.HandshakeRTT != 40 || r.BytesSent != 99 || r.BytesReceived != 2000 || r.SRTT != 55 || r.SegsRetrans != 3 {
+		t.Errorf("figures %+v", r)
+	}
+}
+
+func TestMarkLost(t *testing.T) {
+	var recs []*Connection
+	c := New(DefaultConfig(), func(conn *Connection) { recs = append(recs, conn.Clone()) })
+	e := state(0, 1, StateClose, StateSynSent)
+	c.Add(&e)
+	c.MarkLost()
+	e2 := state(1, 2, StateClose, StateSynSent)
+	c.Add(&e2)
+	c.Flush()
+	if !recs[0].Incomplete || recs[1].Incomplete {
+		t.Errorf("incomplete flags %v %v", recs[0].Incomplete, recs[1].Incomplete)
+	}
+}
+
+func TestHistogram(t *testing.T) {
+	var h Histogram
+	for i := 1; i <= 1000; i++ {
+		h.Add(int64(i) * 1000 * 1000) // 1..1000 ms
+	}
+	for _, tc := range []struct {
+		p    float64
+		want float64
+	}{{50, 500e6}, {99, 990e6}} {
+		got := float64(h.Percentile(tc.p))
+		if got < tc.want*0.95 || got > tc.want*1.05 {
+			t.Errorf("p%.0f = %.0f, want %.0f within 5%%", tc.p, got, tc.want)
+		}
+	}
+	if h.Count() != 1000 {
+		t.Errorf("count %d", h.Count())
 	}
 }

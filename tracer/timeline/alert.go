@@ -1,0 +1,169 @@
+package timeline
+
+import (
+	"net/netip"
+	"strconv"
+)
+
+// AlertKind names a problem that produces no end event: a connection stuck
+// in a state it should leave.
+type AlertKind uint8
+
+// Alert kinds.
+const (
+	// AlertCloseWait: the peer closed, the local application never called
+	// close(): a file descriptor leak or a stuck worker.
+	AlertCloseWait AlertKind = iota + 1
+	// AlertFinWait2: our FIN was acked, the peer never sends its own; the
+	// socket is still open (shutdown(SHUT_WR)) so no timer ends it.
+	AlertFinWait2
+	// AlertFinWait2Orphan: same, after close(): the kernel holds a timewait
+	// socket in FIN_WAIT2 until the FIN comes or tcp_fin_timeout passes.
+	AlertFinWait2Orphan
+	// AlertFinWait2OrphanEnded: such an orphan ended: the kernel dropped it
+	// (Ended "dropped") or the peer's FIN finally came ("fin_received").
+	AlertFinWait2OrphanEnded
+	// AlertSynSent: connect() is still retrying its SYN.
+	AlertSynSent
+	// AlertSynRecv: a handshake waits for the client's final ACK while the
+	// server retransmits its SYN+ACK.
+	AlertSynRecv
+)
+
+var alertNames = [...]string{"", "close_wait", "fin_wait2", "fin_wait2_orphan", "fin_wait2_orphan_ended", "syn_sent", "syn_recv"}
+
+func (k AlertKind) String() string { return alertNames[k] }
+
+// Alert is a live notice about one connection.
+type Alert struct {
+	Time   int64 // Unix ns when raised
+	Kind   AlertKind
+	Cookie uint64
+	LAddr  netip.Addr
+	RAddr  netip.Addr
+	LPort  uint16
+	RPort  uint16
+	NetNS  uint32
+	PID    uint32
+	Comm   string
+	State  State
+	// Since is when the connection entered State; SinceUnknown when it was
+	// already there when tracing began (Since is then that moment).
+	Since        int64
+	SinceUnknown bool
+	Retries      int    // SYN or SYN+ACK retries so far
+	Ended        string // AlertFinWait2OrphanEnded: "dropped" or "fin_received"
+}
+
+// For is how long the connection has been in its state.
+func (a *Alert) For() int64 { return a.Time - a.Since }
+
+// watchable states are those a connection must leave on its own; staying
+// there longer than StuckAfter raises an alert.
+func watchable(s State) AlertKind {
+	switch s {
+	case StateCloseWait:
+		return AlertCloseWait
+	case StateFinWait2:
+		return AlertFinWait2
+	case StateSynSent:
+		return AlertSynSent
+	case StateSynRecv:
+		return AlertSynRecv
+	}
+	return 0
+}
+
+// watchList is the intrusive list of watched live connections, in the
+// order of their next alert time: connections join it at the tail as they
+// enter a watched state (so in time order), and move back to the tail
+// once alerted.
+type watchList struct{ head, tail *Connection }
+
+func (l *watchList) pushBack(c *Connection) {
+	c.wprev, c.wnext = l.tail, nil
+	if l.tail != nil {
+		l.tail.wnext = c
+	} else {
+		l.head = c
+	}
+	l.tail = c
+	c.watched = true
+}
+
+func (l *watchList) remove(c *Connection) {
+	if !c.watched {
+		return
+	}
+	if c.wprev != nil {
+		c.wprev.wnext = c.wnext
+	} else {
+		l.head = c.wnext
+	}
+	if c.wnext != nil {
+		c.wnext.wprev = c.wprev
+	} else {
+		l.tail = c.wprev
+	}
+	c.wprev, c.wnext, c.watched = nil, nil, false
+}
+
+// orphan is a connection whose record was emitted when the kernel handed it
+// to a timewait socket in FIN_WAIT2. Only socket scans can see what becomes
+// of it: the peer's FIN (then TIME_WAIT) or the kernel dropping it.
+type orphan struct {
+	alert     Alert // the identity, reused for its alerts
+	nextAlert int64
+	alerted   bool
+	seen      uint64 // scan generation that last saw it
+	substate  State
+}
+
+// maxOrphans bounds the orphaned FIN_WAIT2 sockets followed by scans.
+const maxOrphans = 65536
+
+// Endpoint is a remote address and port.
+type Endpoint struct {
+	Addr netip.Addr
+	Port uint16
+}
+
+// EndpointCount is a count for one remote endpoint.
+type EndpointCount struct {
+	Endpoint
+	Count uint64
+}
+
+// AppendAlertExplanation appends what an alert means, for people.
+func AppendAlertExplanation(b []byte, a *Alert) []byte {
+	switch a.Kind {
+	case AlertCloseWait:
+		b = append(b, "the peer closed its side and the application has not called close(): a leaked socket or a stuck worker"...)
+	case AlertFinWait2:
+		b = append(b, "our FIN was acked but the peer never sends its own: its application has not closed; this socket is still open, so no timer will end it"...)
+	case AlertFinWait2Orphan:
+		b = append(b, "closed here, but the peer never sent its FIN: the kernel holds an orphaned FIN_WAIT2 socket until tcp_fin_timeout"...)
+	case AlertFinWait2OrphanEnded:
+		if a.Ended == "dropped" {
+			b = append(b, "the kernel dropped the orphaned FIN_WAIT2 socket (tcp_fin_timeout): the peer never closed"...)
+		} else {
+			b = append(b, "the peer's FIN finally came: the orphan moved to TIME_WAIT"...)
+		}
+	case AlertSynSent:
+		b = append(b, "connect() still has no answer after "...)
+		b = strconv.AppendInt(b, int64(a.Retries), 10)
+		b = append(b, " SYN retries: SYNs dropped, or the peer is down"...)
+	case AlertSynRecv:
+		b = append(b, "the client's final ACK has not come after "...)
+		b = strconv.AppendInt(b, int64(a.Retries), 10)
+		b = append(b, " SYN+ACK retries: ACKs lost, or a SYN flood"...)
+	}
+	return b
+}
+
+// Anomalous: the record is worth a look on a busy host: it did not end in
+// a clean close (nor is merely still open), or its handshake needed
+// retries, or events were lost while it was live.
+func (c *Connection) Anomalous() bool {
+	return isFailure(c.Outcome) || c.SynRetries > 0 || c.SynAckRetries > 0 || c.Incomplete
+}

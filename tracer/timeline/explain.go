@@ -1,0 +1,222 @@
+package timeline
+
+import "strconv"
+
+// Reasons: a short machine word for how a connection ended, set on each
+// record when it is emitted. Constant strings, so records allocate nothing.
+const (
+	ReasonClosedLocal       = "closed_local"        // this host sent the first FIN; TIME_WAIT here
+	ReasonClosedLocalOrphan = "closed_local_orphan" // ... and the peer's FIN had not come yet
+	ReasonHalfClose         = "half_close"          // shutdown(SHUT_WR), read until the peer's FIN
+	ReasonClosedPeer        = "closed_peer"         // the peer sent the first FIN
+	ReasonSimultaneous      = "simultaneous_close"  // both sent FIN at once (CLOSING)
+	ReasonListenerClosed    = "listener_closed"
+	ReasonNothingListening  = "nothing_listening" // RST in reply to our SYN
+	ReasonSynTimeout        = "syn_timeout"       // SYN retries exhausted
+	ReasonSynAckTimeout     = "synack_timeout"    // accepted side: final ACK never came
+	ReasonRetransTimeout    = "retransmit_timeout"
+	ReasonKeepaliveTimeout  = "keepalive_timeout"
+	ReasonPeerReset         = "peer_reset"
+	ReasonHalfOpen          = "half_open" // our data reached a peer that no longer knew us
+	ReasonUnreadData        = "closed_with_unread_data"
+	ReasonLingerAbort       = "linger_abort" // close() with SO_LINGER {1, 0}
+	ReasonDataAfterClose    = "data_after_close"
+	ReasonLocalAbort        = "local_abort" // this host sent a RST, reason unknown
+	ReasonHandshakeAbandon  = "closed_during_handshake"
+	ReasonOpen              = "open"
+)
+
+// reason decides a record's Reason from its outcome and what the kernel said.
+func reason(c *Connection) string {
+	switch c.Outcome {
+	case OutcomeOpen:
+		return ReasonOpen
+	case OutcomeRefused:
+		return ReasonNothingListening
+	case OutcomeAborted:
+		return ReasonHandshakeAbandon
+	case OutcomeTimeout:
+		switch {
+		case c.closeFrom == StateSynSent:
+			return ReasonSynTimeout
+		case c.closeFrom == StateSynRecv:
+			return ReasonSynAckTimeout
+		case c.RSTReason == "TCP_KEEPALIVE_TIMEOUT":
+			return ReasonKeepaliveTimeout
+		}
+		return ReasonRetransTimeout
+	case OutcomeResetByPeer:
+		if c.HalfOpen {
+			return ReasonHalfOpen
+		}
+		return ReasonPeerReset
+	case OutcomeResetLocal:
+		switch c.RSTReason {
+		case "TCP_ABORT_ON_CLOSE":
+			return ReasonUnreadData
+		case "TCP_ABORT_ON_LINGER", "TCP_STATE":
+			// close() with SO_LINGER {1, 0} goes through tcp_disconnect(),
+			// which sends its RST with reason TCP_STATE.
+			return ReasonLingerAbort
+		case "TCP_ABORT_ON_DATA":
+			return ReasonDataAfterClose
+		case "TCP_KEEPALIVE_TIMEOUT":
+			return ReasonKeepaliveTimeout
+		}
+		return ReasonLocalAbort
+	}
+	switch {
+	case c.Role == RoleListener:
+		return ReasonListenerClosed
+	case c.ClosedBy == ClosedByBoth:
+		return ReasonSimultaneous
+	case c.ClosedBy == ClosedByPeer:
+		return ReasonClosedPeer
+	case c.HalfClose:
+		return ReasonHalfClose
+	case c.LastState() == StateFinWait2:
+		return ReasonClosedLocalOrphan
+	}
+	return ReasonClosedLocal
+}
+
+// Explanation says in one sentence what happened, as an experienced network
+// engineer would. It allocates; output code uses AppendExplanation.
+func (c *Connection) Explanation() string { return string(AppendExplanation(nil, c)) }
+
+// AppendExplanation appends the record's explanation to b.
+func AppendExplanation(b []byte, c *Connection) []byte {
+	switch c.Reason {
+	case ReasonClosedLocal:
+		b = append(b, "closed cleanly; this host sent the first FIN, so it holds TIME_WAIT for 2MSL (60 s)"...)
+	case ReasonClosedLocalOrphan:
+		b = append(b, "closed by this host first; the peer had not sent its FIN yet, so the kernel keeps an orphaned FIN_WAIT2 socket until it does or "...)
+		b = appendSysctl(b, c, "tcp_fin_timeout", sysFinTimeout, " s pass")
+	case ReasonHalfClose:
+		b = append(b, "half-close: this host shut down its sending side (shutdown SHUT_WR) and kept reading until the peer's FIN; TIME_WAIT here"...)
+	case ReasonClosedPeer:
+		b = append(b, "closed cleanly; the peer sent the first FIN, this host answered with its own"...)
+	case ReasonSimultaneous:
+		b = append(b, "simultaneous close: both ends sent FIN at once (FIN_WAIT1, CLOSING, TIME_WAIT)"...)
+	case ReasonListenerClosed:
+		b = append(b, "the listening socket was closed"...)
+	case ReasonNothingListening:
+		b = append(b, "RST in reply to the SYN: nothing listening on "...)
+		b = appendEndpoint(b, c)
+		b = append(b, " (or the port was held)"...)
+	case ReasonSynTimeout:
+		b = append(b, "no answer to the SYN after "...)
+		b = strconv.AppendInt(b, int64(c.SynRetries), 10)
+		b = append(b, " retries over "...)
+		b = appendSeconds(b, c.Duration())
+		b = append(b, " ("...)
+		b = appendSysctl(b, c, "tcp_syn_retries", sysSynRetries, "")
+		if c.sys != nil && c.sys.SynLinearTimeouts >= 0 {
+			b = append(b, ", "...)
+			b = appendSysctl(b, c, "tcp_syn_linear_timeouts", sysSynLinear, "")
+		}
+		b = append(b, "): SYNs dropped by a firewall, or "...)
+		b = appendEndpoint(b, c)
+		b = append(b, " is down or unreachable"...)
+	case ReasonSynAckTimeout:
+		b = append(b, "the client's final ACK never came after "...)
+		b = strconv.AppendInt(b, int64(c.SynAckRetries), 10)
+		b = append(b, " SYN+ACK retries ("...)
+		b = appendSysctl(b, c, "tcp_synack_retries", sysSynAckRetries, "")
+		b = append(b, ")"...)
+	case ReasonRetransTimeout:
+		b = append(b, "gave up after "...)
+		b = strconv.AppendInt(b, int64(c.Retransmits), 10)
+		b = append(b, " unanswered retransmissions: the peer or the path stopped responding (tcp_retries2)"...)
+	case ReasonKeepaliveTimeout:
+		b = append(b, "keepalive probes went unanswered: the peer vanished (tcp_keepalive_probes)"...)
+	case ReasonPeerReset:
+		b = append(b, "the peer aborted the connection with a RST (closed with SO_LINGER 0 or unread data, crashed, or a middlebox reset it)"...)
+	case ReasonHalfOpen:
+		b = append(b, "half-open: data sent to a peer that no longer knew the connection, which answered with RST"...)
+	case ReasonUnreadData:
+		b = append(b, "the application closed the socket with unread data in its receive queue, so the kernel sent RST instead of FIN (RFC 2525)"...)
+	case ReasonLingerAbort:
+		b = append(b, "the application aborted the connection: close() with SO_LINGER {1, 0} sends RST instead of FIN, skipping TIME_WAIT"...)
+	case ReasonDataAfterClose:
+		b = append(b, "data arrived after the application closed the socket; the kernel answered with RST"...)
+	case ReasonLocalAbort:
+		b = append(b, "this host aborted the connection with RST (SO_LINGER 0 or close with unread data; this kernel gives no reason)"...)
+	case ReasonHandshakeAbandon:
+		b = append(b, "the application closed the socket before the handshake completed (its own connect timeout?)"...)
+	case ReasonOpen:
+		b = append(b, "still open when tracing stopped"...)
+	default:
+		b = append(b, c.Reason...)
+	}
+	if c.SynRetries > 0 && c.Reason != ReasonSynTimeout {
+		b = append(b, "; connected after "...)
+		b = strconv.AppendInt(b, int64(c.SynRetries), 10)
+		b = append(b, " SYN retries"...)
+	}
+	if c.SynAckRetries > 0 && c.Reason != ReasonSynAckTimeout {
+		b = append(b, "; "...)
+		b = strconv.AppendInt(b, int64(c.SynAckRetries), 10)
+		b = append(b, " SYN+ACK retries: the client's final ACK was lost"...)
+	}
+	if c.Errno != 0 && c.Outcome != OutcomeClosed {
+		b = append(b, "; the application saw "...)
+		b = append(b, ErrnoName(c.Errno)...)
+	}
+	return b
+}
+
+const (
+	sysSynRetries = iota
+	sysSynAckRetries
+	sysSynLinear
+	sysFinTimeout
+)
+
+// appendSysctl writes name=value when the connection's namespace's sysctls
+// are known, and the bare name otherwise.
+func appendSysctl(b []byte, c *Connection, name string, which int, unit string) []byte {
+	b = append(b, name...)
+	if c.sys == nil {
+		return b
+	}
+	v := -1
+	switch which {
+	case sysSynRetries:
+		v = c.sys.SynRetries
+	case sysSynAckRetries:
+		v = c.sys.SynAckRetries
+	case sysSynLinear:
+		v = c.sys.SynLinearTimeouts
+	case sysFinTimeout:
+		v = c.sys.FinTimeout
+	}
+	if v < 0 {
+		return b
+	}
+	b = append(b, '=')
+	b = strconv.AppendInt(b, int64(v), 10)
+	return append(b, unit...)
+}
+
+func appendEndpoint(b []byte, c *Connection) []byte {
+	if c.RAddr.Is6() {
+		b = append(b, '[')
+		b = c.RAddr.AppendTo(b)
+		b = append(b, ']')
+	} else {
+		b = c.RAddr.AppendTo(b)
+	}
+	b = append(b, ':')
+	return strconv.AppendUint(b, uint64(c.RPort), 10)
+}
+
+func appendSeconds(b []byte, ns int64) []byte {
+	b = strconv.AppendFloat(b, float64(ns)/1e9, 'f', 1, 64)
+	return append(b, " s"...)
+}
+
+// isFailure: the outcomes an SRE looks at first.
+func isFailure(o Outcome) bool {
+	return o != OutcomeClosed && o != OutcomeOpen
+}
