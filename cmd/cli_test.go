@@ -326,3 +326,90 @@ func TestVersion(t *testing.T) {
 		t.Errorf("--version: %q %v", out, err)
 	}
 }
+
+// Alerts, anomalies only, and TIME_WAIT counts on demand, end to end.
+func TestAlertsAnomaliesAndTimeWait(t *testing.T) {
+	ns := netnstest.New(t)
+	p := start(t, "-o", "json", "--netns", ns.Path, "--stuck-after", "300ms", "--only-anomalies")
+	connect(t, ns, "127.0.0.1:0") // a clean close: not printed
+
+	// A connection refused: printed.
+	var refusedPort uint16
+	ns.Do(func() {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		refusedPort = uint16(ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
+		net.Dial("tcp", ln.Addr().String())
+	})
+	// A server socket left in CLOSE_WAIT: alerted on.
+	var ln net.Listener
+	var cli net.Conn
+	var err error
+	ns.Do(func() {
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err == nil {
+			cli, err = net.Dial("tcp", ln.Addr().String())
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cli.Close()
+
+	lines := p.until(`"kind":"close_wait"`)
+	p.cmd.Process.Signal(syscall.SIGUSR1)
+	lines = append(lines, p.until(`"type":"time_wait"`)...)
+	rest, code := p.stop(os.Interrupt)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, p.stderr.String())
+	}
+	lines = append(lines, rest...)
+	var refused, clean, alert, timeWait, summary bool
+	for _, line := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		switch m["type"] {
+		case "connection":
+			switch m["outcome"] {
+			case "refused":
+				refused = m["rport"] == float64(refusedPort) && m["reason"] == "nothing_listening" &&
+					strings.Contains(m["explanation"].(string), "nothing listening")
+			case "closed":
+				clean = true
+			}
+		case "alert":
+			alert = alert || m["kind"] == "close_wait" && m["comm"] == "cmd.test" &&
+				m["explanation"].(string) != "" && m["for_ms"].(float64) >= 300
+		case "time_wait":
+			timeWait = m["total"].(float64) >= 1
+		case "summary":
+			summary = m["alerts"].(float64) >= 1 && m["by_reason"].(map[string]any)["nothing_listening"] == float64(1)
+		}
+	}
+	if !refused || clean || !alert || !timeWait || !summary {
+		t.Errorf("refused %v, clean printed %v, alert %v, time_wait %v, summary %v in:\n%s",
+			refused, clean, alert, timeWait, summary, strings.Join(lines, "\n"))
+	}
+}
+
+func TestCgroupFlag(t *testing.T) {
+	netnstest.RequireRoot(t)
+	cmd := exec.Command(binary, "--cgroup", "/no-such-cgroup-here")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if code := exitCode(cmd.Run()); code != 2 || !strings.Contains(stderr.String(), "--cgroup") {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+	// The root of the hierarchy is a valid filter.
+	p := start(t, "--cgroup", "/", "--duration", "100ms")
+	if _, code := p.stop(nil); code != 0 {
+		t.Errorf("exit %d: %s", code, p.stderr.String())
+	}
+}
