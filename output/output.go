@@ -121,6 +121,9 @@ func appendAddrPort(b []byte, a netip.Addr, port uint16) []byte {
 		b = a.AppendTo(b)
 	}
 	b = append(b, ':')
+	if port == 0 && a.IsValid() && !a.IsUnspecified() {
+		return append(b, '*') // any port: the clients of a server
+	}
 	return strconv.AppendUint(b, uint64(port), 10)
 }
 

@@ -93,6 +93,9 @@ func (t *Text) Connection(c *timeline.Connection) error {
 
 // appendFigures writes the tcp_sock figures line, when there are any.
 func appendFigures(b []byte, c *timeline.Connection, cgroup string) []byte {
+	if cgroup == "/" {
+		cgroup = "" // the root: says nothing
+	}
 	if c.BytesSent == 0 && c.BytesReceived == 0 && c.SRTT == 0 && cgroup == "" {
 		return b
 	}
@@ -240,7 +243,7 @@ func describeTransition(b []byte, c *timeline.Connection, s *timeline.Step) []by
 			}
 			return append(b, "FIN received, ACK sent: TIME_WAIT (2MSL)"...)
 		}
-		return append(b, "orphaned, waiting for peer FIN (tcp_fin_timeout)"...)
+		return append(b, "orphaned: waiting for the peer's FIN"...)
 	}
 	switch [2]timeline.State{s.From, s.To} {
 	case [2]timeline.State{timeline.StateClose, timeline.StateSynSent}:

@@ -1,9 +1,6 @@
 package timeline
 
-import (
-	"net/netip"
-	"strconv"
-)
+import "net/netip"
 
 // AlertKind names a problem that produces no end event: a connection stuck
 // in a state it should leave.
@@ -151,12 +148,12 @@ func AppendAlertExplanation(b []byte, a *Alert) []byte {
 		}
 	case AlertSynSent:
 		b = append(b, "connect() still has no answer after "...)
-		b = strconv.AppendInt(b, int64(a.Retries), 10)
-		b = append(b, " SYN retries: SYNs dropped, or the peer is down"...)
+		b = appendCount(b, a.Retries, "SYN retry", "SYN retries")
+		b = append(b, ": SYNs dropped, or the peer is down"...)
 	case AlertSynRecv:
 		b = append(b, "the client's final ACK has not come after "...)
-		b = strconv.AppendInt(b, int64(a.Retries), 10)
-		b = append(b, " SYN+ACK retries: ACKs lost, or a SYN flood"...)
+		b = appendCount(b, a.Retries, "SYN+ACK retry", "SYN+ACK retries")
+		b = append(b, ": ACKs lost, or a SYN flood"...)
 	}
 	return b
 }

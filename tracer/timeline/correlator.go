@@ -59,7 +59,8 @@ type Stats struct {
 }
 
 // TopFailures returns up to n remote endpoints with the most failed
-// connections (any outcome but closed and open), most first.
+// connections (any outcome but closed and open), most first. The clients of
+// accepted connections are counted per address, with port 0.
 func (s *Stats) TopFailures(n int) []EndpointCount {
 	return topN(s.failures, n)
 }
@@ -745,6 +746,9 @@ func (c *Correlator) finish(conn *Connection) {
 	c.stats.ByReason[conn.Reason]++
 	if isFailure(conn.Outcome) {
 		ep := Endpoint{conn.RAddr, conn.RPort}
+		if conn.Role == RoleServer {
+			ep.Port = 0 // a client's ephemeral port says nothing: count per address
+		}
 		if _, ok := c.stats.failures[ep]; ok || len(c.stats.failures) < maxFailureEndpoints {
 			c.stats.failures[ep]++
 		}

@@ -106,8 +106,8 @@ func AppendExplanation(b []byte, c *Connection) []byte {
 		b = append(b, " (or the port was held)"...)
 	case ReasonSynTimeout:
 		b = append(b, "no answer to the SYN after "...)
-		b = strconv.AppendInt(b, int64(c.SynRetries), 10)
-		b = append(b, " retries over "...)
+		b = appendCount(b, c.SynRetries, "retry", "retries")
+		b = append(b, " over "...)
 		b = appendSeconds(b, c.Duration())
 		b = append(b, " ("...)
 		b = appendSysctl(b, c, "tcp_syn_retries", sysSynRetries, "")
@@ -120,14 +120,14 @@ func AppendExplanation(b []byte, c *Connection) []byte {
 		b = append(b, " is down or unreachable"...)
 	case ReasonSynAckTimeout:
 		b = append(b, "the client's final ACK never came after "...)
-		b = strconv.AppendInt(b, int64(c.SynAckRetries), 10)
-		b = append(b, " SYN+ACK retries ("...)
+		b = appendCount(b, c.SynAckRetries, "SYN+ACK retry", "SYN+ACK retries")
+		b = append(b, " ("...)
 		b = appendSysctl(b, c, "tcp_synack_retries", sysSynAckRetries, "")
 		b = append(b, ")"...)
 	case ReasonRetransTimeout:
 		b = append(b, "gave up after "...)
-		b = strconv.AppendInt(b, int64(c.Retransmits), 10)
-		b = append(b, " unanswered retransmissions: the peer or the path stopped responding (tcp_retries2)"...)
+		b = appendCount(b, c.Retransmits, "unanswered retransmission", "unanswered retransmissions")
+		b = append(b, ": the peer or the path stopped responding (tcp_retries2)"...)
 	case ReasonKeepaliveTimeout:
 		b = append(b, "keepalive probes went unanswered: the peer vanished (tcp_keepalive_probes)"...)
 	case ReasonPeerReset:
@@ -151,13 +151,12 @@ func AppendExplanation(b []byte, c *Connection) []byte {
 	}
 	if c.SynRetries > 0 && c.Reason != ReasonSynTimeout {
 		b = append(b, "; connected after "...)
-		b = strconv.AppendInt(b, int64(c.SynRetries), 10)
-		b = append(b, " SYN retries"...)
+		b = appendCount(b, c.SynRetries, "SYN retry", "SYN retries")
 	}
 	if c.SynAckRetries > 0 && c.Reason != ReasonSynAckTimeout {
 		b = append(b, "; "...)
-		b = strconv.AppendInt(b, int64(c.SynAckRetries), 10)
-		b = append(b, " SYN+ACK retries: the client's final ACK was lost"...)
+		b = appendCount(b, c.SynAckRetries, "SYN+ACK retry", "SYN+ACK retries")
+		b = append(b, ": the client's final ACK was lost"...)
 	}
 	if c.Errno != 0 && c.Outcome != OutcomeClosed {
 		b = append(b, "; the application saw "...)
@@ -197,6 +196,16 @@ func appendSysctl(b []byte, c *Connection, name string, which int, unit string) 
 	b = append(b, '=')
 	b = strconv.AppendInt(b, int64(v), 10)
 	return append(b, unit...)
+}
+
+// appendCount writes "1 retry" or "3 retries".
+func appendCount(b []byte, n int, one, many string) []byte {
+	b = strconv.AppendInt(b, int64(n), 10)
+	b = append(b, ' ')
+	if n == 1 {
+		return append(b, one...)
+	}
+	return append(b, many...)
 }
 
 func appendEndpoint(b []byte, c *Connection) []byte {
