@@ -112,9 +112,8 @@ func appendFigures(b []byte, c *timeline.Connection, cgroup string) []byte {
 		b = appendDuration(b, int64(c.HandshakeRTT)*1e3)
 	}
 	if c.SegsRetrans != 0 {
-		b = append(b, ", "...)
+		b = append(b, ", retransmitted segments "...)
 		b = strconv.AppendUint(b, uint64(c.SegsRetrans), 10)
-		b = append(b, " segments retransmitted"...)
 	}
 	if cgroup != "" {
 		b = append(b, ", cgroup "...)
