@@ -354,7 +354,13 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 	__u64 cookie = bpf_get_socket_cookie((void *)sk);
 	if (tuple_filtered(&t, cookie))
 		return 0;
-	__u64 cgroup = sk_cgroup(sk);
+	/* A socket's cgroup never changes: read it at its first transition
+	 * (the loader keeps it), or always when filtering on it. */
+	bool first = oldstate == TCP_CLOSE || oldstate == TCP_LISTEN ||
+		     (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED);
+	__u64 cgroup = 0;
+	if (filter_cgroup || first)
+		cgroup = sk_cgroup(sk);
 	if (cgroup_filtered(cgroup))
 		return 0;
 
@@ -404,7 +410,9 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 	e->reason = sk->sk_err;
 	e->uid = sk->sk_uid.val;
 	e->cgroup = cgroup;
-	read_tcp_stats(sk, e);
+	/* The figures are used at the handshake (its RTT) and at the end. */
+	if (newstate == TCP_ESTABLISHED || newstate == TCP_CLOSE)
+		read_tcp_stats(sk, e);
 	submit_event(e);
 	return 0;
 }
