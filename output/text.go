@@ -3,7 +3,6 @@ package output
 import (
 	"io"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -14,7 +13,8 @@ import (
 // in the words of TCP, sized for an 80-column terminal.
 type Text struct {
 	base
-	loc *time.Location
+	loc     *time.Location
+	scratch []byte
 }
 
 // NewText returns a text writer; times are shown in loc (nil: local time).
@@ -64,7 +64,7 @@ func (t *Text) Connection(c *timeline.Connection) error {
 	start := len(b)
 	b = append(b, "    ↳ "...)
 	b = timeline.AppendExplanation(b, c)
-	b = wrap(b, start, "      ")
+	b = t.wrap(b, start, "      ")
 	b = appendFigures(b, c, t.opts.cgroupPath(c.Cgroup))
 	for i := range c.Steps {
 		s := &c.Steps[i]
@@ -139,14 +139,30 @@ func appendBytes(b []byte, n uint64) []byte {
 }
 
 // wrap folds the line that starts at b[start:] at width columns, indenting
-// the continuation lines, and ends it with a newline.
-func wrap(b []byte, start int, indent string) []byte {
-	line := string(b[start:])
+// the continuation lines, and ends it with a newline. It works from a copy
+// in t.scratch, reused, so it allocates nothing once warm.
+func (t *Text) wrap(b []byte, start int, indent string) []byte {
+	t.scratch = append(t.scratch[:0], b[start:]...)
+	line := t.scratch
 	b = b[:start]
 	col := 0
-	for i, word := range strings.Fields(line) {
-		n := utf8.RuneCountInString(word)
-		if i > 0 {
+	for i := 0; i < len(line) && line[i] == ' '; i++ {
+		b = append(b, ' ') // keep the leading indentation
+		col++
+	}
+	first := true
+	for i := 0; i < len(line); {
+		if line[i] == ' ' {
+			i++
+			continue
+		}
+		end := i
+		for end < len(line) && line[end] != ' ' {
+			end++
+		}
+		word := line[i:end]
+		n := utf8.RuneCount(word)
+		if !first {
 			if col+1+n > width {
 				b = append(b, '\n')
 				b = append(b, indent...)
@@ -155,13 +171,11 @@ func wrap(b []byte, start int, indent string) []byte {
 				b = append(b, ' ')
 				col++
 			}
-		} else if strings.HasPrefix(line, " ") {
-			lead := len(line) - len(strings.TrimLeft(line, " "))
-			b = append(b, line[:lead]...)
-			col = lead
 		}
+		first = false
 		b = append(b, word...)
 		col += n
+		i = end
 	}
 	return append(b, '\n')
 }
@@ -189,7 +203,7 @@ func (t *Text) Alert(a *timeline.Alert) error {
 	b = appendAddrPort(b, a.RAddr, a.RPort)
 	b = append(b, ": "...)
 	b = timeline.AppendAlertExplanation(b, a)
-	t.buf = wrap(b, start, "    ")
+	t.buf = t.wrap(b, start, "    ")
 	return t.write()
 }
 
@@ -343,7 +357,7 @@ func (t *Text) TimeWait(at time.Time, total uint64, top []timeline.EndpointCount
 		b = append(b, '=')
 		b = strconv.AppendUint(b, e.Count, 10)
 	}
-	t.buf = wrap(b, start, "    ")
+	t.buf = t.wrap(b, start, "    ")
 	return t.write()
 }
 

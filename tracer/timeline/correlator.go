@@ -786,8 +786,14 @@ func (c *Correlator) drop(conn *Connection) {
 	c.watch.remove(conn)
 	delete(c.live, conn.Cookie)
 	conn.reset()
-	c.free = append(c.free, conn)
+	// Keep a few records for reuse; after a burst the rest go to the GC.
+	if len(c.free) < maxFree {
+		c.free = append(c.free, conn)
+	}
 }
+
+// maxFree bounds the recycled records kept for reuse.
+const maxFree = 4096
 
 func outcome(conn *Connection) Outcome {
 	if conn.closedAt == 0 {

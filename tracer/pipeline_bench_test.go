@@ -1,0 +1,81 @@
+package tracer
+
+// The whole user-space path of one event, as tracer.Run and cmd's session
+// drive it: ring buffer sample -> Decoder.Decode -> Correlator.Add (with
+// Advance every 4096 events) -> output.JSON.Connection for each record
+// emitted, to io.Discard through the writer's bufio.Writer.
+//
+//	go test -run '^$' -bench Pipeline -benchmem ./tracer/
+
+import (
+	"fmt"
+	"io"
+	"testing"
+
+	"github.com/tcptrace/tcptrace/output"
+	"github.com/tcptrace/tcptrace/tracer/timeline"
+)
+
+func BenchmarkPipeline(b *testing.B) {
+	for _, tc := range []struct {
+		conc  int
+		gapNs int64
+	}{{32, 10_000}, {1024, 500}} {
+		for _, format := range []string{"json", "text", "none"} {
+			b.Run(fmt.Sprintf("%s/conc=%d/gap=%dns", format, tc.conc, tc.gapNs), func(b *testing.B) {
+				const pairs = 4096
+				st := benchHTTPStream(pairs, tc.conc, tc.gapNs, false)
+				_, samples := st.contiguous()
+				var out output.Writer
+				switch format {
+				case "json":
+					out = output.NewJSON(io.Discard, output.Options{})
+				case "text":
+					out = output.NewText(io.Discard, nil, output.Options{})
+				}
+				records := 0
+				corr := timeline.New(timeline.DefaultConfig(), func(c *timeline.Connection) {
+					records++
+					if out != nil {
+						out.Connection(c)
+					}
+				})
+				var d Decoder
+				d.MonoToUnix = 1_700_000_000_000_000_000
+				var ev timeline.Event
+				// Replays the samples for ever with new cookies and later
+				// times, by rewriting the two fields in the sample.
+				j, pass, total := 0, uint64(0), 0
+				span := uint64(len(samples)) * uint64(tc.gapNs)
+				step := func(n int) {
+					for i := 0; i < n; i++ {
+						if err := d.Decode(samples[j], &ev); err != nil {
+							b.Fatal(err)
+						}
+						ev.Cookie += pass * 2 * pairs
+						ev.Time += int64(pass * span)
+						corr.Add(&ev)
+						if total++; total&4095 == 0 {
+							corr.Advance(ev.Time)
+							if out != nil {
+								out.Flush()
+							}
+						}
+						if j++; j == len(samples) {
+							j = 0
+							pass++
+						}
+					}
+				}
+				step(4 * len(samples)) // warm up
+				warm := records
+				b.ReportAllocs()
+				b.ResetTimer()
+				step(b.N)
+				b.StopTimer()
+				reportRate(b, b.N)
+				b.ReportMetric(float64(b.N)/float64(max(records-warm, 1)), "events/record")
+			})
+		}
+	}
+}
