@@ -427,6 +427,10 @@ func TestServerClosesFirst(t *testing.T) {
 	if sr.States[0] != timeline.StateSynRecv || !slices.Contains(sr.States, timeline.StateFinWait1) {
 		t.Errorf("server states = %v", sr.States)
 	}
+	// Data bytes, without the SYN and FIN the kernel's counters include.
+	if sr.BytesSent != 3 || cr.BytesReceived != 3 || cr.BytesSent != 0 {
+		t.Errorf("server sent %d, client received %d and sent %d; want 3, 3, 0", sr.BytesSent, cr.BytesReceived, cr.BytesSent)
+	}
 	lr := c.record("listener", func(r *timeline.Connection) bool { return r.Role == timeline.RoleListener })
 	mustOutcome(t, lr, timeline.OutcomeClosed, timeline.ClosedByLocal)
 	mustStates(t, lr, timeline.StateListen, timeline.StateClose)

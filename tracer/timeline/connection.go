@@ -234,8 +234,10 @@ func known(a netip.Addr) bool { return a.IsValid() && !a.IsUnspecified() }
 
 // dataBytes turns the kernel's byte counters into data bytes. bytes_acked
 // and bytes_received advance with sequence numbers, and the SYN and the FIN
-// each take one: the SYN is in bytes_acked once the handshake is acked, our
-// FIN once the peer acked it, the peer's FIN in bytes_received once it came.
+// each take one: a client's SYN is in bytes_acked once the handshake is
+// acked (an accepted socket is created with its SYN+ACK acked already, so
+// never counts it), our FIN once the peer acked it, the peer's FIN in
+// bytes_received once it came.
 func (c *Connection) dataBytes() {
 	var synAcked, finAcked, peerFIN bool
 	for i, s := range c.States {
@@ -253,7 +255,7 @@ func (c *Connection) dataBytes() {
 			peerFIN = true
 		}
 	}
-	if synAcked && c.BytesSent > 0 {
+	if synAcked && c.Role == RoleClient && c.BytesSent > 0 {
 		c.BytesSent--
 	}
 	if finAcked && c.BytesSent > 0 {
