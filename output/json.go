@@ -154,14 +154,7 @@ func (j *JSON) Event(e *timeline.Event) error {
 	} else if !e.NoSocket {
 		b = appendStringField(b, "state", e.NewState.String())
 	}
-	b = appendStringField(b, "family", e.Family())
-	b = appendAddrField(b, "laddr", e.LAddr)
-	b = appendUintField(b, "lport", uint64(e.LPort))
-	b = appendAddrField(b, "raddr", e.RAddr)
-	b = appendUintField(b, "rport", uint64(e.RPort))
-	b = appendUintField(b, "pid", uint64(e.PID))
-	b = appendStringField(b, "comm", e.Comm)
-	b = appendUintField(b, "netns", uint64(e.NetNS))
+	b = appendEndpoints(b, e.LAddr, e.LPort, e.RAddr, e.RPort, e.PID, e.Comm, e.NetNS)
 	if e.Errno != 0 {
 		b = appendStringField(b, "errno", timeline.ErrnoName(e.Errno))
 	}
@@ -190,14 +183,7 @@ func (j *JSON) Alert(a *timeline.Alert) error {
 	b = appendMillisField(b, "for_ms", a.For())
 	b = appendBoolField(b, "since_unknown", a.SinceUnknown)
 	b = appendUintField(b, "cookie", a.Cookie)
-	b = appendStringField(b, "family", familyOf(a.LAddr))
-	b = appendAddrField(b, "laddr", a.LAddr)
-	b = appendUintField(b, "lport", uint64(a.LPort))
-	b = appendAddrField(b, "raddr", a.RAddr)
-	b = appendUintField(b, "rport", uint64(a.RPort))
-	b = appendUintField(b, "pid", uint64(a.PID))
-	b = appendStringField(b, "comm", a.Comm)
-	b = appendUintField(b, "netns", uint64(a.NetNS))
+	b = appendEndpoints(b, a.LAddr, a.LPort, a.RAddr, a.RPort, a.PID, a.Comm, a.NetNS)
 	b = appendUintField(b, "retries", uint64(a.Retries))
 	b = appendNullableString(b, "ended", a.Ended)
 	b = append(appendKey(b, "explanation"), '"')
@@ -295,6 +281,20 @@ func (j *JSON) Summary(s *Summary) error {
 		return err
 	}
 	return j.Flush()
+}
+
+// appendEndpoints writes the family, both ends, the owner and the
+// namespace, as events and alerts share them.
+func appendEndpoints(b []byte, laddr netip.Addr, lport uint16, raddr netip.Addr, rport uint16,
+	pid uint32, comm string, netns uint32) []byte {
+	b = appendStringField(b, "family", familyOf(laddr))
+	b = appendAddrField(b, "laddr", laddr)
+	b = appendUintField(b, "lport", uint64(lport))
+	b = appendAddrField(b, "raddr", raddr)
+	b = appendUintField(b, "rport", uint64(rport))
+	b = appendUintField(b, "pid", uint64(pid))
+	b = appendStringField(b, "comm", comm)
+	return appendUintField(b, "netns", uint64(netns))
 }
 
 func appendEndpointCounts(b []byte, eps []timeline.EndpointCount) []byte {

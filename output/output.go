@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/netip"
 	"slices"
-	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -111,21 +110,8 @@ func (b *base) Flush() error {
 	return b.err
 }
 
-// appendAddrPort writes 1.2.3.4:80 or [::1]:80.
-func appendAddrPort(b []byte, a netip.Addr, port uint16) []byte {
-	if a.Is6() {
-		b = append(b, '[')
-		b = a.AppendTo(b)
-		b = append(b, ']')
-	} else {
-		b = a.AppendTo(b)
-	}
-	b = append(b, ':')
-	if port == 0 && a.IsValid() && !a.IsUnspecified() {
-		return append(b, '*') // any port: the clients of a server
-	}
-	return strconv.AppendUint(b, uint64(port), 10)
-}
+// appendAddrPort writes 1.2.3.4:80, [::1]:80, or 10.0.0.1:* for any port.
+var appendAddrPort = timeline.AppendAddrPort
 
 // appendSafe writes s for a terminal: control bytes (which could move the
 // cursor or rewrite the screen) and invalid UTF-8 become visible \xNN.

@@ -348,14 +348,8 @@ func (t *Text) TimeWait(at time.Time, total uint64, top []timeline.EndpointCount
 	b = at.In(t.loc).AppendFormat(b, "15:04:05.000")
 	b = append(b, " TIME_WAIT sockets: "...)
 	b = strconv.AppendUint(b, total, 10)
-	for i, e := range top {
-		if i == 0 {
-			b = append(b, "; most to"...)
-		}
-		b = append(b, ' ')
-		b = appendAddrPort(b, e.Addr, e.Port)
-		b = append(b, '=')
-		b = strconv.AppendUint(b, e.Count, 10)
+	if len(top) > 0 {
+		b = appendCounts(append(b, "; most to"...), top)
 	}
 	t.buf = t.wrap(b, start, "    ")
 	return t.write()
@@ -408,25 +402,13 @@ func (t *Text) Summary(s *Summary) error {
 		b = appendDuration(b, s.Handshakes.Percentile(99))
 	}
 	if len(s.TopFailures) > 0 {
-		b = append(b, "\n--- most failures:"...)
-		for _, e := range s.TopFailures {
-			b = append(b, ' ')
-			b = appendAddrPort(b, e.Addr, e.Port)
-			b = append(b, '=')
-			b = strconv.AppendUint(b, e.Count, 10)
-		}
+		b = appendCounts(append(b, "\n--- most failures:"...), s.TopFailures)
 	}
 	if s.TimeWaitKnown {
 		b = append(b, "\n--- TIME_WAIT now: "...)
 		b = strconv.AppendUint(b, s.TimeWaitTotal, 10)
-		for i, e := range s.TimeWaitTop {
-			if i == 0 {
-				b = append(b, ", most to"...)
-			}
-			b = append(b, ' ')
-			b = appendAddrPort(b, e.Addr, e.Port)
-			b = append(b, '=')
-			b = strconv.AppendUint(b, e.Count, 10)
+		if len(s.TimeWaitTop) > 0 {
+			b = appendCounts(append(b, ", most to"...), s.TimeWaitTop)
 		}
 	}
 	b = append(b, "\n--- events "...)
@@ -455,6 +437,17 @@ func (t *Text) Summary(s *Summary) error {
 		return err
 	}
 	return t.Flush()
+}
+
+// appendCounts writes " 1.2.3.4:80=3 [::1]:443=1".
+func appendCounts(b []byte, eps []timeline.EndpointCount) []byte {
+	for _, e := range eps {
+		b = append(b, ' ')
+		b = appendAddrPort(b, e.Addr, e.Port)
+		b = append(b, '=')
+		b = strconv.AppendUint(b, e.Count, 10)
+	}
+	return b
 }
 
 func appendOwner(b []byte, comm string, pid uint32) []byte {

@@ -49,14 +49,8 @@ func (d *Decoder) Decode(sample []byte, e *timeline.Event) error {
 	if r.Type < uint8(timeline.EventState) || r.Type > uint8(timeline.EventError) {
 		return fmt.Errorf("%w: unknown type %d", ErrMalformed, r.Type)
 	}
-	switch r.Family {
-	case afInet:
-		e.LAddr = netip.AddrFrom4([4]byte(r.Saddr[:4]))
-		e.RAddr = netip.AddrFrom4([4]byte(r.Daddr[:4]))
-	case afInet6:
-		e.LAddr = netip.AddrFrom16(r.Saddr)
-		e.RAddr = netip.AddrFrom16(r.Daddr)
-	default:
+	var ok bool
+	if e.LAddr, e.RAddr, ok = addrs(r.Family, &r.Saddr, &r.Daddr); !ok {
 		return fmt.Errorf("%w: address family %d", ErrMalformed, r.Family)
 	}
 	e.Time = int64(r.TsNs) + d.MonoToUnix
@@ -87,6 +81,18 @@ func (d *Decoder) Decode(sample []byte, e *timeline.Event) error {
 		e.Errno = r.Reason
 	}
 	return nil
+}
+
+// addrs makes the two addresses of a sample; IPv4 ones are in the first
+// four bytes.
+func addrs(family uint16, saddr, daddr *[16]uint8) (local, remote netip.Addr, ok bool) {
+	switch family {
+	case afInet:
+		return netip.AddrFrom4([4]byte(saddr[:4])), netip.AddrFrom4([4]byte(daddr[:4])), true
+	case afInet6:
+		return netip.AddrFrom16(*saddr), netip.AddrFrom16(*daddr), true
+	}
+	return netip.Addr{}, netip.Addr{}, false
 }
 
 func (d *Decoder) comm(raw *[16]int8) string {

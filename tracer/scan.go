@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"runtime"
 	"strconv"
@@ -136,14 +135,8 @@ func (t *Tracer) ScanSockets(fn func(*timeline.Socket)) error {
 }
 
 func decodeSocket(r *tcptraceSockInfo, s *timeline.Socket) bool {
-	switch r.Family {
-	case afInet:
-		s.LAddr = netip.AddrFrom4([4]byte(r.Saddr[:4]))
-		s.RAddr = netip.AddrFrom4([4]byte(r.Daddr[:4]))
-	case afInet6:
-		s.LAddr = netip.AddrFrom16(r.Saddr)
-		s.RAddr = netip.AddrFrom16(r.Daddr)
-	default:
+	var ok bool
+	if s.LAddr, s.RAddr, ok = addrs(r.Family, &r.Saddr, &r.Daddr); !ok {
 		return false
 	}
 	s.Cookie = r.Cookie

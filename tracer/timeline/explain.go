@@ -1,6 +1,9 @@
 package timeline
 
-import "strconv"
+import (
+	"net/netip"
+	"strconv"
+)
 
 // Reasons: a short machine word for how a connection ended, set on each
 // record when it is emitted. Constant strings, so records allocate nothing.
@@ -208,16 +211,23 @@ func appendCount(b []byte, n int, one, many string) []byte {
 	return append(b, many...)
 }
 
-func appendEndpoint(b []byte, c *Connection) []byte {
-	if c.RAddr.Is6() {
+func appendEndpoint(b []byte, c *Connection) []byte { return AppendAddrPort(b, c.RAddr, c.RPort) }
+
+// AppendAddrPort writes 1.2.3.4:80 or [::1]:80; port 0 of a known address
+// is written "*" (any port: the clients of a server).
+func AppendAddrPort(b []byte, a netip.Addr, port uint16) []byte {
+	if a.Is6() {
 		b = append(b, '[')
-		b = c.RAddr.AppendTo(b)
+		b = a.AppendTo(b)
 		b = append(b, ']')
 	} else {
-		b = c.RAddr.AppendTo(b)
+		b = a.AppendTo(b)
 	}
 	b = append(b, ':')
-	return strconv.AppendUint(b, uint64(c.RPort), 10)
+	if port == 0 && a.IsValid() && !a.IsUnspecified() {
+		return append(b, '*')
+	}
+	return strconv.AppendUint(b, uint64(port), 10)
 }
 
 func appendSeconds(b []byte, ns int64) []byte {
