@@ -42,6 +42,20 @@ KERNEL_TEST_ARGS ?=
 test-kernels:
 	KERNEL=$(KERNEL_TEST_SERIES) PKGS="$(KERNEL_TEST_PKGS)" bash test/kernels/run.sh test -- $(KERNEL_TEST_ARGS)
 
+# A short fuzz of the decoder and the correlator (CI runs it; longer:
+# make fuzz FUZZTIME=10m).
+FUZZTIME ?= 15s
+.PHONY: fuzz soak
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./tracer/
+	$(GO) test -run '^$$' -fuzz '^FuzzCorrelator$$' -fuzztime $(FUZZTIME) ./tracer/timeline/
+
+# Five minutes of connection churn under tcptrace -o json (as root):
+# records vs connections, lost events, RSS every 10 s, CPU. DURATION=60 for
+# a shorter run.
+soak:
+	bash bench/soak.sh
+
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 		[ -z "$$unformatted" ] || { echo "gofmt needed: $$unformatted" >&2; exit 1; }

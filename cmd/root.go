@@ -115,6 +115,8 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 	f.StringVar(&o.cgroup, "cgroup", "", "only sockets of this cgroup v2: its directory, or its path in the hierarchy (/system.slice/nginx.service)")
 	f.BoolVar(&o.onlyAnomalies, "only-anomalies", false,
 		"print only connections that did not close cleanly or needed handshake retries, and alerts")
+	cmd.AddCommand(newCheckCommand())
+	cmd.CompletionOptions.DisableDefaultCmd = true
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	cmd.SetVersionTemplate("tcptrace {{.Version}}\n")
 	return cmd
@@ -205,6 +207,11 @@ func parseNetNS(s string) (uint32, string, error) {
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(s, &st); err != nil {
+		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+			// Not a usage error: another user's /proc/PID/ns/net needs
+			// CAP_SYS_PTRACE.
+			return 0, "", fmt.Errorf("--netns %s: %w (another user's /proc/PID/ns/net needs CAP_SYS_PTRACE: run as root, or give the namespace's inode number)", s, err)
+		}
 		return 0, "", usagef("--netns %s: %v (give an inode number, /proc/PID/ns/net or /run/netns/NAME)", s, err)
 	}
 	var fs unix.Statfs_t

@@ -68,7 +68,7 @@ func (s *session) scan(now time.Time) {
 	start := time.Now()
 	if err := s.tracer.Scan(s.corr, now.UnixNano()); err != nil {
 		if s.scanErr == nil {
-			fmt.Fprintf(os.Stderr, "tcptrace: %v: orphaned FIN_WAIT2 sockets are not followed\n", err)
+			fmt.Fprintf(os.Stderr, "tcptrace: %v\n", err)
 		}
 		s.scanErr = err
 		return
@@ -149,7 +149,9 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 	s.corr.OnAlert(s.alert)
 	s.corr.SetSysctls(sys)
 	if err := t.Seed(s.corr, time.Now().UnixNano()); err != nil {
-		return err
+		// Tracing works without it: say what is missing, and go on.
+		fmt.Fprintf(os.Stderr, "tcptrace: %v\n", err)
+		s.scanErr = err
 	}
 
 	usr1 := make(chan os.Signal, 1)

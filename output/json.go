@@ -348,10 +348,6 @@ func appendUintField(b []byte, key string, v uint64) []byte {
 	return strconv.AppendUint(appendKey(b, key), v, 10)
 }
 
-func appendFloatField(b []byte, key string, v float64) []byte {
-	return strconv.AppendFloat(appendKey(b, key), v, 'f', 3, 64)
-}
-
 // appendMillisField writes ns as milliseconds with 3 decimals, rounded to
 // the microsecond, in integer arithmetic (strconv's float formatting is a
 // fifth of the cost of a record).

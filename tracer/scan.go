@@ -116,6 +116,9 @@ func attachIter(p *ebpf.Program) (*link.Iter, error) {
 // ScanSockets walks every TCP socket of the traced namespace (listeners,
 // connections, request and timewait sockets), within the kernel filters.
 func (t *Tracer) ScanSockets(fn func(*timeline.Socket)) error {
+	if t.scanErr != nil {
+		return t.scanErr
+	}
 	var raw tcptraceSockInfo
 	size := int(unsafe.Sizeof(raw))
 	var s timeline.Socket

@@ -69,6 +69,7 @@ type Tracer struct {
 	decoder Decoder
 
 	ns       *nsThread // lives in the traced namespace, for scans
+	scanErr  error     // why scans can't run, if they can't
 	tcpIter  *link.Iter
 	fileIter *link.Iter
 
@@ -166,7 +167,16 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec) error {
 		return err
 	}
 	if t.ns, err = newNSThread(t.cfg.NetNSPath); err != nil {
-		return err
+		if !errors.Is(err, unix.EPERM) {
+			return err
+		}
+		// setns() into another namespace needs CAP_SYS_ADMIN. Tracing does
+		// not: go on without the socket scans, and say so when asked.
+		t.scanErr = fmt.Errorf("socket scans need CAP_SYS_ADMIN to enter network namespace %s (%v): "+
+			"connections older than tcptrace and orphaned FIN_WAIT2 sockets are not seen", t.cfg.NetNSPath, err)
+		if t.ns, err = newNSThread(""); err != nil {
+			return err
+		}
 	}
 	t.reader, err = ringbuf.NewReader(t.coll.Maps[tcptraceMapEvents])
 	if err != nil {

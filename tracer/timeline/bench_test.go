@@ -327,32 +327,32 @@ type benchInlineConn struct {
 	NetNS, PID, UID         uint32
 	Comm                    string
 	Role, Outcome, ClosedBy uint8
-	flags                   uint8 // RSTSent, RSTReceived, Partial, Evicted, rstSentLive
+	Flags                   uint8 // RSTSent, RSTReceived, Partial, Evicted, rstSentLive
 	Errno                   uint16
-	nStates, nSteps         uint8
-	closeFrom               State
+	NStates, NSteps         uint8
+	CloseFrom               State
 	Handshake               int64
 	SynRetries, SynAckRetr  uint16
 	Retransmits             uint32
 	RSTReason               string
 	States                  [8]State
 	StepUs                  [8]uint32 // state steps: µs since Start
-	extra                   *[]Step   // retransmits, RSTs, errors, overflow
-	lastSyn, closedAt       int64
+	Extra                   *[]Step   // Retransmits2, RSTs, errors, overflow
+	LastSyn, ClosedAt       int64
 	StepsDropped            uint32
-	prev, next              *benchInlineConn
+	Prev, Next              *benchInlineConn
 }
 
 func (c *benchInlineConn) fill(e1, e2 *Event) {
 	c.Cookie, c.Start, c.End = e1.Cookie, e1.Time, e2.Time
 	c.LAddr, c.RAddr, c.LPort, c.RPort = e2.LAddr, e2.RAddr, e2.LPort, e2.RPort
 	c.NetNS, c.PID, c.UID, c.Comm = e1.NetNS, e1.PID, e1.UID, e1.Comm
-	c.States[0], c.States[1], c.nStates = e1.NewState, e2.NewState, 2
-	c.StepUs[0], c.StepUs[1], c.nSteps = 0, uint32((e2.Time-e1.Time)/1000), 2
+	c.States[0], c.States[1], c.NStates = e1.NewState, e2.NewState, 2
+	c.StepUs[0], c.StepUs[1], c.NSteps = 0, uint32((e2.Time-e1.Time)/1000), 2
 	c.Handshake = -1
 }
 
-// benchCompactConn: IPv4 addresses inline, IPv6 in a side table (addr6 is
+// benchCompactConn: IPv4 addresses inline, IPv6 in a side table (Addr6 is
 // its index + 1), the process name interned to a uint16, states packed in
 // 4 bits each, the first 4 state steps as µs offsets, links as indices.
 type benchCompactConn struct {
@@ -360,22 +360,22 @@ type benchCompactConn struct {
 	Start           int64
 	EndUs           uint32 // End - Start, µs
 	LAddr4, RAddr4  [4]byte
-	addr6           uint32
+	Addr6           uint32
 	LPort, RPort    uint16
 	NetNS, PID, UID uint32
-	comm            uint16
+	Comm2           uint16
 	Role            uint8
-	flags           uint8
-	states          uint32 // 8 states, 4 bits each
-	nStates         uint8
-	closeFrom       uint8
+	Flags           uint8
+	States2         uint32 // 8 states, 4 bits each
+	NStates         uint8
+	CloseFrom       uint8
 	Errno           uint16
 	StepUs          [4]uint32
-	extra           uint32 // index+1 of overflow steps in a side table
-	prev, next      uint32
-	closedAtUs      uint32
-	retries         uint16 // SYN or SYN-ACK retries
-	retransmits     uint16
+	Extra           uint32 // index+1 of overflow steps in a side table
+	Prev, Next      uint32
+	ClosedAtUs      uint32
+	Retries         uint16 // SYN or SYN-ACK Retries
+	Retransmits2    uint16
 }
 
 func (c *benchCompactConn) fill(e1, e2 *Event) {
@@ -383,9 +383,9 @@ func (c *benchCompactConn) fill(e1, e2 *Event) {
 	c.LAddr4, c.RAddr4 = e2.LAddr.As4(), e2.RAddr.As4()
 	c.LPort, c.RPort = e2.LPort, e2.RPort
 	c.NetNS, c.PID, c.UID = e1.NetNS, e1.PID, e1.UID
-	c.comm = 1
-	c.states = uint32(e1.NewState) | uint32(e2.NewState)<<4
-	c.nStates = 2
+	c.Comm2 = 1
+	c.States2 = uint32(e1.NewState) | uint32(e2.NewState)<<4
+	c.NStates = 2
 	c.StepUs[1] = c.EndUs
 }
 
@@ -458,7 +458,7 @@ func BenchmarkLookupProto(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				c := &t.slab[t.insert(keys[i&(len(keys)-1)])]
-				if c.closedAtUs == 0 {
+				if c.ClosedAtUs == 0 {
 					c.EndUs = uint32(i)
 				}
 			}

@@ -173,7 +173,8 @@ type Connection struct {
 
 	// Bookkeeping, not part of the record.
 	lastSyn     int64    // time the last SYN was sent
-	closedAt    int64    // time of the X -> CLOSE transition, 0 while open
+	closed      bool     // it reached CLOSE and waits out CloseGrace
+	closedAt    int64    // time of the X -> CLOSE transition
 	closeFrom   State    // the state the socket left for CLOSE
 	rstSentLive bool     // the socket itself (not its timewait successor) sent a RST
 	seeded      bool     // created from a socket scan, no event seen yet

@@ -218,7 +218,7 @@ func (c *Correlator) Add(e *Event) {
 	}
 
 	conn := c.live[e.Cookie]
-	if conn != nil && conn.closedAt != 0 && e.Type == EventState {
+	if conn != nil && conn.closed && e.Type == EventState {
 		// A socket in CLOSE that moves again was reused (connect() after a
 		// failed attempt): the old record is complete.
 		c.finish(conn)
@@ -425,7 +425,7 @@ func (c *Correlator) transition(conn *Connection, e *Event) {
 	c.addState(conn, step.To)
 	c.addStep(conn, step)
 	conn.sinceUnknown = false
-	if conn.closedAt == 0 {
+	if !conn.closed {
 		c.watchState(conn, e.NewState, e.Time)
 	}
 }
@@ -471,7 +471,7 @@ func (c *Correlator) closed(conn *Connection, e *Event, step *Step) {
 			step.To, step.TimewaitSocket = StateFinWait2, true
 		}
 	}
-	conn.closedAt = e.Time
+	conn.closed, conn.closedAt = true, e.Time
 	conn.closeFrom = e.OldState
 	c.watch.remove(conn)
 	c.open.remove(conn)
@@ -778,7 +778,7 @@ func (c *Correlator) followOrphan(conn *Connection) {
 
 // drop unlinks a record and recycles it.
 func (c *Correlator) drop(conn *Connection) {
-	if conn.closedAt != 0 {
+	if conn.closed {
 		c.closing.remove(conn)
 	} else {
 		c.open.remove(conn)
@@ -796,7 +796,7 @@ func (c *Correlator) drop(conn *Connection) {
 const maxFree = 4096
 
 func outcome(conn *Connection) Outcome {
-	if conn.closedAt == 0 {
+	if !conn.closed {
 		return OutcomeOpen
 	}
 	from := conn.closeFrom

@@ -685,3 +685,15 @@ func TestHistogram(t *testing.T) {
 		t.Errorf("count %d", h.Count())
 	}
 }
+
+// An event at time 0 (a replay, a test) must not be taken for "not closed".
+func TestCloseAtTimeZero(t *testing.T) {
+	var n int
+	c := New(Config{}, func(*Connection) { n++ })
+	e := Event{Cookie: 1, Type: EventState, OldState: StateEstablished, NewState: StateClose, LAddr: lo, RAddr: lo}
+	c.Add(&e)
+	c.Flush()
+	if n != 1 || c.Live() != 0 {
+		t.Errorf("records %d, live %d", n, c.Live())
+	}
+}

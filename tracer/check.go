@@ -1,0 +1,353 @@
+package tracer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
+)
+
+// Preflight is what `tcptrace check` reports: what tcptrace needs, what this
+// host offers, and whether tcptrace can run. Unlike New and ProbeKernel it
+// goes on after a failure, so that one run shows every problem.
+type Preflight struct {
+	Kernel       KernelInfo        `json:"kernel"`
+	BTF          CheckItem         `json:"btf"`
+	RingBuffer   CheckItem         `json:"ring_buffer"`
+	Tracepoints  []TracepointCheck `json:"tracepoints"`
+	Optional     []CheckItem       `json:"optional"`
+	Iterators    []CheckItem       `json:"iterators"`
+	Capabilities Capabilities      `json:"capabilities"`
+	Load         LoadCheck         `json:"load"`
+
+	// Verdict is VerdictOK, VerdictDegraded or VerdictCannotRun.
+	Verdict string `json:"verdict"`
+	// Degraded says what tcptrace can't show on this host, and why.
+	Degraded []string `json:"degraded"`
+	// Problems say why tcptrace can't run; Advice what to do about them.
+	Problems []string `json:"problems"`
+	Advice   []string `json:"advice"`
+}
+
+// Verdicts.
+const (
+	VerdictOK        = "ok"
+	VerdictDegraded  = "degraded"
+	VerdictCannotRun = "cannot_run"
+)
+
+// Check statuses.
+const (
+	StatusOK      = "ok"
+	StatusMissing = "missing" // the kernel lacks it
+	StatusUnknown = "unknown" // could not tell (privileges, no BTF)
+	StatusFailed  = "failed"  // tried and failed
+	StatusSkipped = "skipped" // not tried
+)
+
+// KernelInfo is uname and the kernel's lockdown mode.
+type KernelInfo struct {
+	Release string `json:"release"`
+	Version string `json:"version"`
+	Machine string `json:"machine"`
+	// Lockdown is the active mode of /sys/kernel/security/lockdown
+	// ("none", "integrity", "confidentiality"); empty when not known.
+	Lockdown string `json:"lockdown"`
+}
+
+// CheckItem is one thing checked.
+type CheckItem struct {
+	Name     string `json:"name"`
+	Status   string `json:"status"`
+	Required bool   `json:"required"`
+	// Detail says what it is for, or what is lost without it.
+	Detail string `json:"detail"`
+	Error  string `json:"error,omitempty"`
+}
+
+// TracepointCheck is one tracepoint tcptrace attaches to.
+type TracepointCheck struct {
+	Name     string   `json:"name"` // "tcp:tcp_send_reset"
+	Status   string   `json:"status"`
+	Required bool     `json:"required"`
+	Programs []string `json:"programs"` // BPF programs for it
+	// Lacking says what tcptrace can't show without an optional tracepoint.
+	Lacking string `json:"lacking,omitempty"`
+	// Args is the number of arguments of the kernel's prototype, without
+	// the leading void *.
+	Args int `json:"args"`
+}
+
+// Capabilities are the process's own, from capget(2).
+type Capabilities struct {
+	UID  int       `json:"uid"`
+	EUID int       `json:"euid"`
+	Caps []CapInfo `json:"caps"`
+	// CanLoad: what New checks, CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN.
+	CanLoad bool   `json:"can_load"`
+	Error   string `json:"error,omitempty"`
+}
+
+// CapInfo is one capability in the effective and permitted sets.
+type CapInfo struct {
+	Name      string `json:"name"`
+	Effective bool   `json:"effective"`
+	Permitted bool   `json:"permitted"`
+	// For says what tcptrace uses it for.
+	For string `json:"for"`
+}
+
+// LoadCheck is the result of loading and attaching the real programs.
+type LoadCheck struct {
+	Status   string   `json:"status"`
+	Attached []string `json:"attached"` // tracepoints attached to
+	Programs int      `json:"programs"` // programs loaded, iterators included
+	Millis   float64  `json:"ms"`
+	Error    string   `json:"error,omitempty"`
+}
+
+// More capability numbers (include/uapi/linux/capability.h).
+const (
+	capNetAdmin  = 12
+	capSysPtrace = 19
+)
+
+// checkedCaps are the capabilities Preflight reports, with their use.
+var checkedCaps = []struct {
+	name string
+	num  uint
+	use  string
+}{
+	{"CAP_BPF", capBPF, "load BPF programs and maps, with CAP_PERFMON (Linux >= 5.8)"},
+	{"CAP_PERFMON", capPerfmon, "tracing programs that read kernel memory, with CAP_BPF"},
+	{"CAP_SYS_ADMIN", capSysAdmin, "stands for both; and --netns needs it to enter the namespace (setns) for its socket scans"},
+	{"CAP_SYS_PTRACE", capSysPtrace, "only for --netns /proc/PID/ns/net of another user's process"},
+	{"CAP_NET_ADMIN", capNetAdmin, "not needed by tcptrace (shown for completeness)"},
+}
+
+// iterFuncs are the BTF functions iterator programs attach through.
+var iterFuncs = []struct{ name, fn, detail string }{
+	{"iter/tcp", "bpf_iter_tcp", "scan of the TCP sockets open when tracing starts (Linux >= 5.9)"},
+	{"iter/task_file", "bpf_iter_task_file", "owners of the sockets open when tracing starts (Linux >= 5.8)"},
+}
+
+// RunPreflight checks everything tcptrace needs. With load, and if the
+// privileges allow, it also loads and attaches the real programs with New
+// and detaches them at once: the only proof the verifier accepts them.
+func RunPreflight(load bool) *Preflight {
+	p := &Preflight{Degraded: []string{}, Problems: []string{}, Advice: []string{}}
+	p.Kernel = kernelInfo()
+	p.Capabilities = processCaps()
+
+	// BTF.
+	p.BTF = CheckItem{Name: vmlinuxBTF, Required: true, Detail: "kernel type information: tp_btf programs and CO-RE need it"}
+	var spec *btf.Spec
+	if _, err := os.Stat(vmlinuxBTF); err != nil {
+		p.BTF.Status, p.BTF.Error = StatusMissing, err.Error()
+		p.problem("this kernel exposes no BTF ("+vmlinuxBTF+" is missing)",
+			"use a kernel built with CONFIG_DEBUG_INFO_BTF=y (Linux >= 5.8; most distribution kernels are)")
+	} else if spec, err = btf.LoadKernelSpec(); err != nil {
+		p.BTF.Status, p.BTF.Error = StatusFailed, err.Error()
+		p.problem("reading kernel BTF failed: "+err.Error(), "check that "+vmlinuxBTF+" is readable")
+		spec = nil
+	} else {
+		p.BTF.Status = StatusOK
+	}
+
+	// Ring buffer: probing creates a map, which needs CAP_BPF.
+	p.RingBuffer = CheckItem{Name: "BPF_MAP_TYPE_RINGBUF", Required: true, Detail: "events reach user space through one BPF ring buffer (Linux >= 5.8)"}
+	switch err := features.HaveMapType(ebpf.RingBuf); {
+	case err == nil:
+		p.RingBuffer.Status = StatusOK
+	case errors.Is(err, ebpf.ErrNotSupported):
+		p.RingBuffer.Status, p.RingBuffer.Error = StatusMissing, err.Error()
+		p.problem("this kernel has no BPF ring buffer", "tcptrace needs Linux >= 5.8")
+	default:
+		p.RingBuffer.Status, p.RingBuffer.Error = StatusUnknown, err.Error()
+		if p.Capabilities.CanLoad {
+			p.problem("probing the BPF ring buffer failed: "+err.Error(), "")
+		}
+	}
+
+	// Tracepoints, from the prototypes in kernel BTF.
+	rstReason := false
+	seen := map[string]int{}
+	for _, prog := range programs {
+		if i, ok := seen[prog.tracepoint]; ok {
+			p.Tracepoints[i].Programs = append(p.Tracepoints[i].Programs, prog.name)
+			continue
+		}
+		tc := TracepointCheck{Name: tracepointGroup(prog.tracepoint) + ":" + prog.tracepoint,
+			Required: prog.lacking == "", Lacking: prog.lacking, Programs: []string{prog.name}, Status: StatusUnknown}
+		if spec != nil {
+			if proto, err := tracepointProto(spec, prog.tracepoint); err == nil {
+				tc.Status, tc.Args = StatusOK, len(proto.Params)-1
+				if prog.tracepoint == "tcp_send_reset" {
+					rstReason = len(proto.Params) >= 4
+				}
+			} else {
+				tc.Status = StatusMissing
+				if tc.Required {
+					p.problem("this kernel lacks the tracepoint "+tc.Name+" that tcptrace attaches to",
+						"use Linux >= 5.15, which has them all")
+				} else {
+					p.Degraded = append(p.Degraded, tc.Name+": "+prog.lacking)
+				}
+			}
+		}
+		seen[prog.tracepoint] = len(p.Tracepoints)
+		p.Tracepoints = append(p.Tracepoints, tc)
+	}
+
+	// Optional data the kernel may or may not give.
+	btfStatus := func(ok bool) string {
+		switch {
+		case spec == nil:
+			return StatusUnknown
+		case ok:
+			return StatusOK
+		}
+		return StatusMissing
+	}
+	reasons := CheckItem{Name: "rst_reason", Status: btfStatus(rstReason),
+		Detail: "why this host sent a RST (enum sk_rst_reason): tcp_send_reset's reason argument, Linux >= 6.10"}
+	noSocket := CheckItem{Name: "rst_without_full_socket", Status: btfStatus(rstReason),
+		Detail: "RSTs sent for closed ports and by timewait sockets (cookie 0 or the timewait socket's): " +
+			"before Linux 6.10 tcp_send_reset fires only for full sockets, so those RSTs are invisible"}
+	p.Optional = append(p.Optional, reasons, noSocket)
+	if spec != nil && !rstReason {
+		p.Degraded = append(p.Degraded,
+			"RST reasons: tcp_send_reset has no reason argument before Linux 6.10",
+			"RSTs to closed ports and from timewait sockets: tcp_send_reset fires only for full sockets before Linux 6.10")
+	}
+
+	// Iterators: the kernel declares bpf_iter_<target> for each target.
+	for _, it := range iterFuncs {
+		item := CheckItem{Name: it.name, Required: true, Detail: it.detail, Status: StatusUnknown}
+		if spec != nil {
+			var fn *btf.Func
+			if err := spec.TypeByName(it.fn, &fn); err == nil {
+				item.Status = StatusOK
+			} else {
+				item.Status, item.Error = StatusMissing, err.Error()
+				p.problem("this kernel has no "+it.name+" BPF iterator", "use Linux >= 5.9")
+			}
+		}
+		p.Iterators = append(p.Iterators, item)
+	}
+
+	if !p.Capabilities.CanLoad {
+		p.problem("not enough privileges to load BPF tracing programs (need CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN)",
+			"run tcptrace as root (sudo tcptrace), or grant it CAP_BPF and CAP_PERFMON "+
+				"(sudo setcap cap_bpf,cap_perfmon+ep ./tcptrace)")
+	}
+	if p.Kernel.Lockdown == "confidentiality" {
+		p.problem("kernel lockdown is in confidentiality mode: it forbids BPF programs from reading kernel memory",
+			"boot without lockdown=confidentiality (or with Secure Boot's lockdown off)")
+	}
+
+	// The real thing: load, attach, detach.
+	switch {
+	case !load:
+		p.Load = LoadCheck{Status: StatusSkipped, Attached: []string{}, Error: "not asked to (--no-load)"}
+	case len(p.Problems) > 0:
+		p.Load = LoadCheck{Status: StatusSkipped, Attached: []string{}, Error: "not tried: see the problems above"}
+	default:
+		p.Load = loadCheck()
+		if p.Load.Status != StatusOK {
+			p.problem("loading the programs failed: "+p.Load.Error, "")
+		}
+	}
+
+	switch {
+	case len(p.Problems) > 0:
+		p.Verdict = VerdictCannotRun
+	case len(p.Degraded) > 0:
+		p.Verdict = VerdictDegraded
+	default:
+		p.Verdict = VerdictOK
+	}
+	return p
+}
+
+func (p *Preflight) problem(why, advice string) {
+	p.Problems = append(p.Problems, why)
+	if advice != "" && !slices.Contains(p.Advice, advice) {
+		p.Advice = append(p.Advice, advice)
+	}
+}
+
+// loadCheck loads and attaches everything, as a trace would, then closes.
+func loadCheck() LoadCheck {
+	start := time.Now()
+	t, err := New(Config{})
+	lc := LoadCheck{Attached: []string{}, Millis: float64(time.Since(start).Microseconds()) / 1e3}
+	if err != nil {
+		lc.Status, lc.Error = StatusFailed, err.Error()
+		return lc
+	}
+	lc.Status = StatusOK
+	lc.Programs = len(t.coll.Programs)
+	for _, prog := range programs {
+		if t.coll.Programs[prog.name] != nil {
+			lc.Attached = append(lc.Attached, tracepointGroup(prog.tracepoint)+":"+prog.tracepoint)
+		}
+	}
+	if err := t.Close(); err != nil {
+		lc.Status, lc.Error = StatusFailed, "detaching: "+err.Error()
+	}
+	return lc
+}
+
+// tracepointGroup is the trace event system of a tracepoint tcptrace uses.
+func tracepointGroup(tp string) string {
+	if strings.HasPrefix(tp, "tcp_") {
+		return "tcp"
+	}
+	return "sock"
+}
+
+func kernelInfo() KernelInfo {
+	var k KernelInfo
+	var u unix.Utsname
+	if err := unix.Uname(&u); err == nil {
+		k.Release = unix.ByteSliceToString(u.Release[:])
+		k.Version = unix.ByteSliceToString(u.Version[:])
+		k.Machine = unix.ByteSliceToString(u.Machine[:])
+	}
+	// "none [integrity] confidentiality": the active mode is bracketed.
+	if b, err := os.ReadFile("/sys/kernel/security/lockdown"); err == nil {
+		if i := bytes.IndexByte(b, '['); i >= 0 {
+			if j := bytes.IndexByte(b[i:], ']'); j > 0 {
+				k.Lockdown = string(b[i+1 : i+j])
+			}
+		}
+	}
+	return k
+}
+
+func processCaps() Capabilities {
+	c := Capabilities{UID: os.Getuid(), EUID: os.Geteuid()}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		c.Error = fmt.Sprintf("capget: %v", err)
+		c.CanLoad = checkPrivileges() == nil
+		return c
+	}
+	eff := func(n uint) bool { return data[n/32].Effective&(1<<(n%32)) != 0 }
+	perm := func(n uint) bool { return data[n/32].Permitted&(1<<(n%32)) != 0 }
+	for _, cc := range checkedCaps {
+		c.Caps = append(c.Caps, CapInfo{Name: cc.name, Effective: eff(cc.num), Permitted: perm(cc.num), For: cc.use})
+	}
+	c.CanLoad = checkPrivileges() == nil
+	return c
+}
