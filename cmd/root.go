@@ -97,7 +97,7 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
-	f.BoolVar(&o.events, "events", false, "also print every kernel event as it happens")
+	f.BoolVar(&o.events, "events", false, "also print every kernel event as it happens, and the end of each TIME_WAIT")
 	f.UintSliceVar(&o.ports, "port", nil, "only connections with this local or remote port (repeatable, up to 8)")
 	f.IntVar(&o.pid, "pid", 0, "only connections owned by this process ID")
 	f.StringVar(&o.comm, "comm", "", "only connections owned by processes with this name")

@@ -145,6 +145,9 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 	corrCfg.MaxConnections = o.maxConnections
 	corrCfg.StuckAfter = int64(o.stuckAfter)
 	corrCfg.ScanNetNS = sys.NetNS
+	// The end of each TIME_WAIT is a line per connection this host closed
+	// first: shown with the other per-event detail only.
+	corrCfg.FollowTimeWait = o.events
 	s.corr = timeline.New(corrCfg, s.connection)
 	s.corr.OnAlert(s.alert)
 	s.corr.SetSysctls(sys)

@@ -185,13 +185,20 @@ func (t *Text) Alert(a *timeline.Alert) error {
 	b := t.buf
 	start := len(b)
 	b = time.Unix(0, a.Time).In(t.loc).AppendFormat(b, "15:04:05.000")
-	b = append(b, " !! "...)
-	b = append(b, a.State.String()...)
-	if a.Kind == timeline.AlertFinWait2OrphanEnded {
-		b = append(b, " orphan ended after "...)
-	} else if a.SinceUnknown {
-		b = append(b, " for more than "...)
+	if a.Kind == timeline.AlertTimeWaitEnded {
+		b = append(b, " -- "...) // a notice, not a problem
 	} else {
+		b = append(b, " !! "...)
+	}
+	b = append(b, a.State.String()...)
+	switch {
+	case a.Kind == timeline.AlertFinWait2OrphanEnded:
+		b = append(b, " orphan ended after "...)
+	case a.Kind == timeline.AlertTimeWaitEnded:
+		b = append(b, " ended after "...)
+	case a.SinceUnknown:
+		b = append(b, " for more than "...)
+	default:
 		b = append(b, " for "...)
 	}
 	b = appendDuration(b, a.For())

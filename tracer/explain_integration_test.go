@@ -293,3 +293,55 @@ func TestTimeWaitCounts(t *testing.T) {
 		t.Errorf("TIME_WAIT: total %d top %+v", total, top)
 	}
 }
+
+// With the TIME_WAIT ends followed (--events), the end of a TIME_WAIT is
+// reported. Waiting 2MSL (60 s) is too long for a test, so the namespace has
+// a single local port: a second connect() can only reuse the TIME_WAIT
+// socket (tcp_tw_reuse, once a second has passed), which ends it.
+func TestTimeWaitEnd(t *testing.T) {
+	ns := netnstest.New(t)
+	ln, port := listen(t, ns, "127.0.0.1:0") // before the range shrinks to one port
+	only := uint16(40000)
+	if port == only {
+		only++
+	}
+	ns.Sysctl(t, "net/ipv4/ip_local_port_range", fmt.Sprintf("%d %d", only, only))
+	ns.Sysctl(t, "net/ipv4/tcp_tw_reuse", "1")
+	ccfg := timeline.DefaultConfig()
+	ccfg.FollowTimeWait = true
+	c := traceWith(t, ns, tracer.Config{}, ccfg, false)
+
+	cli := dial(t, ns, ln.Addr().String())
+	srv := accept(t, ln)
+	cli.CloseWrite() // the client closes first and reads the peer's FIN: TIME_WAIT
+	readEOF(t, srv)
+	srv.Close()
+	readEOF(t, cli)
+	cli.Close()
+	first := c.record("first client", client(port))
+	if first.LastState() != timeline.StateTimeWait || first.LPort != only {
+		t.Fatalf("first client %s", describe(first))
+	}
+
+	// The only local port is held by the TIME_WAIT socket until the kernel
+	// allows its reuse: retry connect() until it does, within a deadline.
+	var again net.Conn
+	deadline := time.Now().Add(10 * time.Second)
+	for again == nil {
+		var err error
+		ns.Do(func() { again, err = net.Dial("tcp", ln.Addr().String()) })
+		if err != nil && time.Now().After(deadline) {
+			t.Fatalf("the TIME_WAIT port was never reused: %v", err)
+		}
+		if err != nil {
+			time.Sleep(100 * time.Millisecond) // a bounded retry of a refused connect
+		}
+	}
+	defer again.Close()
+	a := c.alert("TIME_WAIT ended", func(a *timeline.Alert) bool {
+		return a.Kind == timeline.AlertTimeWaitEnded && a.Cookie == first.Cookie
+	})
+	if a.State != timeline.StateTimeWait || a.For() < int64(time.Second) {
+		t.Errorf("notice %+v after %s", a, time.Duration(a.For()))
+	}
+}

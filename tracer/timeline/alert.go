@@ -25,9 +25,13 @@ const (
 	// AlertSynRecv: a handshake waits for the client's final ACK while the
 	// server retransmits its SYN+ACK.
 	AlertSynRecv
+	// AlertTimeWaitEnded is no problem but a notice (Config.FollowTimeWait):
+	// a TIME_WAIT socket is gone, after 2MSL or reused (tcp_tw_reuse).
+	AlertTimeWaitEnded
 )
 
-var alertNames = [...]string{"", "close_wait", "fin_wait2", "fin_wait2_orphan", "fin_wait2_orphan_ended", "syn_sent", "syn_recv"}
+var alertNames = [...]string{"", "close_wait", "fin_wait2", "fin_wait2_orphan", "fin_wait2_orphan_ended", "syn_sent",
+	"syn_recv", "time_wait_ended"}
 
 func (k AlertKind) String() string { return alertNames[k] }
 
@@ -106,9 +110,11 @@ func (l *watchList) remove(c *Connection) {
 }
 
 // orphan is a connection whose record was emitted when the kernel handed it
-// to a timewait socket in FIN_WAIT2. Only socket scans can see what becomes
-// of it: the peer's FIN (then TIME_WAIT) or the kernel dropping it.
+// to a timewait socket in FIN_WAIT2 (or, with Config.FollowTimeWait, in
+// TIME_WAIT). Only socket scans can see what becomes of it: the peer's FIN
+// (then TIME_WAIT), the kernel dropping it, the end of TIME_WAIT.
 type orphan struct {
+	timeWait  bool  // followed in TIME_WAIT, for its end only
 	alert     Alert // the identity, reused for its alerts
 	nextAlert int64
 	alerted   bool
@@ -150,6 +156,8 @@ func AppendAlertExplanation(b []byte, a *Alert) []byte {
 		b = append(b, "connect() still has no answer after "...)
 		b = appendCount(b, a.Retries, "SYN retry", "SYN retries")
 		b = append(b, ": SYNs dropped, or the peer is down"...)
+	case AlertTimeWaitEnded:
+		b = append(b, "the TIME_WAIT socket is gone: 2MSL (60 s) passed, or a new connection reused the port pair (tcp_tw_reuse)"...)
 	case AlertSynRecv:
 		b = append(b, "the client's final ACK has not come after "...)
 		b = appendCount(b, a.Retries, "SYN+ACK retry", "SYN+ACK retries")

@@ -27,6 +27,10 @@ type Config struct {
 	// ScanNetNS is the namespace the socket scans see: only orphans of that
 	// namespace can be followed after their record is out.
 	ScanNetNS uint32
+	// FollowTimeWait also follows TIME_WAIT sockets through scans, to
+	// report when each ends (AlertTimeWaitEnded): a notice per connection
+	// this host closed first, so for --events only.
+	FollowTimeWait bool
 }
 
 // DefaultConfig is what the CLI uses unless told otherwise.
@@ -664,11 +668,23 @@ func (c *Correlator) EndScan(now int64) {
 	c.scanned = true
 	for cookie, o := range c.orphans {
 		switch {
+		case o.seen != c.scanGen && o.timeWait:
+			a := o.alert
+			a.Kind, a.Time = AlertTimeWaitEnded, now
+			c.alert(&a) // a notice, not counted as an alert
 		case o.seen != c.scanGen:
 			c.orphanEnded(o, now, "dropped")
+		case o.timeWait:
+			continue
 		case o.substate == StateTimeWait:
 			if o.alerted {
 				c.orphanEnded(o, now, "fin_received")
+			}
+			if c.cfg.FollowTimeWait {
+				// Its FIN came between two scans: TIME_WAIT since then.
+				o.timeWait = true
+				o.alert.State, o.alert.Since = StateTimeWait, now
+				continue
 			}
 		default:
 			if c.cfg.StuckAfter > 0 && now >= o.nextAlert {
@@ -692,8 +708,9 @@ func (c *Correlator) orphanEnded(o *orphan, now int64, how string) {
 	c.alert(&a)
 }
 
-// Orphans is the number of orphaned FIN_WAIT2 sockets followed by scans;
-// while there are any, the caller should scan regularly.
+// Orphans is the number of timewait sockets (orphaned FIN_WAIT2, or
+// TIME_WAIT with FollowTimeWait) followed by scans; while there are any,
+// the caller should scan regularly.
 func (c *Correlator) Orphans() int { return len(c.orphans) }
 
 // TimeWait returns the TIME_WAIT sockets counted by the last scan: the
@@ -753,24 +770,39 @@ func (c *Correlator) finish(conn *Connection) {
 			c.stats.failures[ep]++
 		}
 	}
-	if conn.Reason == ReasonClosedLocalOrphan {
-		c.followOrphan(conn)
+	switch {
+	case conn.Reason == ReasonClosedLocalOrphan:
+		c.follow(conn, false)
+	case c.cfg.FollowTimeWait && conn.LastState() == StateTimeWait:
+		c.follow(conn, true)
 	}
 	c.emit(conn)
 	c.drop(conn)
 }
 
-// followOrphan keeps what scans need to follow an orphaned FIN_WAIT2 after
-// its record is out.
-func (c *Correlator) followOrphan(conn *Connection) {
-	if conn.NetNS != c.cfg.ScanNetNS || len(c.orphans) >= maxOrphans {
-		c.stats.OrphansUnwatched++
+// follow keeps what scans need to follow an orphaned FIN_WAIT2, or a
+// TIME_WAIT socket, after its record is out. TIME_WAIT sockets get half of
+// the table at most: orphans are the ones that may be trouble.
+func (c *Correlator) follow(conn *Connection, timeWait bool) {
+	limit := maxOrphans
+	if timeWait {
+		limit /= 2
+	}
+	if conn.NetNS != c.cfg.ScanNetNS || len(c.orphans) >= limit {
+		if !timeWait {
+			c.stats.OrphansUnwatched++
+		}
 		return
 	}
+	state := StateFinWait2
+	if timeWait {
+		state = StateTimeWait
+	}
 	c.orphans[conn.Cookie] = &orphan{
+		timeWait: timeWait,
 		alert: Alert{Kind: AlertFinWait2Orphan, Cookie: conn.Cookie, LAddr: conn.LAddr, RAddr: conn.RAddr,
 			LPort: conn.LPort, RPort: conn.RPort, NetNS: conn.NetNS, PID: conn.PID, Comm: conn.Comm,
-			State: StateFinWait2, Since: conn.closedAt},
+			State: state, Since: conn.closedAt},
 		nextAlert: conn.closedAt + c.cfg.StuckAfter,
 		seen:      c.scanGen + 1, // not gone before the next scan had a chance to see it
 	}

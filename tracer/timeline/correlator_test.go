@@ -697,3 +697,43 @@ func TestCloseAtTimeZero(t *testing.T) {
 		t.Errorf("records %d, live %d", n, c.Live())
 	}
 }
+
+// With FollowTimeWait, a connection handed to a TIME_WAIT socket is
+// followed until a scan no longer sees it; an orphan whose FIN came is
+// followed on in TIME_WAIT.
+func TestTimeWaitEnd(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ScanNetNS, cfg.FollowTimeWait = 1, true
+	var alerts []Alert
+	c := New(cfg, func(*Connection) {})
+	c.OnAlert(func(a *Alert) { alerts = append(alerts, *a) })
+	for _, e := range []Event{
+		state(0, 1, StateClose, StateSynSent),
+		state(1, 1, StateSynSent, StateEstablished),
+		state(2, 1, StateEstablished, StateFinWait1),
+		state(3, 1, StateFinWait1, StateFinWait2),
+		with(state(4, 1, StateFinWait2, StateClose), func(e *Event) { e.SockDone = true }),
+	} {
+		c.Add(&e)
+	}
+	c.Advance(baseTime + 100*ms)
+	tw := Socket{Cookie: 1, State: StateTimeWait, Substate: StateTimeWait, NetNS: 1}
+	scan := func(tms int64, socks ...Socket) {
+		c.BeginScan()
+		for i := range socks {
+			c.ScanSocket(&socks[i])
+		}
+		c.EndScan(baseTime + tms*ms)
+	}
+	scan(1000, tw)
+	if len(alerts) != 0 || c.Orphans() != 1 {
+		t.Fatalf("alerts %+v, followed %d", alerts, c.Orphans())
+	}
+	scan(60004)
+	if len(alerts) != 1 || alerts[0].Kind != AlertTimeWaitEnded || alerts[0].For() != 60000*ms || c.Orphans() != 0 {
+		t.Errorf("alerts %+v", alerts)
+	}
+	if c.Stats().Alerts != 0 {
+		t.Errorf("the end of TIME_WAIT counted as an alert")
+	}
+}
