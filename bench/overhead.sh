@@ -42,8 +42,9 @@
 # does not start or does not print its summary).
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/.." && pwd)
+script_name=bench # the prefix of log lines
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS=${ROUNDS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
@@ -56,19 +57,9 @@ TCPTRACE=${TCPTRACE:-}
 READY_TIMEOUT=${READY_TIMEOUT:-60} # s for a tracer to attach: bpftrace takes seconds
 STOP_TIMEOUT=${STOP_TIMEOUT:-30}   # s for a tracer to flush and exit after SIGINT
 
-PORT=8080       # nginx, inside the namespace
-FILTER_PORT=9   # for "filtered": not the server's port and below the ephemeral range
-PORT_RANGE="10000 65000"
+FILTER_PORT=9 # for "filtered": not the server's port and below the ephemeral range (PORT, PORT_RANGE: lib.sh)
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() {
-	log "$*"
-	exit 1
-}
-
-for v in ROUNDS SECONDS_PER_RUN WARMUP_SECONDS WRK_THREADS WRK_CONNECTIONS READY_TIMEOUT STOP_TIMEOUT; do
-	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
-done
+whole_numbers ROUNDS SECONDS_PER_RUN WARMUP_SECONDS WRK_THREADS WRK_CONNECTIONS READY_TIMEOUT STOP_TIMEOUT
 ((ROUNDS >= 1 && SECONDS_PER_RUN >= 1 && WRK_THREADS >= 1 && WRK_CONNECTIONS >= WRK_THREADS)) ||
 	die "need ROUNDS >= 1, SECONDS_PER_RUN >= 1, WRK_CONNECTIONS >= WRK_THREADS >= 1"
 read -r -a configs <<<"$CONFIGS"
@@ -81,97 +72,13 @@ for c in "${configs[@]}"; do
 	*) die "unknown configuration '$c' (none bpftrace text json events filtered)" ;;
 	esac
 done
-[[ $(id -u) == 0 ]] || die "needs root: it creates a network namespace and loads BPF programs"
+require_root
 
 # --- Tools: installed from Debian's packages when missing ---------------------
-missing=()
-command -v nginx >/dev/null || missing+=(nginx)
-command -v wrk >/dev/null || missing+=(wrk)
-[[ -z $want_bpftrace ]] || command -v bpftrace >/dev/null || missing+=(bpftrace)
-command -v ip >/dev/null || missing+=(iproute2)
-if ((${#missing[@]})); then
-	log "installing ${missing[*]}"
-	apt-get update -q >&2
-	pkgs=()
-	for p in "${missing[@]}"; do
-		# nginx-light (few modules) where the release still has it.
-		if [[ $p == nginx ]] && apt-cache show nginx-light >/dev/null 2>&1; then
-			p=nginx-light
-		fi
-		pkgs+=("$p")
-	done
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}" >&2
-fi
-for t in nginx wrk ip ss timeout; do
-	command -v "$t" >/dev/null || die "$t not found"
-done
+install_tools ${want_bpftrace:+bpftrace}
+require_tools nginx wrk ip ss timeout
 
-# --- State for cleanup: whatever is set here is undone on any exit -----------
-ns=""             # network namespace
-work=""           # temp dir: binary, nginx prefix
-out=""            # tmpfs dir: tracer output
-mounted_out=""    # we mounted a tmpfs on $out
-mounted_tracefs="" # we mounted tracefs for bpftrace
-tracer_pid=""
-nginx_pid=""
-wrk_pid=""
-
-# exited PID: the process is gone or a zombie waiting to be reaped.
-exited() {
-	local st
-	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-	st=${st##*) } # after the comm, which may hold spaces and parentheses
-	[[ ${st%% *} == Z ]]
-}
-
-# wait_for TIMEOUT COMMAND...: poll COMMAND every 50 ms until it succeeds;
-# false after TIMEOUT seconds.
-wait_for() {
-	local deadline=$(($(date +%s) + $1))
-	shift
-	until "$@"; do
-		(($(date +%s) < deadline)) || return 1
-		sleep 0.05
-	done
-}
-
-# stop PID SIGNAL: signal a child, give it STOP_TIMEOUT seconds to exit,
-# then kill it; reap it either way.
-stop() {
-	local pid=$1 sig=$2
-	[[ -n $pid ]] || return 0
-	kill "-$sig" "$pid" 2>/dev/null || true
-	if ! wait_for "$STOP_TIMEOUT" exited "$pid"; then
-		log "process $pid did not exit within ${STOP_TIMEOUT}s of SIG$sig: killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	set +e
-	stop "$wrk_pid" TERM
-	stop "$tracer_pid" INT
-	stop "$nginx_pid" TERM
-	if [[ -n $ns ]]; then
-		# Anything still in our namespace is ours (nginx's worker, a wrk cut
-		# short by Ctrl-C): end it by PID before deleting the namespace.
-		for p in $(ip netns pids "$ns" 2>/dev/null); do
-			kill -KILL "$p" 2>/dev/null
-		done
-		ip netns del "$ns" 2>/dev/null
-	fi
-	[[ -z $mounted_out ]] || umount "$out"
-	[[ -z $out ]] || rm -rf "$out"
-	[[ -z $work ]] || rm -rf "$work"
-	[[ -z $mounted_tracefs ]] || umount /sys/kernel/tracing
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'log interrupted; exit 130' INT
-trap 'log terminated; exit 143' TERM
+trap_cleanup
 
 work=$(mktemp -d /tmp/tcptrace-bench.XXXXXX)
 if [[ $(stat -f -c %T /dev/shm 2>/dev/null) == tmpfs ]]; then
@@ -191,79 +98,17 @@ if [[ -n $want_bpftrace && ! -d /sys/kernel/tracing/events && ! -d /sys/kernel/d
 fi
 
 # --- tcptrace ------------------------------------------------------------------
-if [[ -z $TCPTRACE ]]; then
-	command -v go >/dev/null || die "go not found (or set TCPTRACE to a built binary)"
-	log "building tcptrace"
-	(cd "$repo" && go build -o "$work/tcptrace" .)
-	TCPTRACE=$work/tcptrace
-fi
-[[ -x $TCPTRACE ]] || die "$TCPTRACE is not an executable"
-clk_tck=$(getconf CLK_TCK)
+build_tcptrace
 
 # --- Namespace and server ------------------------------------------------------
-ns=tcptrace-bench-$$
-ip netns add "$ns"
-nspath=/run/netns/$ns
-ns_inode=$(stat -L -c %i "$nspath")
-ip netns exec "$ns" ip link set lo up
-# These are per namespace, so the host's settings are left alone: a wide
-# ephemeral range and TIME_WAIT reuse so that tens of thousands of short
-# connections do not run out of ports, and deep accept queues.
-ip netns exec "$ns" sysctl -q -w \
-	net.ipv4.ip_local_port_range="$PORT_RANGE" \
-	net.ipv4.tcp_tw_reuse=1 \
-	net.core.somaxconn=4096 \
-	net.ipv4.tcp_max_syn_backlog=4096
-
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<EOF
-# One worker so the server's capacity does not depend on how many cores the
-# tracer leaves free; no logging and no files so only TCP work is measured.
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	client_body_temp_path $work/nginx/body;
-	proxy_temp_path $work/nginx/proxy;
-	fastcgi_temp_path $work/nginx/fastcgi;
-	uwsgi_temp_path $work/nginx/uwsgi;
-	scgi_temp_path $work/nginx/scgi;
-	server {
-		listen 127.0.0.1:$PORT backlog=4096;
-		location / { return 204; }
-	}
-}
-EOF
-# ip netns exec execs nginx, so $! is nginx's master process.
-ip netns exec "$ns" nginx -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" \
-	>"$work/nginx/stdout.log" 2>&1 &
-nginx_pid=$!
-listening() { [[ -n $(ip netns exec "$ns" ss -Hltn "sport = :$PORT") ]]; }
-wait_for 10 listening || die "nginx did not start: $(cat "$work/nginx/error.log" "$work/nginx/stdout.log" 2>/dev/null)"
-
-# wrk prints its totals from this hook in a form that needs no parsing of
-# its human-oriented report.
-cat >"$work/report.lua" <<'EOF'
-done = function(summary, latency, requests)
-	local e = summary.errors
-	io.write(string.format("WRK_RESULT %d %d %d\n", summary.requests, summary.duration,
-		e.connect + e.read + e.write + e.status + e.timeout))
-end
-EOF
+start_workload tcptrace-bench
 
 # wrk_run SECONDS: load the server; the result goes to $out/wrk.out. wrk
 # runs in the background and the script waits for it with the wait builtin,
 # which a trapped signal interrupts at once: Ctrl-C need not wait for the run
-# to end (timeout puts wrk in a process group of its own, out of the
-# terminal's reach).
+# to end (and wrk is out of the terminal's reach: see start_wrk).
 wrk_run() {
-	timeout -k 5 $(($1 + 60)) ip netns exec "$ns" \
-		wrk -t "$WRK_THREADS" -c "$WRK_CONNECTIONS" -d "${1}s" -s "$work/report.lua" \
-		-H 'Connection: close' "http://127.0.0.1:$PORT/" >"$out/wrk.out" 2>&1 &
-	wrk_pid=$!
+	start_wrk "$1" "$out/wrk.out"
 	local rc=0
 	wait "$wrk_pid" || rc=$?
 	wrk_pid=""
@@ -310,12 +155,6 @@ for c in "${configs[@]}"; do
 	printf '%s\t%s\n' "$c" "${cmd% }" >>"$work/commands.tsv"
 done
 
-tracer_ready() {
-	[[ -e $out/ready ]] && return 0
-	exited "$tracer_pid" && die "tracer exited before attaching: $(cat "$out/tracer.err" "$out/tracer.out" 2>/dev/null | tail -n 20)"
-	return 1
-}
-
 # Go durations as tcptrace's text summary prints them (1m2.054s, 950ms) to seconds.
 go_seconds() {
 	awk -v d="$1" 'BEGIN {
@@ -328,17 +167,6 @@ go_seconds() {
 		printf "%.6f", s
 	}'
 }
-
-# cpu_ticks PID: utime + stime of a process, in clock ticks.
-cpu_ticks() {
-	local st
-	st=$(<"/proc/$1/stat")
-	st=${st##*) } # after the comm; the first field left is field 3, state
-	awk '{ print $12 + $13 }' <<<"$st"
-}
-
-# json_field NAME LINE: a number from a flat JSON line.
-json_field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p" <<<"$2"; }
 
 # run_one CONFIG ROUND: one wrk run under one tracer; appends a row to runs.tsv.
 run_one() {
@@ -357,7 +185,7 @@ run_one() {
 			"${cmd[@]}" >"$tout" 2>"$terr" &
 		fi
 		tracer_pid=$!
-		wait_for "$READY_TIMEOUT" tracer_ready || die "$cfg: not attached after ${READY_TIMEOUT}s"
+		wait_for "$READY_TIMEOUT" tracer_ready "$ready" tracer "$terr" "$tout" || die "$cfg: not attached after ${READY_TIMEOUT}s"
 		# What starting cost (BTF, loading, attaching), kept apart in the JSON.
 		cpu_ready=$(cpu_ticks "$tracer_pid")
 	fi

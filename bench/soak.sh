@@ -35,8 +35,9 @@
 # tracer exiting early or printing no summary).
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/.." && pwd)
+script_name=soak # the prefix of log lines
+# shellcheck source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DURATION=${DURATION:-300}
 SAMPLE_SECONDS=${SAMPLE_SECONDS:-10}
@@ -48,154 +49,23 @@ TCPTRACE_ARGS=${TCPTRACE_ARGS:-}
 READY_TIMEOUT=${READY_TIMEOUT:-60}
 STOP_TIMEOUT=${STOP_TIMEOUT:-60}
 
-PORT=8080
-PORT_RANGE="10000 65000"
-
-log() { printf 'soak: %s\n' "$*" >&2; }
-die() {
-	log "$*"
-	exit 1
-}
-
-for v in DURATION SAMPLE_SECONDS FLAT_MIB WRK_THREADS WRK_CONNECTIONS READY_TIMEOUT STOP_TIMEOUT; do
-	[[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
-done
+whole_numbers DURATION SAMPLE_SECONDS FLAT_MIB WRK_THREADS WRK_CONNECTIONS READY_TIMEOUT STOP_TIMEOUT
 ((DURATION >= 1 && SAMPLE_SECONDS >= 1 && WRK_THREADS >= 1 && WRK_CONNECTIONS >= WRK_THREADS)) ||
 	die "need DURATION >= 1, SAMPLE_SECONDS >= 1, WRK_CONNECTIONS >= WRK_THREADS >= 1"
-[[ $(id -u) == 0 ]] || die "needs root: it creates a network namespace and loads BPF programs"
+require_root
 
 # --- Tools: installed from Debian's packages when missing ---------------------
-tools_missing=()
-command -v nginx >/dev/null || tools_missing+=(nginx)
-command -v wrk >/dev/null || tools_missing+=(wrk)
-command -v ip >/dev/null || tools_missing+=(iproute2)
-if ((${#tools_missing[@]})); then
-	log "installing ${tools_missing[*]}"
-	apt-get update -q >&2
-	pkgs=()
-	for p in "${tools_missing[@]}"; do
-		if [[ $p == nginx ]] && apt-cache show nginx-light >/dev/null 2>&1; then
-			p=nginx-light
-		fi
-		pkgs+=("$p")
-	done
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}" >&2
-fi
-for t in nginx wrk ip ss timeout awk; do
-	command -v "$t" >/dev/null || die "$t not found"
-done
+install_tools
+require_tools nginx wrk ip ss timeout awk
 
-# --- State for cleanup ----------------------------------------------------------
-ns=""
-work=""
-tracer_pid=""
-counter_pid=""
-nginx_pid=""
-wrk_pid=""
-
-exited() {
-	local st
-	st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-	st=${st##*) }
-	[[ ${st%% *} == Z ]]
-}
-
-wait_for() {
-	local deadline=$(($(date +%s) + $1))
-	shift
-	until "$@"; do
-		(($(date +%s) < deadline)) || return 1
-		sleep 0.05
-	done
-}
-
-stop() {
-	local pid=$1 sig=$2
-	[[ -n $pid ]] || return 0
-	kill "-$sig" "$pid" 2>/dev/null || true
-	if ! wait_for "$STOP_TIMEOUT" exited "$pid"; then
-		log "process $pid did not exit within ${STOP_TIMEOUT}s of SIG$sig: killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	set +e
-	stop "$wrk_pid" TERM
-	stop "$tracer_pid" INT
-	stop "$counter_pid" TERM
-	stop "$nginx_pid" TERM
-	if [[ -n $ns ]]; then
-		for p in $(ip netns pids "$ns" 2>/dev/null); do
-			kill -KILL "$p" 2>/dev/null
-		done
-		ip netns del "$ns" 2>/dev/null
-	fi
-	[[ -z $work ]] || rm -rf "$work"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'log interrupted; exit 130' INT
-trap 'log terminated; exit 143' TERM
+trap_cleanup
 
 work=$(mktemp -d /tmp/tcptrace-soak.XXXXXX)
 
-if [[ -z $TCPTRACE ]]; then
-	command -v go >/dev/null || die "go not found (or set TCPTRACE to a built binary)"
-	log "building tcptrace"
-	(cd "$repo" && go build -o "$work/tcptrace" .)
-	TCPTRACE=$work/tcptrace
-fi
-[[ -x $TCPTRACE ]] || die "$TCPTRACE is not an executable"
-clk_tck=$(getconf CLK_TCK)
+build_tcptrace
 
 # --- Namespace and server -------------------------------------------------------
-ns=tcptrace-soak-$$
-ip netns add "$ns"
-nspath=/run/netns/$ns
-ip netns exec "$ns" ip link set lo up
-ip netns exec "$ns" sysctl -q -w \
-	net.ipv4.ip_local_port_range="$PORT_RANGE" \
-	net.ipv4.tcp_tw_reuse=1 \
-	net.core.somaxconn=4096 \
-	net.ipv4.tcp_max_syn_backlog=4096
-
-mkdir -p "$work/nginx"
-cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	client_body_temp_path $work/nginx/body;
-	proxy_temp_path $work/nginx/proxy;
-	fastcgi_temp_path $work/nginx/fastcgi;
-	uwsgi_temp_path $work/nginx/uwsgi;
-	scgi_temp_path $work/nginx/scgi;
-	server {
-		listen 127.0.0.1:$PORT backlog=4096;
-		location / { return 204; }
-	}
-}
-EOF
-ip netns exec "$ns" nginx -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" \
-	>"$work/nginx/stdout.log" 2>&1 &
-nginx_pid=$!
-listening() { [[ -n $(ip netns exec "$ns" ss -Hltn "sport = :$PORT") ]]; }
-wait_for 10 listening || die "nginx did not start: $(cat "$work/nginx/error.log" "$work/nginx/stdout.log" 2>/dev/null)"
-
-cat >"$work/report.lua" <<'EOF'
-done = function(summary, latency, requests)
-	local e = summary.errors
-	io.write(string.format("WRK_RESULT %d %d %d\n", summary.requests, summary.duration,
-		e.connect + e.read + e.write + e.status + e.timeout))
-end
-EOF
+start_workload tcptrace-soak
 
 # --- tcptrace, its output counted on the fly ------------------------------------
 # Through a FIFO so that $! is tcptrace itself (for RSS and CPU) and the
@@ -214,19 +84,8 @@ read -r -a extra <<<"$TCPTRACE_ARGS"
 "$TCPTRACE" -o json --netns "$nspath" --ready-file "$work/ready" ${extra[@]+"${extra[@]}"} \
 	>"$work/out.fifo" 2>"$work/tracer.err" &
 tracer_pid=$!
-tracer_ready() {
-	[[ -e $work/ready ]] && return 0
-	exited "$tracer_pid" && die "tcptrace exited before attaching: $(tail -n 20 "$work/tracer.err")"
-	return 1
-}
-wait_for "$READY_TIMEOUT" tracer_ready || die "tcptrace not attached after ${READY_TIMEOUT}s"
+wait_for "$READY_TIMEOUT" tracer_ready "$work/ready" tcptrace "$work/tracer.err" || die "tcptrace not attached after ${READY_TIMEOUT}s"
 
-cpu_ticks() {
-	local st
-	st=$(<"/proc/$1/stat")
-	st=${st##*) }
-	awk '{ print $12 + $13 }' <<<"$st"
-}
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 cpu0=$(cpu_ticks "$tracer_pid")
@@ -235,10 +94,7 @@ log "namespace $ns, nginx on 127.0.0.1:$PORT, wrk -t$WRK_THREADS -c$WRK_CONNECTI
 log "tracer attached: RSS $((rss0 / 1024)) MiB, CPU to attach $(awk -v t="$cpu0" -v h="$clk_tck" 'BEGIN { printf "%.2f", t / h }') s"
 
 # --- Load, sampled ----------------------------------------------------------------
-timeout -k 5 $((DURATION + 60)) ip netns exec "$ns" \
-	wrk -t "$WRK_THREADS" -c "$WRK_CONNECTIONS" -d "${DURATION}s" -s "$work/report.lua" \
-	-H 'Connection: close' "http://127.0.0.1:$PORT/" >"$work/wrk.out" 2>&1 &
-wrk_pid=$!
+start_wrk "$DURATION" "$work/wrk.out"
 usec() { local t=${EPOCHREALTIME/./}; echo "${t#0}"; } # µs since the epoch
 t0=$(usec)
 printf '%8s %10s %10s %12s\n' "t" "RSS MiB" "CPU %" "VmHWM MiB" >&2
@@ -279,7 +135,6 @@ counter_pid=""
 [[ -s $work/summary ]] || die "tcptrace printed no summary: $(tail -n 20 "$work/tracer.err")"
 read -r clients others lost_lines other_lines <"$work/counts"
 sum=$(<"$work/summary")
-json_field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p" <<<"$2"; }
 lost=$(json_field lost_events "$sum")
 events=$(json_field events "$sum")
 evicted=$(json_field evicted "$sum")
