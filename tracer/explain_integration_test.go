@@ -297,7 +297,7 @@ func TestTimeWaitCounts(t *testing.T) {
 // With the TIME_WAIT ends followed (--events), the end of a TIME_WAIT is
 // reported. Waiting 2MSL (60 s) is too long for a test, so the namespace has
 // a single local port: a second connect() can only reuse the TIME_WAIT
-// socket (tcp_tw_reuse, once a second has passed), which ends it.
+// socket (tcp_tw_reuse, after about a second), which ends it.
 func TestTimeWaitEnd(t *testing.T) {
 	ns := netnstest.New(t)
 	ln, port := listen(t, ns, "127.0.0.1:0") // before the range shrinks to one port
@@ -341,7 +341,9 @@ func TestTimeWaitEnd(t *testing.T) {
 	a := c.alert("TIME_WAIT ended", func(a *timeline.Alert) bool {
 		return a.Kind == timeline.AlertTimeWaitEnded && a.Cookie == first.Cookie
 	})
-	if a.State != timeline.StateTimeWait || a.For() < int64(time.Second) {
+	// Reuse waits tcp_tw_reuse_delay (1000 ms) on recent kernels, but older
+	// ones (6.1) compare whole seconds: it may come sooner there.
+	if a.State != timeline.StateTimeWait || a.For() <= 0 || a.Since != first.End {
 		t.Errorf("notice %+v after %s", a, time.Duration(a.For()))
 	}
 }
