@@ -5,7 +5,6 @@ package cmd_test
 // missing it must say so and exit 1.
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -46,52 +45,14 @@ func startAs(t *testing.T, caps []uintptr, args ...string) (*tcptrace, int, stri
 		t.Fatal(err)
 	}
 	ready := filepath.Join(dir, "ready")
-	p := &tcptrace{t: t, lines: make(chan string, 1024), done: make(chan error, 1)}
-	p.cmd = exec.Command(binary, append(args, "--ready-file", ready)...)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{
+	cmd := exec.Command(binary, append(args, "--ready-file", ready)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Credential:  &syscall.Credential{Uid: nobody, Gid: nobody},
 		AmbientCaps: caps,
 	}
-	p.cmd.Stderr = &p.stderr
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.stdout = stdout
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			p.lines <- sc.Text()
-		}
-		close(p.lines)
-		p.done <- p.cmd.Wait()
-	}()
-	t.Cleanup(func() { p.cmd.Process.Kill() })
-	var exited error
-	gotExit := false
-	ok := waitFor(timeout, func() bool {
-		if _, err := os.Stat(ready); err == nil {
-			return true
-		}
-		select {
-		case exited = <-p.done:
-			gotExit = true
-			return true
-		default:
-			return false
-		}
-	})
-	switch {
-	case gotExit:
-		for range p.lines {
-		}
-		return nil, exitCode(exited), p.stderr.String()
-	case !ok:
-		t.Fatalf("tcptrace as nobody not ready within %s; stderr: %s", timeout, p.stderr.String())
+	p := launch(t, cmd)
+	if exited, err := p.waitReady(ready); exited {
+		return nil, exitCode(err), p.stderr.String()
 	}
 	// The capabilities it really has: what the test meant to give.
 	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))

@@ -65,8 +65,18 @@ type tcptrace struct {
 func start(t *testing.T, args ...string) *tcptrace {
 	t.Helper()
 	ready := filepath.Join(t.TempDir(), "ready")
-	p := &tcptrace{t: t, lines: make(chan string, 1024), done: make(chan error, 1)}
-	p.cmd = exec.Command(binary, append(args, "--ready-file", ready)...)
+	p := launch(t, exec.Command(binary, append(args, "--ready-file", ready)...))
+	if exited, err := p.waitReady(ready); exited {
+		t.Fatalf("tcptrace exited before it was ready (%v); stderr: %s", err, p.stderr.String())
+	}
+	return p
+}
+
+// launch starts cmd, a tcptrace command line, and reads its stdout line by
+// line.
+func launch(t *testing.T, cmd *exec.Cmd) *tcptrace {
+	t.Helper()
+	p := &tcptrace{t: t, cmd: cmd, lines: make(chan string, 1024), done: make(chan error, 1)}
 	p.cmd.Stderr = &p.stderr
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -86,15 +96,28 @@ func start(t *testing.T, args ...string) *tcptrace {
 		p.done <- p.cmd.Wait()
 	}()
 	t.Cleanup(func() { p.cmd.Process.Kill() })
-	deadline := time.Now().Add(timeout)
+	return p
+}
+
+// waitReady waits until tcptrace creates its ready file (its probes are
+// attached), or exits: then it says so, with its exit error.
+func (p *tcptrace) waitReady(ready string) (exited bool, err error) {
+	p.t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	poll := time.NewTicker(10 * time.Millisecond) // polling a file, with a deadline
+	defer poll.Stop()
 	for {
 		if _, err := os.Stat(ready); err == nil {
-			return p
+			return false, nil
 		}
-		if time.Now().After(deadline) || p.cmd.ProcessState != nil {
-			t.Fatalf("tcptrace not ready within %s; stderr: %s", timeout, p.stderr.String())
+		select {
+		case err := <-p.done:
+			return true, err
+		case <-deadline.C:
+			p.t.Fatalf("tcptrace not ready within %s; stderr: %s", timeout, p.stderr.String())
+		case <-poll.C:
 		}
-		time.Sleep(10 * time.Millisecond) // polling a file, with a deadline
 	}
 }
 
