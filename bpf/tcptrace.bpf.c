@@ -587,14 +587,22 @@ int BPF_PROG(handle_error_report, const struct sock *sk)
  * carries the TCP connection and what the TCP tracepoints report. The
  * subflow pointer comes from a probe read, so its fields are read the same
  * way; its cookie already exists if a tracepoint or iter/tcp has seen it
- * (the loader scans sockets before owners). Returns the cookie, 0 if none. */
-static __always_inline __u64 tcp_behind(struct sock *sk, struct tuple *t)
+ * (the loader scans sockets before owners). Returns the cookie, 0 if none.
+ *
+ * trusted: sk is a tracepoint's argument, which bpf_get_socket_cookie()
+ * takes (and gives a cookie if the socket has none yet). The sk that
+ * iter/task_file reaches through socket->sk is not: recent verifiers mark
+ * that walk untrusted and refuse it to the helper, so the cookie the
+ * kernel already made is read from sk_cookie instead. */
+static __always_inline __u64 tcp_behind(struct sock *sk, struct tuple *t, const bool trusted)
 {
 	__u16 proto = sk->sk_protocol;
 
 	if (proto == IPPROTO_TCP) {
 		read_tuple(&sk->__sk_common, t);
-		return bpf_get_socket_cookie(sk);
+		if (trusted)
+			return bpf_get_socket_cookie(sk);
+		return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 	}
 	if (proto != IPPROTO_MPTCP || !bpf_core_type_exists(struct mptcp_sock))
 		return 0;
@@ -615,7 +623,7 @@ static __always_inline __u64 tcp_behind(struct sock *sk, struct tuple *t)
 static __always_inline int note_owner(struct sock *sk)
 {
 	struct tuple t = {};
-	__u64 cookie = tcp_behind(sk, &t);
+	__u64 cookie = tcp_behind(sk, &t, true);
 	if (!cookie || tuple_filtered(&t, 0))
 		return 0;
 
@@ -714,7 +722,7 @@ int dump_owners(struct bpf_iter__task_file *ctx)
 		return 0;
 
 	struct tuple t = {};
-	__u64 cookie = tcp_behind(sk, &t);
+	__u64 cookie = tcp_behind(sk, &t, false);
 	if (!cookie || tuple_filtered(&t, cookie))
 		return 0;
 
