@@ -48,6 +48,7 @@ type options struct {
 	stuckAfter     time.Duration
 	cgroup         string
 	onlyAnomalies  bool
+	cpuProfile     string
 }
 
 // Version is set at build time with -ldflags "-X .../cmd.Version=v1.2.3".
@@ -115,6 +116,10 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 	f.StringVar(&o.cgroup, "cgroup", "", "only sockets of this cgroup v2: its directory, or its path in the hierarchy (/system.slice/nginx.service)")
 	f.BoolVar(&o.onlyAnomalies, "only-anomalies", false,
 		"print only connections that did not close cleanly or needed handshake retries, and alerts")
+	// For developers measuring the loader under load (make bench): the
+	// profile covers tracing, not start-up.
+	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the tracing to this file")
+	_ = f.MarkHidden("cpu-profile")
 	cmd.AddCommand(newCheckCommand())
 	cmd.CompletionOptions.DisableDefaultCmd = true
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })

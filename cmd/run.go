@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -99,6 +100,22 @@ func (s *session) connection(c *timeline.Connection) {
 
 func (s *session) alert(a *timeline.Alert) { s.out.Alert(a) }
 
+// startCPUProfile profiles the process into path until the returned func runs.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
 func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer) error {
 	if parent == nil {
 		parent = context.Background()
@@ -172,6 +189,13 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 		}
 	}
 
+	if o.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	runErr := t.Run(ctx, s)
 	if s.limit == 0 || s.emitted < s.limit {
 		s.corr.Flush()

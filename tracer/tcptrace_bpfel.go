@@ -105,6 +105,7 @@ const (
 	tcptraceMapListeners                = "listeners"
 	tcptraceMapOwners                   = "owners"
 	tcptraceMapPortMatched              = "port_matched"
+	tcptraceMapSkOwners                 = "sk_owners"
 	tcptraceProgDumpOwners              = "dump_owners"
 	tcptraceProgDumpTcp                 = "dump_tcp"
 	tcptraceProgHandleErrorReport       = "handle_error_report"
@@ -196,6 +197,7 @@ type tcptraceMapSpecs struct {
 	Listeners   *ebpf.MapSpec `ebpf:"listeners"`
 	Owners      *ebpf.MapSpec `ebpf:"owners"`
 	PortMatched *ebpf.MapSpec `ebpf:"port_matched"`
+	SkOwners    *ebpf.MapSpec `ebpf:"sk_owners"`
 }
 
 // tcptraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -243,6 +245,7 @@ type tcptraceMaps struct {
 	Listeners   *ebpf.Map `ebpf:"listeners"`
 	Owners      *ebpf.Map `ebpf:"owners"`
 	PortMatched *ebpf.Map `ebpf:"port_matched"`
+	SkOwners    *ebpf.Map `ebpf:"sk_owners"`
 }
 
 func (m *tcptraceMaps) Close() error {
@@ -251,6 +254,7 @@ func (m *tcptraceMaps) Close() error {
 		m.Listeners,
 		m.Owners,
 		m.PortMatched,
+		m.SkOwners,
 	)
 }
 
