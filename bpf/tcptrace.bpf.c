@@ -242,6 +242,13 @@ static __always_inline bool tuple_filtered(const struct tuple *t, __u64 cookie)
 				return false;
 			}
 		}
+		/* Both ports known and neither matches: not ours. Only an event
+		 * with a port missing (SYN_SENT before connect() picks the local
+		 * port, X -> CLOSE after it is released) may belong to a
+		 * connection that matched earlier: only then ask the map, so
+		 * that filtered-out traffic costs no lookup. */
+		if (t->sport && t->dport)
+			return true;
 		return !cookie || !bpf_map_lookup_elem(&port_matched, &cookie);
 	}
 	return false;
