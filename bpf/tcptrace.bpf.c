@@ -166,9 +166,11 @@ struct {
 
 /* Owners the socket storage cannot hold, by cookie: sockets that predate
  * tracing (iter/task_file reaches them through an untrusted pointer, which
- * bpf_sk_storage_get() refuses), MPTCP subflows noted at send/recv, and
- * timewait and request sockets, which have no storage. Off the hot path:
- * read only for a socket without storage. LRU: no delete needed. */
+ * bpf_sk_storage_get() refuses) and MPTCP subflows noted at send/recv. Off
+ * the hot path: read only for a socket without storage. Timewait and
+ * request sockets have none, and are found here only if a scan put their
+ * cookie here: their events (a RST from TIME_WAIT) usually carry no owner.
+ * LRU: no delete needed. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
