@@ -146,6 +146,9 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 		return err
 	}
 	defer t.Close()
+	for _, r := range t.Kernel().Refused {
+		fmt.Fprintf(os.Stderr, "tcptrace: running without %s\n", r)
+	}
 
 	var cgroups tracer.CgroupPaths
 	opts := output.Options{CgroupPath: cgroups.Path}

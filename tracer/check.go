@@ -112,6 +112,9 @@ type LoadCheck struct {
 	Programs int      `json:"programs"` // programs loaded, iterators included
 	Millis   float64  `json:"ms"`
 	Error    string   `json:"error,omitempty"`
+	// Refused lists optional programs the verifier refused; tracing works
+	// without them (they are in Degraded too).
+	Refused []string `json:"refused"`
 }
 
 // More capability numbers (include/uapi/linux/capability.h).
@@ -257,14 +260,15 @@ func RunPreflight(load bool) *Preflight {
 	// The real thing: load, attach, detach.
 	switch {
 	case !load:
-		p.Load = LoadCheck{Status: StatusSkipped, Attached: []string{}, Error: "not asked to (--no-load)"}
+		p.Load = LoadCheck{Status: StatusSkipped, Attached: []string{}, Refused: []string{}, Error: "not asked to (--no-load)"}
 	case len(p.Problems) > 0:
-		p.Load = LoadCheck{Status: StatusSkipped, Attached: []string{}, Error: "not tried: see the problems above"}
+		p.Load = LoadCheck{Status: StatusSkipped, Attached: []string{}, Refused: []string{}, Error: "not tried: see the problems above"}
 	default:
 		p.Load = loadCheck()
 		if p.Load.Status != StatusOK {
 			p.problem("loading the programs failed: "+p.Load.Error, "")
 		}
+		p.Degraded = append(p.Degraded, p.Load.Refused...)
 	}
 
 	switch {
@@ -289,13 +293,14 @@ func (p *Preflight) problem(why, advice string) {
 func loadCheck() LoadCheck {
 	start := time.Now()
 	t, err := New(Config{})
-	lc := LoadCheck{Attached: []string{}, Millis: float64(time.Since(start).Microseconds()) / 1e3}
+	lc := LoadCheck{Attached: []string{}, Refused: []string{}, Millis: float64(time.Since(start).Microseconds()) / 1e3}
 	if err != nil {
 		lc.Status, lc.Error = StatusFailed, err.Error()
 		return lc
 	}
 	lc.Status = StatusOK
 	lc.Programs = len(t.coll.Programs)
+	lc.Refused = append(lc.Refused, t.kernel.Refused...)
 	for _, prog := range programs {
 		if t.coll.Programs[prog.name] != nil {
 			lc.Attached = append(lc.Attached, tracepointGroup(prog.tracepoint)+":"+prog.tracepoint)

@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+
 	"github.com/tcptrace/tcptrace/internal/netnstest"
 	"github.com/tcptrace/tcptrace/tracer"
 	"github.com/tcptrace/tcptrace/tracer/timeline"
@@ -810,4 +813,76 @@ func (l lostMarker) Lost(n uint64) {
 	l.corr.MarkLost()
 	l.mu.Unlock()
 	l.wake()
+}
+
+// refuse replaces a program with one every verifier refuses: it reads a
+// register nothing wrote.
+func refuse(names ...string) func(*ebpf.CollectionSpec) {
+	return func(spec *ebpf.CollectionSpec) {
+		for _, name := range names {
+			spec.Programs[name].Instructions = asm.Instructions{
+				asm.Mov.Reg(asm.R0, asm.R5),
+				asm.Return(),
+			}
+		}
+	}
+}
+
+// Verifiers tighten from one kernel to the next: this machine's 6.18.44
+// began to refuse a pointer walk of the iter/task_file program, and every
+// load failed. A refused optional program must not stop tracing: tcptrace
+// goes on without it and says what it lacks.
+func TestOptionalProgramsRefused(t *testing.T) {
+	defer tracer.SetSpecHook(refuse(tracer.ProgDumpOwners, tracer.ProgDumpTCP))()
+	ns := netnstest.New(t)
+	ln, port := listen(t, ns, "127.0.0.1:0")
+	c := trace(t, ns, tracer.Config{})
+
+	refused := c.tr.Kernel().Refused
+	t.Logf("refused: %q", refused)
+	if len(refused) != 2 || !strings.HasPrefix(refused[0]+refused[1], "iter/") {
+		t.Errorf("refused = %q, want iter/task_file and iter/tcp", refused)
+	}
+	for _, r := range refused {
+		if !strings.Contains(r, "verifier refused") || !slices.Contains(c.tr.Kernel().Degraded, r) {
+			t.Errorf("refused %q: not said as refused by the verifier, or not among the degraded features", r)
+		}
+	}
+	// Without iter/tcp, scans say why they can't run.
+	if err := c.tr.Scan(timeline.New(timeline.DefaultConfig(), func(*timeline.Connection) {}), 0); err == nil ||
+		!strings.Contains(err.Error(), "iter/tcp") {
+		t.Errorf("Scan without iter/tcp: %v, want an error naming it", err)
+	}
+	// Tracing itself works. A half-close, so that no socket is orphaned:
+	// the capture would scan to follow it, and scans are off.
+	cli := dial(t, ns, ln.Addr().String())
+	srv := accept(t, ln)
+	if err := cli.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(srv); err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	if _, err := io.ReadAll(cli); err != nil {
+		t.Fatal(err)
+	}
+	cli.Close()
+	mustOutcome(t, c.record("client", client(port)), timeline.OutcomeClosed, timeline.ClosedByLocal)
+	if r := c.record("server", server(port)); r.Outcome != timeline.OutcomeClosed {
+		t.Errorf("server outcome %s, want closed", r.Outcome)
+	}
+}
+
+// A required program refused is an error that says so.
+func TestRequiredProgramRefused(t *testing.T) {
+	defer tracer.SetSpecHook(refuse(tracer.ProgSetState))()
+	tr, err := tracer.New(tracer.Config{})
+	if err == nil {
+		tr.Close()
+		t.Fatal("New succeeded without inet_sock_set_state's program")
+	}
+	if !strings.Contains(err.Error(), "verifier rejected a tcptrace program") || !strings.Contains(err.Error(), tracer.ProgSetState) {
+		t.Errorf("error %q does not say which program the verifier rejected", err)
+	}
 }

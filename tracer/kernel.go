@@ -39,6 +39,12 @@ var programs = []program{
 	{tcptraceProgHandleRecvLength, "sock_recv_length", "owners learned from recv(); taken at connect/listen/close only (Linux >= 6.3)"},
 }
 
+// iterPrograms are the socket scans. Tracing goes on without them.
+var iterPrograms = []program{
+	{tcptraceProgDumpTcp, "iter/tcp", "socket scans: connections older than tcptrace, orphaned FIN_WAIT2 sockets followed, TIME_WAIT counts"},
+	{tcptraceProgDumpOwners, "iter/task_file", "the owners of connections older than tcptrace"},
+}
+
 // Kernel describes what the running kernel offers tcptrace.
 type Kernel struct {
 	// RSTReason: tcp_send_reset carries enum sk_rst_reason (Linux >= 6.10).
@@ -49,6 +55,9 @@ type Kernel struct {
 	MissingTracepoints []string
 	// Degraded says what tcptrace can't do on this kernel, and why.
 	Degraded []string
+	// Refused lists the optional programs this kernel's verifier refused,
+	// each with what tcptrace goes without (also in Degraded).
+	Refused []string
 	// skip lists programs not to load: optional ones whose tracepoint is
 	// missing, and the tcp_send_reset variant the kernel can't take.
 	skip map[string]bool

@@ -93,14 +93,22 @@ func iterate(l *link.Iter, size int, fn func([]byte)) error {
 	}
 }
 
-// attachIters prepares the iterator links; they run only when opened.
+// attachIters prepares the iterator links; they run only when opened. An
+// iterator the kernel refused to load is left out: without iter/tcp there
+// are no scans, without iter/task_file no owners for older sockets.
 func (t *Tracer) attachIters() error {
 	var err error
-	if t.tcpIter, err = attachIter(t.coll.Programs[tcptraceProgDumpTcp]); err != nil {
-		return fmt.Errorf("preparing the TCP socket iterator (iter/tcp, Linux >= 5.9): %w", err)
+	if p := t.coll.Programs[tcptraceProgDumpTcp]; p != nil {
+		if t.tcpIter, err = attachIter(p); err != nil {
+			return fmt.Errorf("preparing the TCP socket iterator (iter/tcp, Linux >= 5.9): %w", err)
+		}
+	} else {
+		t.scanErr = errors.New("socket scans are off: this kernel refused the iter/tcp program (see tcptrace check)")
 	}
-	if t.fileIter, err = attachIter(t.coll.Programs[tcptraceProgDumpOwners]); err != nil {
-		return fmt.Errorf("preparing the task file iterator (iter/task_file): %w", err)
+	if p := t.coll.Programs[tcptraceProgDumpOwners]; p != nil {
+		if t.fileIter, err = attachIter(p); err != nil {
+			return fmt.Errorf("preparing the task file iterator (iter/task_file): %w", err)
+		}
 	}
 	return nil
 }
@@ -158,6 +166,9 @@ func decodeSocket(r *tcptraceSockInfo, s *timeline.Socket) bool {
 // process holds which socket, and seeds the kernel's owner maps with them so
 // that the --pid and --comm filters also apply to sockets older than tcptrace.
 func (t *Tracer) ScanOwners(fn func(cookie uint64, pid uint32, comm string)) error {
+	if t.fileIter == nil {
+		return nil // refused by this kernel: older sockets go without owners
+	}
 	var raw tcptraceOwnerInfo
 	size := int(unsafe.Sizeof(raw))
 	err := iterate(t.fileIter, size, func(b []byte) {

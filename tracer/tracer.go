@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -128,6 +129,9 @@ func New(cfg Config) (*Tracer, error) {
 	if err := setFilters(spec, &cfg); err != nil {
 		return nil, err
 	}
+	if specHook != nil {
+		specHook(spec)
+	}
 	spec.Maps[tcptraceMapEvents].MaxEntries = uint32(cfg.RingBytes)
 
 	t := &Tracer{cfg: cfg, kernel: kernel}
@@ -140,17 +144,34 @@ func New(cfg Config) (*Tracer, error) {
 	return t, nil
 }
 
+// specHook, when set (by tests), changes the object before it loads.
+var specHook func(*ebpf.CollectionSpec)
+
 // load loads the programs, attaches them and opens the ring buffer; on
 // error the caller closes what was done.
 func (t *Tracer) load(spec *ebpf.CollectionSpec) error {
 	var err error
-	t.coll, err = ebpf.NewCollection(spec)
-	if err != nil {
+	for {
+		t.coll, err = ebpf.NewCollection(spec)
+		if err == nil {
+			break
+		}
 		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
+		if !errors.As(err, &verr) {
+			return explainPermission(fmt.Errorf("loading BPF programs: %w", err))
+		}
+		p, ok := refusedOptional(err, spec)
+		if !ok {
 			return fmt.Errorf("the kernel's verifier rejected a tcptrace program (a bug, or a kernel tcptrace does not support): %w", err)
 		}
-		return explainPermission(fmt.Errorf("loading BPF programs: %w", err))
+		// Verifiers tighten from one kernel to the next (this machine's
+		// 6.18.44 refuses a pointer walk that older kernels took). A program
+		// that only adds detail is not worth failing for: go on without
+		// it, and say so.
+		delete(spec.Programs, p.name)
+		lost := fmt.Sprintf("%s: %s (this kernel's verifier refused it: %v)", p.tracepoint, p.lacking, err)
+		t.kernel.Refused = append(t.kernel.Refused, lost)
+		t.kernel.Degraded = append(t.kernel.Degraded, lost)
 	}
 	for _, p := range programs {
 		prog := t.coll.Programs[p.name]
@@ -183,6 +204,18 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec) error {
 		return fmt.Errorf("opening the ring buffer: %w", err)
 	}
 	return nil
+}
+
+// refusedOptional finds the optional program a load error is about:
+// cilium/ebpf names it first ("program NAME: ...").
+func refusedOptional(err error, spec *ebpf.CollectionSpec) (program, bool) {
+	msg := err.Error()
+	for _, p := range slices.Concat(programs, iterPrograms) {
+		if p.lacking != "" && spec.Programs[p.name] != nil && strings.HasPrefix(msg, "program "+p.name+":") {
+			return p, true
+		}
+	}
+	return program{}, false
 }
 
 func setFilters(spec *ebpf.CollectionSpec, cfg *Config) error {
