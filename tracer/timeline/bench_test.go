@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -220,10 +221,49 @@ func heapInuse() uint64 {
 }
 
 // BenchmarkMemoryPerConnection: 1,000,000 connections that opened and stay
-// open, in a correlator with MaxConnections = 1<<20. Run with -benchtime 1x.
+// open, in a correlator with MaxConnections = 1<<20. Run with -benchtime 1x,
+// each sub-benchmark alone for its rss-MiB:
+//
+//	go test -run '^$' -bench 'MemoryPerConnection/^packed$' -benchtime 1x ./tracer/timeline/
 func BenchmarkMemoryPerConnection(b *testing.B) {
 	const n = 1_000_000
-	b.Run("current", func(b *testing.B) {
+	// packed: as the tracer runs, connections opening at 10,000/s with
+	// Advance every 100 ms, so those at rest are packed after FreezeAfter;
+	// measured once all are at rest, after the runtime returned what it
+	// freed to the system (debug.FreeOSMemory, as its scavenger does).
+	b.Run("packed", func(b *testing.B) {
+		for it := 0; it < b.N; it++ {
+			b.StopTimer()
+			before := heapInuse()
+			debug.FreeOSMemory()
+			b.ReportMetric(float64(vmRSS())/(1<<20), "rss-before-MiB")
+			b.StartTimer()
+			cfg := DefaultConfig()
+			cfg.MaxConnections = 1 << 20
+			c := New(cfg, func(*Connection) {})
+			var now int64
+			for i := 0; i < n; i++ {
+				now = benchBase + int64(i)*100_000
+				e1, e2 := benchOpenEvents(i, now)
+				c.Add(&e1)
+				c.Add(&e2)
+				if i%1000 == 0 {
+					c.Advance(now)
+				}
+			}
+			c.Advance(now + cfg.FreezeAfter + 1e6)
+			b.StopTimer()
+			if c.Live() != n || c.Packed() != n {
+				b.Fatalf("live %d packed %d, want %d", c.Live(), c.Packed(), n)
+			}
+			debug.FreeOSMemory()
+			benchMemReport(b, before, n)
+			b.ReportMetric(float64(unsafe.Sizeof(coldConn{})), "sizeof(coldConn)")
+			runtime.KeepAlive(c)
+			b.StartTimer()
+		}
+	})
+	b.Run("unpacked", func(b *testing.B) {
 		for it := 0; it < b.N; it++ {
 			b.StopTimer()
 			before := heapInuse()

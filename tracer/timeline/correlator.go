@@ -9,8 +9,9 @@ import (
 
 // Config bounds the correlator's memory and sets its timing.
 type Config struct {
-	// MaxConnections caps the live table; when full, the oldest open
-	// connection is emitted early (Evicted, outcome open) and counted.
+	// MaxConnections caps the live table; when full, a connection at rest
+	// (packed) or else the least recently active one is emitted early
+	// (Evicted, outcome open) and counted.
 	MaxConnections int
 	// MaxSteps caps the retransmit/RST/error steps kept per connection;
 	// state changes are always kept. Steps beyond it are counted.
@@ -31,11 +32,15 @@ type Config struct {
 	// report when each ends (AlertTimeWaitEnded): a notice per connection
 	// this host closed first, so for --events only.
 	FollowTimeWait bool
+	// FreezeAfter (ns): a connection ESTABLISHED with no event for this
+	// long is packed to a tenth of its size until its next event (cold.go).
+	// 0 never packs.
+	FreezeAfter int64
 }
 
 // DefaultConfig is what the CLI uses unless told otherwise.
 func DefaultConfig() Config {
-	return Config{MaxConnections: 262144, MaxSteps: 64, CloseGrace: 50e6, StuckAfter: 30e9}
+	return Config{MaxConnections: 1 << 20, MaxSteps: 64, CloseGrace: 50e6, StuckAfter: 30e9, FreezeAfter: 5e9}
 }
 
 // Stats counts what the correlator saw and did.
@@ -133,7 +138,10 @@ type Correlator struct {
 	alert func(*Alert)
 
 	live map[uint64]*Connection
-	// open is the list of live, not yet closed connections, oldest first;
+	// cold holds the connections at rest, packed; they count as live.
+	cold coldStore
+	// open is the list of live, not yet closed connections, least recently
+	// active first;
 	// closing is the FIFO of connections in CLOSE waiting out CloseGrace.
 	// A connection is on exactly one of them, and on watch too while in a
 	// watchable state.
@@ -195,8 +203,11 @@ func (c *Correlator) SetSysctls(s Sysctls) { c.sys, c.sysSet = s, true }
 // Stats returns the counters so far.
 func (c *Correlator) Stats() Stats { return c.stats }
 
+// Packed is how many of the live connections are at rest, packed.
+func (c *Correlator) Packed() int { return c.cold.n }
+
 // Live is the number of connections tracked now.
-func (c *Correlator) Live() int { return len(c.live) }
+func (c *Correlator) Live() int { return len(c.live) + c.cold.n }
 
 // MarkLost flags every live connection as incomplete: the kernel dropped
 // events while they were open, and any of them may be missing steps.
@@ -204,6 +215,7 @@ func (c *Correlator) MarkLost() {
 	for _, conn := range c.live {
 		conn.Incomplete = true
 	}
+	c.cold.each(func(cc *coldConn) { cc.flags |= coldIncomplete })
 }
 
 // Add feeds one event.
@@ -221,7 +233,13 @@ func (c *Correlator) Add(e *Event) {
 		return
 	}
 
-	conn := c.live[e.Cookie]
+	conn := c.lookup(e.Cookie)
+	if conn != nil && !conn.closed && conn != c.open.tail {
+		// The open list is kept in order of activity: the least recently
+		// active first, to pack and to evict.
+		c.open.remove(conn)
+		c.open.pushBack(conn)
+	}
 	if conn != nil && conn.closed && e.Type == EventState {
 		// A socket in CLOSE that moves again was reused (connect() after a
 		// failed attempt): the old record is complete.
@@ -296,6 +314,14 @@ func (c *Correlator) Add(e *Event) {
 	}
 }
 
+// lookup finds the live record of cookie, unpacking it if it is at rest.
+func (c *Correlator) lookup(cookie uint64) *Connection {
+	if conn := c.live[cookie]; conn != nil || c.cold.n == 0 {
+		return conn
+	}
+	return c.thaw(cookie)
+}
+
 // isStart: the first transition of a socket whose whole life is traced.
 func isStart(e *Event) bool {
 	return e.OldState == StateClose && (e.NewState == StateSynSent || e.NewState == StateListen) ||
@@ -358,7 +384,7 @@ func (c *Correlator) newConnection(cookie uint64, t int64) *Connection {
 // owned by pid/comm (0/"" when unknown), unless it is known already.
 // Timewait and request sockets are not connections to follow.
 func (c *Correlator) Seed(now int64, s *Socket, pid uint32, comm string) {
-	if s.Cookie == 0 || c.live[s.Cookie] != nil || s.State == StateTimeWait || s.State == StateNewSynRecv ||
+	if s.Cookie == 0 || c.live[s.Cookie] != nil || c.cold.has(s.Cookie) || s.State == StateTimeWait || s.State == StateNewSynRecv ||
 		s.State == StateClose {
 		return
 	}
@@ -507,7 +533,7 @@ func (c *Correlator) addStep(conn *Connection, s Step) {
 }
 
 func (c *Correlator) addSynAck(e *Event) {
-	if l := c.live[e.Cookie]; l != nil {
+	if l := c.lookup(e.Cookie); l != nil {
 		l.SynAckRetries++ // the listener's own count, across all its requests
 		l.End = e.Time
 	}
@@ -595,10 +621,31 @@ func (c *Correlator) Advance(now int64) {
 		conn.nextAlert = now + c.cfg.StuckAfter
 		c.watch.pushBack(conn)
 	}
+	if c.cfg.FreezeAfter > 0 {
+		c.freezeIdle(now)
+	}
 	if now-c.lastPrune > 1e9 {
 		c.lastPrune = now
 		c.pruneSynAcks(now, false)
 		c.alertSynAcks(now)
+	}
+}
+
+// freezeIdle packs the connections idle for FreezeAfter. The open list is in
+// order of activity, so they are at its head; one that can't be packed is
+// moved to the tail, to be looked at again after the others.
+func (c *Correlator) freezeIdle(now int64) {
+	var kept *Connection // the first one moved to the tail: a full turn
+	for conn := c.open.head; conn != nil && conn != kept && now-conn.End >= c.cfg.FreezeAfter; {
+		next := conn.next
+		if !c.freeze(conn) {
+			c.open.remove(conn)
+			c.open.pushBack(conn)
+			if kept == nil {
+				kept = conn
+			}
+		}
+		conn = next
 	}
 }
 
@@ -729,11 +776,21 @@ func (c *Correlator) Flush() {
 	for c.open.head != nil {
 		c.finish(c.open.head)
 	}
+	for slot := c.cold.any(); slot >= 0; slot = c.cold.any() {
+		c.finish(c.thawSlot(slot))
+	}
 	clear(c.synAcks)
 }
 
+// evictOldest makes room: a connection at rest if there is one (packed
+// connections are the idle ones), else the least recently active.
 func (c *Correlator) evictOldest() {
-	conn := c.open.head
+	var conn *Connection
+	if slot := c.cold.any(); slot >= 0 {
+		conn = c.thawSlot(slot)
+	} else {
+		conn = c.open.head
+	}
 	if conn == nil {
 		conn = c.closing.head
 	}
