@@ -886,3 +886,46 @@ func TestRequiredProgramRefused(t *testing.T) {
 		t.Errorf("error %q does not say which program the verifier rejected", err)
 	}
 }
+
+// Connections at rest are packed (timeline's cold.go) and unpacked by their
+// next event: on the real kernel, both ends of an idle connection are packed,
+// and their records, once they close, are whole.
+func TestIdleConnectionsPacked(t *testing.T) {
+	ns := netnstest.New(t)
+	ln, port := listen(t, ns, "127.0.0.1:0")
+	ccfg := timeline.DefaultConfig()
+	ccfg.FreezeAfter = int64(50 * time.Millisecond)
+	c := traceWith(t, ns, tracer.Config{}, ccfg, false)
+	cli := dial(t, ns, ln.Addr().String())
+	srv := accept(t, ln)
+
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		c.mu.Lock()
+		packed := c.corr.Packed()
+		c.mu.Unlock()
+		if packed == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections packed after %v, want client and server", packed, waitTimeout)
+		}
+		select {
+		case <-c.notify:
+		case <-time.After(time.Second): // Tick notifies every PollInterval
+		}
+	}
+	cli.Close()
+	srv.Close()
+	cr := c.record("client", client(port))
+	mustOutcome(t, cr, timeline.OutcomeClosed, timeline.ClosedByLocal)
+	if cr.Handshake <= 0 || cr.PID != uint32(os.Getpid()) || cr.States[0] != timeline.StateSynSent ||
+		cr.Steps[0].To != timeline.StateSynSent || cr.Steps[1].To != timeline.StateEstablished {
+		t.Errorf("client record not whole after packing:\n%s", describe(cr))
+	}
+	sr := c.record("server", server(port))
+	if sr.Outcome != timeline.OutcomeClosed || sr.LastState() != timeline.StateClose ||
+		!slices.Contains(sr.States, timeline.StateEstablished) {
+		t.Errorf("server record not whole after packing:\n%s", describe(sr))
+	}
+}
