@@ -178,6 +178,7 @@ type Connection struct {
 	closeFrom   State    // the state the socket left for CLOSE
 	rstSentLive bool     // the socket itself (not its timewait successor) sent a RST
 	seeded      bool     // created from a socket scan, no event seen yet
+	packChecked int64    // when it was last found at rest but not packable
 	sys         *Sysctls // its namespace's sysctls, when known
 	prev, next  *Connection
 

@@ -632,18 +632,16 @@ func (c *Correlator) Advance(now int64) {
 }
 
 // freezeIdle packs the connections idle for FreezeAfter. The open list is in
-// order of activity, so they are at its head; one that can't be packed is
-// moved to the tail, to be looked at again after the others.
+// order of activity, so they are at its head; one that can't be packed
+// (IPv6, in a watched state…) is moved to the tail as if active, so that it
+// is looked at again only after another FreezeAfter, not at every Advance.
 func (c *Correlator) freezeIdle(now int64) {
-	var kept *Connection // the first one moved to the tail: a full turn
-	for conn := c.open.head; conn != nil && conn != kept && now-conn.End >= c.cfg.FreezeAfter; {
+	for conn := c.open.head; conn != nil && now-max(conn.End, conn.packChecked) >= c.cfg.FreezeAfter; {
 		next := conn.next
 		if !c.freeze(conn) {
+			conn.packChecked = now
 			c.open.remove(conn)
 			c.open.pushBack(conn)
-			if kept == nil {
-				kept = conn
-			}
 		}
 		conn = next
 	}

@@ -1,0 +1,42 @@
+package timeline
+
+import (
+	"net/netip"
+	"testing"
+)
+
+// Connections at rest that cannot be packed (here IPv6) are looked at once
+// per FreezeAfter, not at every Advance: a host with many of them must not
+// pay a walk of its whole table ten times a second.
+func TestUnpackableLookedAtOncePerFreezeAfter(t *testing.T) {
+	cfg := DefaultConfig()
+	c := New(cfg, func(*Connection) {})
+	lo6 := netip.MustParseAddr("::1")
+	const t0 = int64(1_700_000_000) * 1e9
+	for cookie := uint64(1); cookie <= 100; cookie++ {
+		for _, e := range []Event{
+			{Time: t0, Cookie: cookie, Type: EventState, OldState: StateClose, NewState: StateSynSent},
+			{Time: t0 + 1e3, Cookie: cookie, Type: EventState, OldState: StateSynSent, NewState: StateEstablished},
+		} {
+			e.LAddr, e.RAddr, e.LPort, e.RPort = lo6, lo6, uint16(40000+cookie), 8080
+			c.Add(&e)
+		}
+	}
+	t1 := t0 + cfg.FreezeAfter + 1e3
+	c.Advance(t1)
+	if c.Packed() != 0 || c.Live() != 100 {
+		t.Fatalf("packed %d live %d, want 0 and 100", c.Packed(), c.Live())
+	}
+	c.Advance(t1 + 1e9) // within FreezeAfter of the last look: none looked at
+	for conn := c.open.head; conn != nil; conn = conn.next {
+		if conn.packChecked != t1 {
+			t.Fatalf("cookie %d looked at again at %d, last at %d", conn.Cookie, conn.packChecked, t1)
+		}
+	}
+	c.Advance(t1 + cfg.FreezeAfter) // a FreezeAfter later: all of them once
+	for conn := c.open.head; conn != nil; conn = conn.next {
+		if conn.packChecked != t1+cfg.FreezeAfter {
+			t.Fatalf("cookie %d last looked at %d, want %d", conn.Cookie, conn.packChecked, t1+cfg.FreezeAfter)
+		}
+	}
+}
