@@ -73,11 +73,11 @@ start_workload tcptrace-soak
 # counts client records and lost lines; it writes its counts when the
 # output ends.
 mkfifo "$work/out.fifo"
-awk -v counts="$work/counts" -v summary="$work/summary" '
+awk -v counts="$work/counts" -v summary="$work/summary" -v others="$work/others" '
 index($0, "{\"type\":\"connection\"") == 1 { if (index($0, "\"role\":\"client\"")) c++; else o++; next }
 index($0, "{\"type\":\"lost\"") == 1 { l++; next }
 index($0, "{\"type\":\"summary\"") == 1 { print > summary; next }
-{ x++ }
+{ if (++x <= 1000) print > others } # the first 1000, for the report
 END { printf "%d %d %d %d\n", c, o, l, x > counts }' <"$work/out.fifo" &
 counter_pid=$!
 read -r -a extra <<<"$TCPTRACE_ARGS"
@@ -177,7 +177,9 @@ printf '  tracer CPU            %s s after attaching: %.1f%% of one CPU, %.2f ms
 	"$(awk -v c="$cpu_s" -v s="$secs" 'BEGIN { print 100 * c / s }')" \
 	"$(awk -v c="$cpu_s" -v r="$requests" 'BEGIN { print (r ? c * 1e6 / r : 0) }')"
 if ((other_lines > 0)); then
-	printf '  other output lines    %d (alerts and the like)\n' "$other_lines"
+	printf '  other output lines    %d (alerts and the like): %s; the first:\n' "$other_lines" \
+		"$(grep -o '"kind":"[a-z0-9_]*"' "$work/others" | cut -d'"' -f4 | sort | uniq -c | awk '{ printf "%s%s=%d", (NR > 1 ? " " : ""), $2, $1 }')"
+	head -n 3 "$work/others" | cut -c1-400 | sed 's/^/    /'
 fi
 
 if ((missing > 0)) && [[ $lost == 0 ]]; then

@@ -718,7 +718,12 @@ func (c *Correlator) EndScan(now int64) {
 			a.Kind, a.Time = AlertTimeWaitEnded, now
 			c.alert(&a) // a notice, not counted as an alert
 		case o.seen != c.scanGen:
-			c.orphanEnded(o, now, "dropped")
+			// Gone. Worth a word only if it was alerted on: one that goes
+			// sooner got its FIN and its TIME_WAIT was reused (tcp_tw_reuse)
+			// or cut short between two scans, as under connection churn.
+			if o.alerted {
+				c.orphanEnded(o, now, "dropped")
+			}
 		case o.timeWait:
 			continue
 		case o.substate == StateTimeWait:

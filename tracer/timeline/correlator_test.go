@@ -564,6 +564,26 @@ func TestOrphanFollowedByScans(t *testing.T) {
 	if len(alerts) != 2 || alerts[1].Kind != AlertFinWait2OrphanEnded || alerts[1].Ended != "dropped" || c.Orphans() != 0 {
 		t.Errorf("alerts %+v orphans %d", alerts, c.Orphans())
 	}
+	// An orphan gone before it was alerted on says nothing: under churn its
+	// TIME_WAIT is reused between two scans, which is no news.
+	for _, e := range []Event{
+		state(4000, 2, StateClose, StateSynSent),
+		state(4001, 2, StateSynSent, StateEstablished),
+		state(4002, 2, StateEstablished, StateFinWait1),
+		with(state(4003, 2, StateFinWait1, StateFinWait2), dead),
+		with(state(4003, 2, StateFinWait2, StateClose), dead),
+	} {
+		c.Add(&e)
+	}
+	c.Advance(baseTime + 4100*ms)
+	if c.Orphans() != 1 {
+		t.Fatalf("orphans %d, want the new one", c.Orphans())
+	}
+	scan(4500)
+	scan(5000)
+	if len(alerts) != 2 || c.Orphans() != 0 {
+		t.Errorf("an orphan gone before StuckAfter: alerts %+v, orphans %d", alerts, c.Orphans())
+	}
 	// An orphan of a namespace the scans can't see is not followed.
 	cfg.ScanNetNS = 2
 	c2 := New(cfg, func(*Connection) {})
