@@ -527,15 +527,20 @@ func TestOrphanFollowedByScans(t *testing.T) {
 	c := New(cfg, func(conn *Connection) { recs = append(recs, conn.Clone()) })
 	c.OnAlert(func(a *Alert) { alerts = append(alerts, *a) })
 	dead := func(e *Event) { e.SockDead = true }
-	for _, e := range []Event{
-		state(0, 1, StateClose, StateSynSent),
-		state(1, 1, StateSynSent, StateEstablished),
-		state(2, 1, StateEstablished, StateFinWait1),
-		with(state(3, 1, StateFinWait1, StateFinWait2), dead),
-		with(state(3, 1, StateFinWait2, StateClose), dead),
-	} {
-		c.Add(&e)
+	// orphan: a client that closes first at t0+2 ms and is orphaned with its
+	// FIN acked at t0+3 ms.
+	orphan := func(t0 int64, cookie uint64) {
+		for _, e := range []Event{
+			state(t0, cookie, StateClose, StateSynSent),
+			state(t0+1, cookie, StateSynSent, StateEstablished),
+			state(t0+2, cookie, StateEstablished, StateFinWait1),
+			with(state(t0+3, cookie, StateFinWait1, StateFinWait2), dead),
+			with(state(t0+3, cookie, StateFinWait2, StateClose), dead),
+		} {
+			c.Add(&e)
+		}
 	}
+	orphan(0, 1)
 	c.Advance(baseTime + 100*ms)
 	if len(recs) != 1 || recs[0].Reason != ReasonClosedLocalOrphan || c.Orphans() != 1 {
 		t.Fatalf("records %d, orphans %d", len(recs), c.Orphans())
@@ -566,15 +571,7 @@ func TestOrphanFollowedByScans(t *testing.T) {
 	}
 	// An orphan gone before it was alerted on says nothing: under churn its
 	// TIME_WAIT is reused between two scans, which is no news.
-	for _, e := range []Event{
-		state(4000, 2, StateClose, StateSynSent),
-		state(4001, 2, StateSynSent, StateEstablished),
-		state(4002, 2, StateEstablished, StateFinWait1),
-		with(state(4003, 2, StateFinWait1, StateFinWait2), dead),
-		with(state(4003, 2, StateFinWait2, StateClose), dead),
-	} {
-		c.Add(&e)
-	}
+	orphan(4000, 2)
 	c.Advance(baseTime + 4100*ms)
 	if c.Orphans() != 1 {
 		t.Fatalf("orphans %d, want the new one", c.Orphans())
