@@ -235,6 +235,11 @@ func canFreeze(conn *Connection) bool {
 		conn.lastSyn != conn.Start || len(conn.Steps) > 0 && conn.Steps[0].Time != conn.Start {
 		return false
 	}
+	for _, st := range conn.States {
+		if st > 15 { // packed in 4 bits; the decoder passes what the kernel wrote
+			return false
+		}
+	}
 	end := conn.Start
 	for _, st := range conn.Steps {
 		if st.Kind != StepState || st.TimewaitSocket || st.N != 0 || st.Since != 0 || st.Errno != 0 ||

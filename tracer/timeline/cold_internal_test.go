@@ -40,3 +40,19 @@ func TestUnpackableLookedAtOncePerFreezeAfter(t *testing.T) {
 		}
 	}
 }
+
+// A state number that does not fit in the packed record's 4 bits (the
+// decoder passes whatever the kernel wrote) keeps the connection unpacked.
+func TestOutOfRangeStateNotPacked(t *testing.T) {
+	conn := &Connection{Cookie: 1, Start: 10, End: 10, lastSyn: 10, Handshake: -1, Role: RoleUnknown, Partial: true,
+		LAddr: netip.MustParseAddr("127.0.0.1"), RAddr: netip.MustParseAddr("127.0.0.1"),
+		States: []State{State(200), StateEstablished},
+		Steps:  []Step{{Time: 10, Kind: StepState, From: State(3), To: StateEstablished}}}
+	if canFreeze(conn) {
+		t.Fatal("a connection with state 200 would be packed, and come back as state 8")
+	}
+	conn.States[0] = StateSynRecv
+	if !canFreeze(conn) {
+		t.Fatal("the same connection with valid states is not packable")
+	}
+}
