@@ -352,3 +352,19 @@ func (c *Correlator) thawSlot(slot int) *Connection {
 	c.open.pushBack(conn)
 	return conn
 }
+
+// freezeIdle packs the connections idle for FreezeAfter. The open list is in
+// order of activity, so they are at its head; one that can't be packed
+// (IPv6, in a watched state…) is moved to the tail as if active, so that it
+// is looked at again only after another FreezeAfter, not at every Advance.
+func (c *Correlator) freezeIdle(now int64) {
+	for conn := c.open.head; conn != nil && now-max(conn.End, conn.packChecked) >= c.cfg.FreezeAfter; {
+		next := conn.next
+		if !c.freeze(conn) {
+			conn.packChecked = now
+			c.open.remove(conn)
+			c.open.pushBack(conn)
+		}
+		conn = next
+	}
+}

@@ -1,0 +1,110 @@
+// SYN+ACK retransmissions: reported on the listener for a request socket
+// that has no record of its own, kept by 4-tuple until the socket accepted
+// from it appears, and alerted on when no socket ever does.
+
+package timeline
+
+import (
+	"net/netip"
+)
+
+// flowKey identifies a connection by its 4-tuple, to join the SYN-ACK
+// retransmissions of a request socket to the socket later accepted from it,
+// and a socketless RST to the connection it answers.
+type flowKey struct {
+	laddr, raddr netip.Addr
+	lport, rport uint16
+	netns        uint32
+}
+
+const maxSynAckKept = 8
+
+type synAckRetries struct {
+	times     [maxSynAckKept]int64
+	n         int
+	alertedAt int64
+	alert     Alert // identity for a lingering SYN_RECV alert
+}
+
+// maxPending bounds the SYN-ACK retransmissions waiting for their accepted
+// socket (a client that gives up never produces one) and the socketless
+// RSTs waiting to be matched to the connection that receives them.
+const maxPending = 4096
+
+// synAckTTL: SYN-ACK retries older than this are forgotten (the kernel gives
+// up after tcp_synack_retries, 5 by default, about 63 s).
+const synAckTTL = 120e9
+
+func (c *Correlator) addSynAck(e *Event) {
+	if l := c.lookup(e.Cookie); l != nil {
+		l.SynAckRetries++ // the listener's own count, across all its requests
+		l.End = e.Time
+	}
+	k := flowKey{laddr: e.LAddr, raddr: e.RAddr, lport: e.LPort, rport: e.RPort, netns: e.NetNS}
+	r, ok := c.synAcks[k]
+	if !ok {
+		if len(c.synAcks) >= maxPending {
+			c.pruneSynAcks(e.Time, true)
+		}
+		r.alert = Alert{Kind: AlertSynRecv, Cookie: e.Cookie, LAddr: e.LAddr, RAddr: e.RAddr, LPort: e.LPort,
+			RPort: e.RPort, NetNS: e.NetNS, PID: e.PID, Comm: e.Comm, State: StateSynRecv, Since: e.Time}
+	}
+	if r.n < maxSynAckKept {
+		r.times[r.n] = e.Time
+	}
+	r.n++
+	c.synAcks[k] = r
+}
+
+func (c *Correlator) joinSynAcks(conn *Connection) {
+	k := flowKey{laddr: conn.LAddr, raddr: conn.RAddr, lport: conn.LPort, rport: conn.RPort, netns: conn.NetNS}
+	r, ok := c.synAcks[k]
+	if !ok {
+		return
+	}
+	delete(c.synAcks, k)
+	conn.SynAckRetries = r.n
+	kept := min(r.n, maxSynAckKept)
+	if kept > 0 && r.times[0] < conn.Start {
+		conn.Start = r.times[0]
+	}
+	for i := 0; i < kept; i++ {
+		var since int64
+		if i > 0 {
+			since = r.times[i] - r.times[i-1]
+		}
+		c.addStep(conn, Step{Time: r.times[i], Kind: StepSynAckRetransmit, From: StateSynRecv,
+			To: StateSynRecv, N: i + 1, Since: since})
+	}
+}
+
+// pruneSynAcks forgets SYN-ACK retries older than synAckTTL; with force it
+// also drops one entry so that the table stays within maxPending.
+func (c *Correlator) pruneSynAcks(now int64, force bool) {
+	for k, r := range c.synAcks {
+		last := r.times[min(r.n, maxSynAckKept)-1]
+		if now-last > synAckTTL || force {
+			delete(c.synAcks, k)
+			force = false
+		}
+	}
+}
+
+// alertSynAcks raises an alert for each handshake that has retransmitted
+// its SYN+ACK for longer than StuckAfter without an accepted socket.
+func (c *Correlator) alertSynAcks(now int64) {
+	if c.cfg.StuckAfter <= 0 {
+		return
+	}
+	for k, r := range c.synAcks {
+		if now-r.alert.Since < c.cfg.StuckAfter || now-r.alertedAt < c.cfg.StuckAfter {
+			continue
+		}
+		r.alertedAt = now
+		c.synAcks[k] = r
+		a := r.alert
+		a.Time, a.Retries = now, r.n
+		c.stats.Alerts++
+		c.alert(&a)
+	}
+}
