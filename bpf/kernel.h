@@ -144,13 +144,25 @@ struct socket {
 	struct sock *sk;
 } __attribute__((preserve_access_index));
 
-struct file;
 struct seq_file;
+
+struct file {
+	void *private_data;
+} __attribute__((preserve_access_index));
+
+struct fdtable {
+	struct file **fd;
+} __attribute__((preserve_access_index));
+
+struct files_struct {
+	struct fdtable *fdt;
+} __attribute__((preserve_access_index));
 
 struct task_struct {
 	int pid;
 	int tgid;
 	char comm[16];
+	struct files_struct *files;
 } __attribute__((preserve_access_index));
 
 struct bpf_iter_meta {
@@ -171,6 +183,23 @@ struct bpf_iter__task_file {
 	__u32 fd;
 	struct file *file;
 } __attribute__((preserve_access_index));
+
+struct bpf_map;
+
+struct bpf_iter__bpf_sk_storage_map {
+	struct bpf_iter_meta *meta;
+	struct bpf_map *map;
+	struct sock *sk;
+	void *value;
+} __attribute__((preserve_access_index));
+
+/* The syscalls:sys_exit_* tracepoints' record (the format file in tracefs):
+ * the common header, the syscall number, the return value. */
+struct syscall_exit_ctx {
+	__u64 common;
+	long nr;
+	long ret;
+};
 
 struct request_sock {
 	struct sock_common __req_common;

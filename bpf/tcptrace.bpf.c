@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * tcptrace kernel side: tp_btf programs on the TCP tracepoints. Each program
- * reads what the tracepoint's socket says at that instant, applies the
- * load-time filters, and pushes one struct event into a single ring buffer.
- * The loader (tracer/) decodes and correlates; nothing is aggregated here.
+ * reads what the tracepoint's socket says at that instant and applies the
+ * load-time filters. What it saw of a full socket is queued in the socket's
+ * own storage and sent as one struct batch when the socket closes (or its
+ * queue fills, or a scan finds it held in a state worth an alert): an
+ * ordinary connection costs one ring-buffer record per end instead of one
+ * per transition. Events of sockets without storage (timewait and request
+ * sockets, RSTs with no socket) go out at once as struct event. The loader
+ * (tracer/) unpacks batches into the same events and correlates them.
  *
  * tp_btf rather than classic tracepoints: it hands us the real struct sock,
  * so we can take the socket cookie (refused in classic tracepoints), read
@@ -50,6 +55,7 @@ enum event_flags {
 	EVENT_F_NO_SOCKET = 1 << 2,    /* RST sent with no socket; tuple from the packet */
 	EVENT_F_REASON = 1 << 3,       /* reason holds an enum sk_rst_reason value */
 	EVENT_F_OWNER_SEEN = 1 << 4,   /* pid/comm were taken from current, in the owner's syscall */
+	EVENT_F_OWNER = 1 << 5,        /* batch entries: the event had an owner (the batch's) */
 };
 
 #define COMM_LEN 16
@@ -104,12 +110,68 @@ struct owner_info {
 	char comm[COMM_LEN];
 };
 
+/* One queued event of a socket: what differs from one event to the next.
+ * The rest (addresses, owner, cgroup, uid) is the socket's and is read when
+ * the batch is sent. */
+struct batch_entry {
+	__u64 ts_ns;
+	__u16 sport;      /* local port then: 0 before connect() picks it and after CLOSE releases it */
+	__u16 reason;     /* as struct event */
+	__u8 type;
+	__u8 oldstate;
+	__u8 newstate;
+	__u8 flags;
+};
+
+/* Five transitions make an ordinary connection's end (7->2, 2->1, 1->4,
+ * 4->5, 5->7 for a client; 10->3, 3->1, 1->8, 8->9, 9->7 for a server); one
+ * more holds a RST or an error. Each entry costs 16 bytes of every traced
+ * socket's storage. */
+#define BATCH_LEN 6
+
+/* tcp_sock figures, as struct event carries them. */
+struct tcp_figures {
+	__u64 bytes_acked;
+	__u64 bytes_received;
+	__u32 srtt_us;
+	__u32 total_retrans;
+};
+
+/* The queued events of one socket, as the ring buffer (or a flush scan)
+ * delivers them. established: the figures at the ESTABLISHED entry; closed:
+ * at the CLOSE entry, which is always last. */
+struct batch {
+	__u64 cookie;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 netns;
+	__u32 pid;
+	__u32 uid;
+	__u16 dport;
+	__u16 family;
+	char comm[COMM_LEN];
+	__u64 cgroup;
+	/* The local port when the batch was sent: what an entry taken before
+	 * connect() picked it (SYN_SENT, port 0) is told if it is sent while
+	 * the connection still waits (a flush for a stuck-state alert). */
+	__u16 sport;
+	__u16 pad[3];
+	struct tcp_figures established;
+	struct tcp_figures closed;
+	__u32 n;
+	__u32 magic;      /* BATCH_MAGIC: tells a batch from a struct event */
+	struct batch_entry ev[BATCH_LEN];
+};
+
+#define BATCH_MAGIC 0x74637062 /* "tcpb" */
+
 /* Make struct event and the enums reachable from BTF for bpf2go -type. */
 const struct event *unused_event __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));
 const enum event_flags *unused_event_flags __attribute__((unused));
 const struct sock_info *unused_sock_info __attribute__((unused));
 const struct owner_info *unused_owner_info __attribute__((unused));
+const struct batch *unused_batch __attribute__((unused));
 
 struct owner {
 	__u32 pid;
@@ -119,6 +181,29 @@ struct owner {
 struct listener_key {
 	__u32 netns;
 	__u32 port;
+};
+
+struct sk_state {
+	/* The cookie of the socket the queue belongs to. BPF_F_CLONE copies a
+	 * listener's storage into each socket accepted from it: a cookie that
+	 * is not this socket's means a fresh copy, whose queue is not its own. */
+	__u64 cookie;
+	struct owner owner;   /* pid 0: not known */
+	/* The owner was copied from the listener by the clone: in a prefork
+	 * server the worker that accept()s it is the real one. */
+	__u8 inherited;
+	/* The batch went out at CLOSE: what trails it (the RST of an abortive
+	 * close, an error report) goes out at once. Cleared when the socket
+	 * moves again (connect() after a failed attempt). */
+	__u8 closed;
+	__u16 pad;
+	/* Entries queued. Whoever sends them claims them by swapping n to 0
+	 * with cmpxchg after copying them: the socket's own programs (which
+	 * the socket lock serialises) and the flush scan (which runs beside
+	 * them, without that lock) never both send an entry, nor lose one. */
+	__u32 n;
+	struct tcp_figures established;
+	struct batch_entry ev[BATCH_LEN];
 };
 
 /* Filters, set before load. The verifier sees them as constants, so a filter
@@ -136,19 +221,37 @@ const volatile __u64 filter_cgroup = 0;
 /* Wake the reader only once this much is queued; otherwise it polls on a
  * short timer. Saves a wakeup per event under load. 0 wakes every time. */
 const volatile __u64 wakeup_bytes = 0;
+/* Queue the events of full sockets in their storage and send them as one
+ * batch (the default). 0 with --events, which prints each as it happens. */
+const volatile __u32 batch_events = 1;
+/* Only sockets of this namespace are queued (0: all): the queues of open
+ * sockets are sent by flush_batches, which sees the namespaces the loader
+ * scans. */
+const volatile __u32 batch_netns = 0;
 
-/* Events that could not be reserved in the ring buffer. */
+/* Events that could not be reserved in the ring buffer (a lost batch counts
+ * all of its entries). */
 __u64 lost_events = 0;
+
+/* Set by the loader before each run of flush_batches: send the queues whose
+ * oldest entry is older than flush_before_ns (CLOCK_MONOTONIC) and whose
+ * socket is in a state the loader alerts on when held; with flush_all, every
+ * queue (at exit, after the programs are detached). */
+__u64 flush_before_ns = 0;
+__u32 flush_all = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 << 20);
 } events SEC(".maps");
 
-/* Who owns each socket. Most transitions run in softirq or timer context,
- * where current is whoever was interrupted (on loopback, the peer), so the
- * owner is recorded only where the kernel runs in the owner's syscall:
- * connect(), listen(), close()/shutdown(), send()/recv().
+/* What tcptrace keeps in each socket: its owner and its queued events.
+ *
+ * Most transitions run in softirq or timer context, where current is
+ * whoever was interrupted (on loopback, the peer), so the owner is recorded
+ * only where the kernel runs in the owner's syscall: connect(), listen(),
+ * close()/shutdown(), and accept() (the syscall tracepoint below); send()
+ * and recv() only with --owner-io, since they run for every I/O.
  *
  * It lives in the socket itself (socket local storage): a lookup is an
  * index into the socket's own cache, not a hash, and it is freed with the
@@ -161,8 +264,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
 	__type(key, int);
-	__type(value, struct owner);
-} sk_owners SEC(".maps");
+	__type(value, struct sk_state);
+} sk_states SEC(".maps");
 
 /* Owners the socket storage cannot hold, by cookie: sockets that predate
  * tracing (iter/task_file reaches them through an untrusted pointer, which
@@ -301,13 +404,38 @@ static __always_inline bool owner_filtered(const struct owner *o)
 	return false;
 }
 
-/* The owner of a socket: its storage, else what a scan or an MPTCP note
- * left by cookie. */
-static __always_inline struct owner *socket_owner(const struct sock *sk, __u64 cookie)
+/* The storage of a full socket (NULL for timewait and request sockets,
+ * or when the kernel has no memory for it), created if asked. */
+static __always_inline struct sk_state *sk_state_of(const struct sock *sk, __u64 cookie, bool create)
 {
-	struct owner *o = bpf_sk_storage_get(&sk_owners, (struct sock *)sk, 0, 0);
+	struct sk_state *st = bpf_sk_storage_get(&sk_states, (struct sock *)sk, 0,
+						 create ? BPF_SK_STORAGE_GET_F_CREATE : 0);
 
-	return o ? o : bpf_map_lookup_elem(&owners, &cookie);
+	if (st && st->cookie != cookie) {
+		/* New, or the clone's copy of its listener's storage. */
+		st->inherited = st->owner.pid != 0;
+		st->cookie = cookie;
+		st->closed = 0;
+		st->n = 0;
+	}
+	return st;
+}
+
+/* The owner of a socket: its storage, else what a scan, the accept hook or
+ * an MPTCP note left by cookie. */
+static __always_inline struct owner *resolve_owner(struct sk_state *st, __u64 cookie)
+{
+	if (st && st->owner.pid) {
+		if (st->inherited) {
+			struct owner *accepted = bpf_map_lookup_elem(&owners, &cookie);
+			if (accepted) {
+				st->owner = *accepted;
+				st->inherited = 0;
+			}
+		}
+		return &st->owner;
+	}
+	return bpf_map_lookup_elem(&owners, &cookie);
 }
 
 static __always_inline void owner_from_current(struct owner *o)
@@ -363,6 +491,103 @@ static __always_inline void fill_event(struct event *e, __u8 type, __u64 cookie,
 	}
 }
 
+static __always_inline void read_figures(const struct sock *sk, struct tcp_figures *f)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+
+	if (!tp)
+		return;
+	f->bytes_acked = tp->bytes_acked;
+	f->bytes_received = tp->bytes_received;
+	f->srtt_us = tp->srtt_us;
+	f->total_retrans = tp->total_retrans;
+}
+
+/* Fill what a batch says of its socket, read when it is sent: none of it
+ * changes over the socket's life but the local port, which each entry
+ * keeps. */
+static __always_inline void fill_batch(struct batch *b, const struct sock *sk, struct sk_state *st, __u32 n)
+{
+	struct tuple t;
+
+	read_tuple(&sk->__sk_common, &t);
+	b->magic = BATCH_MAGIC;
+	b->n = n;
+	b->cookie = st->cookie;
+	b->netns = t.netns;
+	b->family = t.family;
+	b->dport = t.dport;
+	b->sport = t.sport;
+	if (t.family == AF_INET6) {
+		bpf_probe_read_kernel(b->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_probe_read_kernel(b->daddr, 16, &sk->__sk_common.skc_v6_daddr);
+	} else {
+		__builtin_memset(b->saddr, 0, 16);
+		__builtin_memset(b->daddr, 0, 16);
+		bpf_probe_read_kernel(b->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_probe_read_kernel(b->daddr, 4, &sk->__sk_common.skc_daddr);
+	}
+	b->uid = sk->sk_uid.val;
+	b->cgroup = sk_cgroup(sk);
+	struct owner *o = resolve_owner(st, st->cookie);
+	if (o) {
+		b->pid = o->pid;
+		__builtin_memcpy(b->comm, o->comm, COMM_LEN);
+	} else {
+		b->pid = 0;
+		__builtin_memset(b->comm, 0, COMM_LEN);
+	}
+	b->established = st->established;
+	__builtin_memset(&b->closed, 0, sizeof(b->closed));
+	/* A CLOSE entry is always the last one: its figures are the socket's now. */
+	if (n > 0 && n <= BATCH_LEN && b->ev[n - 1].type == EVENT_STATE && b->ev[n - 1].newstate == TCP_CLOSE)
+		read_figures(sk, &b->closed);
+}
+
+/* Queue ent for a full socket, or send the queue with it when send is set
+ * (or when the queue is full); with no ent, send what is queued. Returns
+ * false when it could do neither, and the caller sends the event alone. */
+static __always_inline bool queue_event(const struct sock *sk, struct sk_state *st,
+					const struct batch_entry *ent, bool send)
+{
+	/* Each try fails only when a flush scan claimed the queue meanwhile;
+	 * the queue is then empty, and the next try appends to it. */
+	for (int try = 0; try < 3; try++) {
+		__u32 n = st->n;
+		if (n > BATCH_LEN)
+			return false; /* cannot happen; tells the verifier n is bounded */
+		if (!ent && !n)
+			return true;
+		if (ent && n < BATCH_LEN && !send) {
+			st->ev[n] = *ent;
+			if (__sync_val_compare_and_swap(&st->n, n, n + 1) == n)
+				return true;
+			continue;
+		}
+		struct batch *b = bpf_ringbuf_reserve(&events, sizeof(*b), 0);
+		if (!b) {
+			/* The ring is full: the queue is lost with the event. */
+			if (__sync_val_compare_and_swap(&st->n, n, 0) == n)
+				__sync_fetch_and_add(&lost_events, n + (ent ? 1 : 0));
+			return true;
+		}
+		__builtin_memcpy(b->ev, st->ev, sizeof(b->ev));
+		bool with_ent = ent && n < BATCH_LEN;
+		if (with_ent)
+			b->ev[n] = *ent;
+		if (__sync_val_compare_and_swap(&st->n, n, 0) != n) {
+			bpf_ringbuf_discard(b, BPF_RB_NO_WAKEUP);
+			continue;
+		}
+		fill_batch(b, sk, st, with_ent ? n + 1 : n);
+		submit_event((struct event *)b);
+		if (with_ent || !ent)
+			return true;
+		/* It was full: ent starts the next queue, or goes with it. */
+	}
+	return false;
+}
+
 /* The transitions that only happen inside the owner's own system call. */
 static __always_inline bool in_owner_syscall(int oldstate, int newstate)
 {
@@ -390,43 +615,41 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 	__u64 cookie = bpf_get_socket_cookie((void *)sk);
 	if (tuple_filtered(&t, cookie))
 		return 0;
-	/* A socket's cgroup never changes: read it at its first transition
-	 * (the loader keeps it), or always when filtering on it. */
-	bool first = oldstate == TCP_CLOSE || oldstate == TCP_LISTEN ||
-		     (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED);
-	__u64 cgroup = 0;
-	if (filter_cgroup || first)
-		cgroup = sk_cgroup(sk);
+	/* Every event of a full socket carries its cgroup, also a connection
+	 * older than tcptrace whose first transition is not its first. */
+	__u64 cgroup = sk_cgroup(sk);
 	if (cgroup_filtered(cgroup))
 		return 0;
 
+	bool listener = (oldstate == TCP_LISTEN && newstate != TCP_SYN_RECV) || newstate == TCP_LISTEN;
+	bool owner_call = in_owner_syscall(oldstate, newstate);
+	struct sk_state *st = sk_state_of(sk, cookie, owner_call || batch_events);
 	struct owner cur = {};
 	struct owner *o;
 	__u8 flags = 0;
 
-	if (in_owner_syscall(oldstate, newstate)) {
-		o = bpf_sk_storage_get(&sk_owners, (struct sock *)sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (!o)
-			o = &cur; /* no memory for the storage: this event still has it */
+	if (st && oldstate == TCP_CLOSE)
+		st->closed = 0; /* moving again: connect() after a failed attempt */
+	if (owner_call) {
+		o = st ? &st->owner : &cur; /* no memory for the storage: this event still has it */
 		owner_from_current(o);
+		if (st)
+			st->inherited = 0;
 		flags |= EVENT_F_OWNER_SEEN;
 	} else {
-		o = socket_owner(sk, cookie);
+		o = resolve_owner(st, cookie);
 		if (!o && (newstate == TCP_SYN_RECV || oldstate == TCP_SYN_RECV)) {
 			struct listener_key lk = { .netns = t.netns, .port = t.sport };
 			o = bpf_map_lookup_elem(&listeners, &lk);
 		}
 	}
-	if (owner_filtered(o))
+	if (owner_filtered(o)) {
+		/* Not ours now; what was queued while it was still goes out. */
+		if (st && newstate == TCP_CLOSE)
+			queue_event(sk, st, 0, true);
 		return 0;
+	}
 
-	struct event *e = reserve_event();
-	if (!e)
-		return 0;
-	fill_event(e, EVENT_STATE, cookie, &t, o);
-	read_addrs(&sk->__sk_common, t.family, e);
-	e->oldstate = oldstate;
-	e->newstate = newstate;
 	/* At X -> CLOSE these two bits tell real TIME_WAIT (the peer's FIN was
 	 * processed: SOCK_DONE) from an orphan handed to a timewait socket in
 	 * FIN_WAIT2 (SOCK_DEAD alone). sk_shutdown cannot: close() sets it. */
@@ -435,9 +658,47 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 		flags |= EVENT_F_SOCK_DEAD;
 	if (skflags & (1UL << SOCK_DONE))
 		flags |= EVENT_F_SOCK_DONE;
+
+	/* Listeners go out at once: the loader counts a listener's SYN+ACK
+	 * retransmissions on its record and knows servers by their listening
+	 * ports, both while it listens. */
+	if (batch_events && st && !st->closed && !listener && (!batch_netns || t.netns == batch_netns)) {
+		struct batch_entry ent = {
+			.ts_ns = bpf_ktime_get_ns(),
+			.sport = t.sport,
+			/* tcp_reset() and tcp_write_err() set sk_err before
+			 * tcp_done() moves the socket to CLOSE. */
+			.reason = sk->sk_err,
+			.type = EVENT_STATE,
+			.oldstate = oldstate,
+			.newstate = newstate,
+			.flags = flags | (o ? EVENT_F_OWNER : 0),
+		};
+		bool send = newstate == TCP_CLOSE;
+		if (newstate == TCP_ESTABLISHED) {
+			read_figures(sk, &st->established);
+			/* An accepted socket whose SYN+ACK was retransmitted
+			 * (tcp_create_openreq_child() starts total_retrans at the
+			 * request's count): the loader holds those retries by
+			 * 4-tuple until it sees this socket, and would alert on
+			 * them as a handshake left half-made. Send it now. */
+			send = oldstate == TCP_SYN_RECV && st->established.total_retrans;
+		}
+		if (queue_event(sk, st, &ent, send)) {
+			if (newstate == TCP_CLOSE)
+				st->closed = 1;
+			return 0;
+		}
+	}
+
+	struct event *e = reserve_event();
+	if (!e)
+		return 0;
+	fill_event(e, EVENT_STATE, cookie, &t, o);
+	read_addrs(&sk->__sk_common, t.family, e);
+	e->oldstate = oldstate;
+	e->newstate = newstate;
 	e->flags = flags;
-	/* tcp_reset() and tcp_write_err() set sk_err before tcp_done() moves
-	 * the socket to CLOSE: ECONNREFUSED, ECONNRESET, ETIMEDOUT, EPIPE. */
 	e->reason = sk->sk_err;
 	e->uid = sk->sk_uid.val;
 	e->cgroup = cgroup;
@@ -464,11 +725,25 @@ static __always_inline int emit_sock_event(const struct sock *sk, __u8 type, __u
 	if (cgroup_filtered(cgroup))
 		return 0;
 
-	/* Timewait and request sockets have no storage: socket_owner() falls
+	/* Timewait and request sockets have no storage: resolve_owner() falls
 	 * back to the cookie map, and to no owner. */
-	struct owner *o = socket_owner(sk, cookie);
+	struct sk_state *st = sk_state_of(sk, cookie, batch_events);
+	struct owner *o = resolve_owner(st, cookie);
 	if (owner_filtered(o))
 		return 0;
+
+	if (batch_events && st && !st->closed && (!batch_netns || t.netns == batch_netns)) {
+		struct batch_entry ent = {
+			.ts_ns = bpf_ktime_get_ns(),
+			.sport = t.sport,
+			.reason = reason,
+			.type = type,
+			.newstate = state,
+			.flags = flags | (o ? EVENT_F_OWNER : 0),
+		};
+		if (queue_event(sk, st, &ent, false))
+			return 0;
+	}
 
 	struct event *e = reserve_event();
 	if (!e)
@@ -504,7 +779,8 @@ int BPF_PROG(handle_retransmit_synack, const struct sock *sk, const struct reque
 	__u64 cgroup = sk_cgroup(sk);
 	if (cgroup_filtered(cgroup))
 		return 0;
-	struct owner *o = bpf_sk_storage_get(&sk_owners, (struct sock *)sk, 0, 0);
+	__u64 cookie = bpf_get_socket_cookie((void *)sk);
+	struct owner *o = resolve_owner(sk_state_of(sk, cookie, false), cookie);
 	if (!o) {
 		struct listener_key lk = { .netns = t.netns, .port = t.sport };
 		o = bpf_map_lookup_elem(&listeners, &lk);
@@ -515,7 +791,7 @@ int BPF_PROG(handle_retransmit_synack, const struct sock *sk, const struct reque
 	struct event *e = reserve_event();
 	if (!e)
 		return 0;
-	fill_event(e, EVENT_SYNACK_RETRANSMIT, bpf_get_socket_cookie((void *)sk), &t, o);
+	fill_event(e, EVENT_SYNACK_RETRANSMIT, cookie, &t, o);
 	e->cgroup = cgroup;
 	read_addrs(&req->__req_common, t.family, e);
 	e->newstate = TCP_SYN_RECV;
@@ -626,14 +902,8 @@ int BPF_PROG(handle_error_report, const struct sock *sk)
  * the cookie is read as the kernel keeps it: it exists if a tracepoint or
  * iter/tcp has seen the socket (the loader scans sockets before owners).
  * Returns the cookie, 0 if none. */
-static __always_inline __u64 tcp_behind(struct sock *sk, struct tuple *t)
+static __always_inline __u64 tcp_behind_untrusted(struct sock *sk, __u16 proto, struct tuple *t)
 {
-	__u16 proto = sk->sk_protocol;
-
-	if (proto == IPPROTO_TCP) {
-		read_tuple(&sk->__sk_common, t);
-		return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-	}
 	if (proto != IPPROTO_MPTCP || !bpf_core_type_exists(struct mptcp_sock))
 		return 0;
 	struct sock *first = BPF_CORE_READ((struct mptcp_sock *)sk, first);
@@ -644,6 +914,17 @@ static __always_inline __u64 tcp_behind(struct sock *sk, struct tuple *t)
 	t->dport = bpf_ntohs(BPF_CORE_READ(first, __sk_common.skc_dport));
 	t->netns = BPF_CORE_READ(first, __sk_common.skc_net.net, ns.inum);
 	return BPF_CORE_READ(first, __sk_common.skc_cookie.counter);
+}
+
+static __always_inline __u64 tcp_behind(struct sock *sk, struct tuple *t)
+{
+	__u16 proto = sk->sk_protocol;
+
+	if (proto == IPPROTO_TCP) {
+		read_tuple(&sk->__sk_common, t);
+		return BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	}
+	return tcp_behind_untrusted(sk, proto, t);
 }
 
 /* send()/recv() run in the caller's context: the best moment to learn which
@@ -659,9 +940,11 @@ static __always_inline int note_owner(struct sock *sk)
 		read_tuple(&sk->__sk_common, &t);
 		if (tuple_filtered(&t, 0))
 			return 0;
-		struct owner *o = bpf_sk_storage_get(&sk_owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (o && o->pid != pid)
-			owner_from_current(o);
+		struct sk_state *st = sk_state_of(sk, bpf_get_socket_cookie(sk), true);
+		if (st && (st->owner.pid != pid || st->inherited)) {
+			owner_from_current(&st->owner);
+			st->inherited = 0;
+		}
 		return 0;
 	}
 
@@ -780,5 +1063,105 @@ int dump_owners(struct bpf_iter__task_file *ctx)
 	struct owner_info info = { .cookie = cookie, .pid = o.pid };
 	__builtin_memcpy(info.comm, o.comm, COMM_LEN);
 	bpf_seq_write(ctx->meta->seq, &info, sizeof(info));
+	return 0;
+}
+
+/* accept() and accept4() return a socket the kernel cloned from a listener
+ * in softirq context, with the listener's owner: in a prefork server (nginx:
+ * the master listens, workers accept) that is the wrong process. Here, once
+ * per accepted connection and in the accepting process, the real owner is
+ * noted by cookie; the socket's next event takes it (resolve_owner). Classic
+ * tracepoints, as no tp_btf one fires in accept(): they cannot reach the
+ * socket storage, so the note goes through the cookie map. */
+static __always_inline int note_accepted(struct syscall_exit_ctx *ctx)
+{
+	long fd = ctx->ret;
+	if (fd < 0 || fd > 0xfffff)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+	struct file *file = 0;
+	if (!fds || bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return 0;
+	/* accept() returned fd, so it is the new socket's file. */
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 0;
+	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
+	struct tuple t = {};
+	__u64 cookie;
+	if (proto == IPPROTO_TCP) {
+		/* The cookie exists: the socket's own transitions took it. */
+		cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+		t.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		t.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		t.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		t.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	} else {
+		cookie = tcp_behind_untrusted(sk, proto, &t);
+	}
+	if (!cookie || tuple_filtered(&t, cookie))
+		return 0;
+	struct owner o = {};
+	owner_from_current(&o);
+	bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int handle_accept4(struct syscall_exit_ctx *ctx)
+{
+	return note_accepted(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int handle_accept(struct syscall_exit_ctx *ctx)
+{
+	return note_accepted(ctx);
+}
+
+/* The socket states the loader alerts on when one is held too long. */
+static __always_inline bool watched_state(__u8 s)
+{
+	return s == TCP_SYN_SENT || s == TCP_SYN_RECV || s == TCP_CLOSE_WAIT || s == TCP_FIN_WAIT2;
+}
+
+/* Walks the TCP sockets of the reader's namespace (as dump_tcp) and sends
+ * the queues the loader must see now: those of sockets held in a watched
+ * state (so that stuck-state alerts come on time), or all of them at exit.
+ * Written to the iterator's output, not the ring buffer: at exit there may
+ * be more than the ring holds. (The storage map's own iterator would walk
+ * every namespace at once, but some kernels refuse map element iterators.)
+ * bpf_iter_tcp holds each full socket's lock while this runs; the queue is
+ * claimed with cmpxchg all the same, as the other senders do. */
+SEC("iter/tcp")
+int flush_batches(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc)
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0; /* timewait and request sockets have no storage */
+	struct sk_state *st = bpf_sk_storage_get(&sk_states, tp, 0, 0);
+	if (!st)
+		return 0;
+	__u32 n = st->n;
+	if (n == 0 || n > BATCH_LEN)
+		return 0;
+	if (!flush_all) {
+		/* The oldest entry is no younger than the state the socket
+		 * holds now: sending on it is never late for that state's
+		 * alert. */
+		if (st->ev[0].ts_ns > flush_before_ns || !watched_state(st->ev[n - 1].newstate))
+			return 0;
+	}
+	struct batch b;
+	__builtin_memcpy(b.ev, st->ev, sizeof(b.ev));
+	if (__sync_val_compare_and_swap(&st->n, n, 0) != n)
+		return 0; /* the socket's own program sent it meanwhile */
+	fill_batch(&b, (const struct sock *)tp, st, n);
+	bpf_seq_write(ctx->meta->seq, &b, sizeof(b));
 	return 0;
 }

@@ -18,7 +18,7 @@ var errCannotRun = errors.New("cannot run here: see the problems above")
 
 func newCheckCommand() *cobra.Command {
 	var output string
-	var noLoad bool
+	var noLoad, ownerIO bool
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Check that this host can run tcptrace, and what it will miss",
@@ -46,7 +46,7 @@ degraded, 1 when it cannot, 2 for bad flags.`,
 			if output != "text" && output != "json" {
 				return usagef("--output must be text or json, got %q", output)
 			}
-			p := tracer.RunPreflight(!noLoad)
+			p := tracer.RunPreflight(!noLoad, ownerIO)
 			var err error
 			if output == "json" {
 				err = writeCheckJSON(cmd.OutOrStdout(), p)
@@ -64,6 +64,7 @@ degraded, 1 when it cannot, 2 for bad flags.`,
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json (one object)")
 	cmd.Flags().BoolVar(&noLoad, "no-load", false, "do not load and attach the programs (the rest is checked all the same)")
+	cmd.Flags().BoolVar(&ownerIO, "owner-io", false, "check with the per-I/O owner programs of tcptrace --owner-io")
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	return cmd
 }
@@ -149,6 +150,8 @@ func writeCheckText(w io.Writer, p *tracer.Preflight) error {
 	case tracer.StatusOK:
 		line("load test     ok       loaded %d programs and attached to %d tracepoints, then detached (%.0f ms)",
 			p.Load.Programs, len(p.Load.Attached), p.Load.Millis)
+		line("events        %s", p.Load.Events)
+		line("owners        %s", p.Load.Owners)
 	default:
 		line("load test     %-8s %s", checkMark(p.Load.Status), p.Load.Error)
 	}

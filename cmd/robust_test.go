@@ -239,7 +239,7 @@ func heldBPFObjects(pid int) (bpfObjects, error) {
 // it has it.
 var ourProgramNames = func() map[string]bool {
 	m := map[string]bool{}
-	for _, n := range []string{"dump_owners", "dump_tcp", "handle_error_report", "handle_receive_reset",
+	for _, n := range []string{"dump_owners", "dump_tcp", "flush_batches", "handle_accept", "handle_accept4", "handle_error_report", "handle_receive_reset",
 		"handle_recv_length", "handle_retransmit", "handle_retransmit_synack", "handle_send_length",
 		"handle_send_reset", "handle_send_reset_noreason", "handle_set_state"} {
 		m[n] = true

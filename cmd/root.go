@@ -49,6 +49,7 @@ type options struct {
 	cgroup         string
 	onlyAnomalies  bool
 	cpuProfile     string
+	ownerIO        bool
 }
 
 // Version is set at build time with -ldflags "-X .../cmd.Version=v1.2.3".
@@ -116,6 +117,10 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 	f.StringVar(&o.cgroup, "cgroup", "", "only sockets of this cgroup v2: its directory, or its path in the hierarchy (/system.slice/nginx.service)")
 	f.BoolVar(&o.onlyAnomalies, "only-anomalies", false,
 		"print only connections that did not close cleanly or needed handshake retries, and alerts")
+	f.BoolVar(&o.ownerIO, "owner-io", false,
+		"also learn each socket's owner at every send() and recv(): exact when a socket passes between processes, "+
+			"but it runs a BPF program on every I/O of every socket on the host (about 200 ns each, whatever the filters); "+
+			"by default owners are taken at connect, listen, accept and close only")
 	// For developers measuring the loader under load (make bench): the
 	// profile covers tracing, not start-up.
 	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the tracing to this file")
@@ -191,6 +196,11 @@ func (o *options) tracerConfig() (tracer.Config, error) {
 		return cfg, usagef("--ring-size must be a power of two between %d and %d bytes, got %d", page, 1<<30, o.ringSize)
 	}
 	cfg.RingBytes = o.ringSize
+	// --events prints every event as it happens: the kernel sends each on
+	// its own instead of queueing a socket's events until it closes.
+	cfg.Unbatched = o.events
+	cfg.StuckAfter = o.stuckAfter
+	cfg.OwnerIO = o.ownerIO
 	// Under load, wake the reader once an eighth of the buffer is queued
 	// instead of at every event; it also polls every PollInterval.
 	cfg.WakeupBytes = o.ringSize / 8

@@ -115,6 +115,12 @@ type LoadCheck struct {
 	// Refused lists optional programs the verifier refused; tracing works
 	// without them (they are in Degraded too).
 	Refused []string `json:"refused"`
+	// Events says how events reach tcptrace: "queued per socket" (one
+	// ring-buffer record per connection end) or "one by one".
+	Events string `json:"events"`
+	// Owners says where owners are learned, and whether a program runs
+	// on every send() and recv() (only with --owner-io).
+	Owners string `json:"owners"`
 }
 
 // More capability numbers (include/uapi/linux/capability.h).
@@ -145,7 +151,7 @@ var iterFuncs = []struct{ name, fn, detail string }{
 // RunPreflight checks everything tcptrace needs. With load, and if the
 // privileges allow, it also loads and attaches the real programs with New
 // and detaches them at once: the only proof the verifier accepts them.
-func RunPreflight(load bool) *Preflight {
+func RunPreflight(load, ownerIO bool) *Preflight {
 	p := &Preflight{Degraded: []string{}, Problems: []string{}, Advice: []string{}}
 	p.Kernel = kernelInfo()
 	p.Capabilities = processCaps()
@@ -264,7 +270,7 @@ func RunPreflight(load bool) *Preflight {
 	case len(p.Problems) > 0:
 		p.Load = LoadCheck{Status: StatusSkipped, Attached: []string{}, Refused: []string{}, Error: "not tried: see the problems above"}
 	default:
-		p.Load = loadCheck()
+		p.Load = loadCheck(ownerIO)
 		if p.Load.Status != StatusOK {
 			p.problem("loading the programs failed: "+p.Load.Error, "")
 		}
@@ -290,9 +296,9 @@ func (p *Preflight) problem(why, advice string) {
 }
 
 // loadCheck loads and attaches everything, as a trace would, then closes.
-func loadCheck() LoadCheck {
+func loadCheck(ownerIO bool) LoadCheck {
 	start := time.Now()
-	t, err := New(Config{})
+	t, err := New(Config{OwnerIO: ownerIO})
 	lc := LoadCheck{Attached: []string{}, Refused: []string{}, Millis: float64(time.Since(start).Microseconds()) / 1e3}
 	if err != nil {
 		lc.Status, lc.Error = StatusFailed, err.Error()
@@ -305,6 +311,19 @@ func loadCheck() LoadCheck {
 		if t.coll.Programs[prog.name] != nil {
 			lc.Attached = append(lc.Attached, tracepointGroup(prog.tracepoint)+":"+prog.tracepoint)
 		}
+	}
+	lc.Events = "one by one, as they happen (about five ring-buffer records per connection end)"
+	if t.Batched() {
+		lc.Events = "queued per socket, sent when it closes (one ring-buffer record per connection end)"
+	}
+	lc.Owners = "at connect, listen, close"
+	if t.acceptAttached {
+		lc.Owners += ", accept"
+	}
+	if t.coll.Programs[tcptraceProgHandleSendLength] != nil {
+		lc.Owners += "; and at every send() and recv() (--owner-io: a BPF program on every I/O of the host)"
+	} else {
+		lc.Owners += " (per connection; nothing runs per I/O; --owner-io adds send() and recv())"
 	}
 	if err := t.Close(); err != nil {
 		lc.Status, lc.Error = StatusFailed, "detaching: "+err.Error()

@@ -41,6 +41,9 @@ type capture struct {
 	lost   uint64
 	ticks  int // ring buffer drains so far
 	notify chan struct{}
+	// shadow, when set, traces the same namespace with events one by one;
+	// alert waits for both to raise it (see traceWith).
+	shadow *capture
 }
 
 func (c *capture) Event(e *timeline.Event) {
@@ -86,10 +89,45 @@ func trace(t *testing.T, ns *netnstest.NS, cfg tracer.Config) *capture {
 
 // traceWith also sets the correlator's config and, with seed, gives records
 // to the connections that exist already, as the CLI does.
+//
+// Unless cfg asks for events one by one, a second tracer runs beside it on
+// the same namespace with events one by one (as --events has them): both see
+// the same kernel events, one queued per socket and sent in batches, the
+// other sent as they happen. At cleanup their records, alerts and counts
+// must be the same (differential.go): every scenario that uses trace is a
+// test of the batched path against the one-by-one path.
 func traceWith(t *testing.T, ns *netnstest.NS, cfg tracer.Config, ccfg timeline.Config, seed bool) *capture {
+	t.Helper()
+	// Both seed at the same moment: a seeded record starts then.
+	seedAt := time.Now().UnixNano()
+	c, stop := startCapture(t, ns, cfg, ccfg, seed, seedAt)
+	var shadowStop func()
+	if !cfg.Unbatched {
+		cfg.Unbatched = true
+		c.shadow, shadowStop = startCapture(t, ns, cfg, ccfg, seed, seedAt)
+	}
+	t.Cleanup(func() {
+		stop()
+		if c.shadow == nil {
+			return
+		}
+		shadowStop()
+		if !t.Failed() {
+			sameRecords(t, c, c.shadow)
+		}
+	})
+	return c
+}
+
+// startCapture starts a tracer and its correlator; stop ends them and
+// flushes the correlator.
+func startCapture(t *testing.T, ns *netnstest.NS, cfg tracer.Config, ccfg timeline.Config, seed bool, seedAt int64) (*capture, func()) {
 	t.Helper()
 	cfg.NetNS, cfg.NetNSPath = ns.Inode, ns.Path
 	cfg.PollInterval = 20 * time.Millisecond
+	// The tracer sends the queued events of a connection held in a
+	// watched state in time for its alert, as the CLI does.
+	cfg.StuckAfter = time.Duration(ccfg.StuckAfter)
 	tr, err := tracer.New(cfg)
 	if err != nil {
 		t.Fatalf("tracer.New: %v", err)
@@ -104,14 +142,19 @@ func traceWith(t *testing.T, ns *netnstest.NS, cfg tracer.Config, ccfg timeline.
 	c.corr.OnAlert(func(a *timeline.Alert) { c.alerts = append(c.alerts, *a) })
 	c.corr.SetSysctls(sys)
 	if seed {
-		if err := tr.Seed(c.corr, time.Now().UnixNano()); err != nil {
+		if err := tr.Seed(c.corr, seedAt); err != nil {
 			t.Fatalf("Seed: %v", err)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tr.Run(ctx, c) }()
-	t.Cleanup(func() {
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
@@ -125,8 +168,11 @@ func traceWith(t *testing.T, ns *netnstest.NS, cfg tracer.Config, ccfg timeline.
 		if c.lost > 0 {
 			t.Errorf("%d events lost", c.lost)
 		}
-	})
-	return c
+		c.mu.Lock()
+		c.corr.Flush()
+		c.mu.Unlock()
+	}
+	return c, stop
 }
 
 // record waits for the record that matches, or fails the test.
@@ -190,9 +236,14 @@ func (c *capture) drained() {
 	}
 }
 
-// alert waits for an alert that matches, or fails the test.
+// alert waits for an alert that matches, or fails the test. With a
+// shadow, it also waits for the shadow's: a test that goes on at the first
+// would end the state before the other's periodic check raised it.
 func (c *capture) alert(desc string, match func(*timeline.Alert) bool) timeline.Alert {
 	c.t.Helper()
+	if c.shadow != nil {
+		defer c.shadow.alert(desc+" (events one by one)", match)
+	}
 	deadline := time.NewTimer(waitTimeout)
 	defer deadline.Stop()
 	for {
@@ -757,8 +808,11 @@ func TestNewFailsCleanly(t *testing.T) {
 // flagged incomplete rather than silently wrong.
 func TestLostEventsCountedAndFlagged(t *testing.T) {
 	ns := netnstest.New(t)
+	// One by one (as with --events): a loss then cuts into the records of
+	// connections live at the time. Queued per socket, the live one's
+	// events would wait in its storage and come whole.
 	tr, err := tracer.New(tracer.Config{NetNS: ns.Inode, NetNSPath: ns.Path,
-		RingBytes: os.Getpagesize(), PollInterval: 20 * time.Millisecond})
+		RingBytes: os.Getpagesize(), PollInterval: 20 * time.Millisecond, Unbatched: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -889,13 +943,15 @@ func TestRequiredProgramRefused(t *testing.T) {
 
 // Connections at rest are packed (timeline's cold.go) and unpacked by their
 // next event: on the real kernel, both ends of an idle connection are packed,
-// and their records, once they close, are whole.
+// and their records, once they close, are whole. Events one by one (as with
+// --events): queued per socket, an idle connection's events stay in the
+// kernel until it closes, and the loader holds nothing to pack.
 func TestIdleConnectionsPacked(t *testing.T) {
 	ns := netnstest.New(t)
 	ln, port := listen(t, ns, "127.0.0.1:0")
 	ccfg := timeline.DefaultConfig()
 	ccfg.FreezeAfter = int64(50 * time.Millisecond)
-	c := traceWith(t, ns, tracer.Config{}, ccfg, false)
+	c := traceWith(t, ns, tracer.Config{Unbatched: true}, ccfg, false)
 	cli := dial(t, ns, ln.Addr().String())
 	srv := accept(t, ln)
 

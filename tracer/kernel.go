@@ -23,26 +23,46 @@ type program struct {
 	// lacking, for an optional tracepoint, says what tcptrace can't do
 	// without it; required tracepoints have none.
 	lacking string
+	// ownerIO: on a per-I/O tracepoint, loaded only with Config.OwnerIO.
+	ownerIO bool
 }
 
 // programs lists the tracepoint programs. tcp_send_reset has two variants;
 // the loader keeps the one the kernel's prototype allows.
 var programs = []program{
-	{tcptraceProgHandleSetState, "inet_sock_set_state", ""},
-	{tcptraceProgHandleRetransmit, "tcp_retransmit_skb", ""},
-	{tcptraceProgHandleRetransmitSynack, "tcp_retransmit_synack", ""},
-	{tcptraceProgHandleSendReset, "tcp_send_reset", ""},
-	{tcptraceProgHandleSendResetNoreason, "tcp_send_reset", ""},
-	{tcptraceProgHandleReceiveReset, "tcp_receive_reset", ""},
-	{tcptraceProgHandleErrorReport, "inet_sk_error_report", "the errors reported to applications (Linux >= 5.15)"},
-	{tcptraceProgHandleSendLength, "sock_send_length", "owners learned from send(); taken at connect/listen/close only (Linux >= 6.3)"},
-	{tcptraceProgHandleRecvLength, "sock_recv_length", "owners learned from recv(); taken at connect/listen/close only (Linux >= 6.3)"},
+	{tcptraceProgHandleSetState, "inet_sock_set_state", "", false},
+	{tcptraceProgHandleRetransmit, "tcp_retransmit_skb", "", false},
+	{tcptraceProgHandleRetransmitSynack, "tcp_retransmit_synack", "", false},
+	{tcptraceProgHandleSendReset, "tcp_send_reset", "", false},
+	{tcptraceProgHandleSendResetNoreason, "tcp_send_reset", "", false},
+	{tcptraceProgHandleReceiveReset, "tcp_receive_reset", "", false},
+	{tcptraceProgHandleErrorReport, "inet_sk_error_report", "the errors reported to applications (Linux >= 5.15)", false},
+	// These two run on every send() and recv() of every socket on the host,
+	// whatever the filters: a cost per I/O, not per connection. Only with
+	// --owner-io, for the rare owner that neither accept() nor close() shows.
+	{tcptraceProgHandleSendLength, "sock_send_length", "--owner-io: owners learned at every send() (Linux >= 6.3)", true},
+	{tcptraceProgHandleRecvLength, "sock_recv_length", "--owner-io: owners learned at every recv() (Linux >= 6.3)", true},
 }
+
+// acceptPrograms are classic tracepoints on the exit of accept() and
+// accept4(): once per accepted connection, in the accepting process, the
+// owner a prefork server's worker is. No tp_btf tracepoint fires there.
+var acceptPrograms = []program{
+	{name: tcptraceProgHandleAccept4, tracepoint: "sys_exit_accept4",
+		lacking: "owners of accepted sockets taken at accept(): they are taken at close() instead (a prefork server's RST-closed connections keep the listener's owner)"},
+	{name: tcptraceProgHandleAccept, tracepoint: "sys_exit_accept",
+		lacking: "owners of sockets taken by accept() (not accept4()): they are taken at close() instead"},
+}
+
+// flushProgram sends the event queues of sockets held in a state that is
+// alerted on, and every queue at exit. Without it, events are not queued.
+var flushProgram = program{name: tcptraceProgFlushBatches, tracepoint: "iter/tcp (queue flush)",
+	lacking: "events queued per socket: each event is sent on its own (about five ring-buffer records more per connection)"}
 
 // iterPrograms are the socket scans. Tracing goes on without them.
 var iterPrograms = []program{
-	{tcptraceProgDumpTcp, "iter/tcp", "socket scans: connections older than tcptrace, orphaned FIN_WAIT2 sockets followed, TIME_WAIT counts"},
-	{tcptraceProgDumpOwners, "iter/task_file", "the owners of connections older than tcptrace"},
+	{tcptraceProgDumpTcp, "iter/tcp", "socket scans: connections older than tcptrace, orphaned FIN_WAIT2 sockets followed, TIME_WAIT counts", false},
+	{tcptraceProgDumpOwners, "iter/task_file", "the owners of connections older than tcptrace", false},
 }
 
 // Kernel describes what the running kernel offers tcptrace.
@@ -104,7 +124,9 @@ func ProbeKernel() (*Kernel, error) {
 			continue
 		}
 		k.skip[p.name] = true
-		k.Degraded = append(k.Degraded, p.tracepoint+": "+p.lacking)
+		if !p.ownerIO { // said by New, when asked for
+			k.Degraded = append(k.Degraded, p.tracepoint+": "+p.lacking)
+		}
 	}
 	var reasons *btf.Enum
 	if err := spec.TypeByName("sk_rst_reason", &reasons); err == nil {

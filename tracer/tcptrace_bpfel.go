@@ -13,6 +13,50 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type tcptraceBatch struct {
+	_           structs.HostLayout
+	Cookie      uint64
+	Saddr       [16]uint8
+	Daddr       [16]uint8
+	Netns       uint32
+	Pid         uint32
+	Uid         uint32
+	Dport       uint16
+	Family      uint16
+	Comm        [16]int8
+	Cgroup      uint64
+	Sport       uint16
+	Pad         [3]uint16
+	Established struct {
+		_             structs.HostLayout
+		BytesAcked    uint64
+		BytesReceived uint64
+		SrttUs        uint32
+		TotalRetrans  uint32
+	}
+	Closed struct {
+		_             structs.HostLayout
+		BytesAcked    uint64
+		BytesReceived uint64
+		SrttUs        uint32
+		TotalRetrans  uint32
+	}
+	N     uint32
+	Magic uint32
+	Ev    [6]tcptraceBatchEntry
+}
+
+type tcptraceBatchEntry struct {
+	_        structs.HostLayout
+	TsNs     uint64
+	Sport    uint16
+	Reason   uint16
+	Type     uint8
+	Oldstate uint8
+	Newstate uint8
+	Flags    uint8
+}
+
 type tcptraceEvent struct {
 	_             structs.HostLayout
 	TsNs          uint64
@@ -46,6 +90,7 @@ const (
 	tcptraceEventFlagsEVENT_F_NO_SOCKET  tcptraceEventFlags = 4
 	tcptraceEventFlagsEVENT_F_REASON     tcptraceEventFlags = 8
 	tcptraceEventFlagsEVENT_F_OWNER_SEEN tcptraceEventFlags = 16
+	tcptraceEventFlagsEVENT_F_OWNER      tcptraceEventFlags = 32
 )
 
 type tcptraceEventType uint32
@@ -79,6 +124,25 @@ type tcptraceOwnerInfo struct {
 	_      [4]byte
 }
 
+type tcptraceSkState struct {
+	_           structs.HostLayout
+	Cookie      uint64
+	Owner       tcptraceOwner
+	Inherited   uint8
+	Closed      uint8
+	Pad         uint16
+	N           uint32
+	_           [4]byte
+	Established struct {
+		_             structs.HostLayout
+		BytesAcked    uint64
+		BytesReceived uint64
+		SrttUs        uint32
+		TotalRetrans  uint32
+	}
+	Ev [6]tcptraceBatchEntry
+}
+
 type tcptraceSockInfo struct {
 	_             structs.HostLayout
 	Cookie        uint64
@@ -105,9 +169,12 @@ const (
 	tcptraceMapListeners                = "listeners"
 	tcptraceMapOwners                   = "owners"
 	tcptraceMapPortMatched              = "port_matched"
-	tcptraceMapSkOwners                 = "sk_owners"
+	tcptraceMapSkStates                 = "sk_states"
 	tcptraceProgDumpOwners              = "dump_owners"
 	tcptraceProgDumpTcp                 = "dump_tcp"
+	tcptraceProgFlushBatches            = "flush_batches"
+	tcptraceProgHandleAccept            = "handle_accept"
+	tcptraceProgHandleAccept4           = "handle_accept4"
 	tcptraceProgHandleErrorReport       = "handle_error_report"
 	tcptraceProgHandleReceiveReset      = "handle_receive_reset"
 	tcptraceProgHandleRecvLength        = "handle_recv_length"
@@ -117,6 +184,8 @@ const (
 	tcptraceProgHandleSendReset         = "handle_send_reset"
 	tcptraceProgHandleSendResetNoreason = "handle_send_reset_noreason"
 	tcptraceProgHandleSetState          = "handle_set_state"
+	tcptraceVarBatchEvents              = "batch_events"
+	tcptraceVarBatchNetns               = "batch_netns"
 	tcptraceVarFilterCgroup             = "filter_cgroup"
 	tcptraceVarFilterComm               = "filter_comm"
 	tcptraceVarFilterCommSet            = "filter_comm_set"
@@ -125,7 +194,10 @@ const (
 	tcptraceVarFilterNports             = "filter_nports"
 	tcptraceVarFilterPid                = "filter_pid"
 	tcptraceVarFilterPorts              = "filter_ports"
+	tcptraceVarFlushAll                 = "flush_all"
+	tcptraceVarFlushBeforeNs            = "flush_before_ns"
 	tcptraceVarLostEvents               = "lost_events"
+	tcptraceVarUnusedBatch              = "unused_batch"
 	tcptraceVarUnusedEvent              = "unused_event"
 	tcptraceVarUnusedEventFlags         = "unused_event_flags"
 	tcptraceVarUnusedEventType          = "unused_event_type"
@@ -178,6 +250,9 @@ type tcptraceSpecs struct {
 type tcptraceProgramSpecs struct {
 	DumpOwners              *ebpf.ProgramSpec `ebpf:"dump_owners"`
 	DumpTcp                 *ebpf.ProgramSpec `ebpf:"dump_tcp"`
+	FlushBatches            *ebpf.ProgramSpec `ebpf:"flush_batches"`
+	HandleAccept            *ebpf.ProgramSpec `ebpf:"handle_accept"`
+	HandleAccept4           *ebpf.ProgramSpec `ebpf:"handle_accept4"`
 	HandleErrorReport       *ebpf.ProgramSpec `ebpf:"handle_error_report"`
 	HandleReceiveReset      *ebpf.ProgramSpec `ebpf:"handle_receive_reset"`
 	HandleRecvLength        *ebpf.ProgramSpec `ebpf:"handle_recv_length"`
@@ -197,13 +272,15 @@ type tcptraceMapSpecs struct {
 	Listeners   *ebpf.MapSpec `ebpf:"listeners"`
 	Owners      *ebpf.MapSpec `ebpf:"owners"`
 	PortMatched *ebpf.MapSpec `ebpf:"port_matched"`
-	SkOwners    *ebpf.MapSpec `ebpf:"sk_owners"`
+	SkStates    *ebpf.MapSpec `ebpf:"sk_states"`
 }
 
 // tcptraceVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcptraceVariableSpecs struct {
+	BatchEvents      *ebpf.VariableSpec `ebpf:"batch_events"`
+	BatchNetns       *ebpf.VariableSpec `ebpf:"batch_netns"`
 	FilterCgroup     *ebpf.VariableSpec `ebpf:"filter_cgroup"`
 	FilterComm       *ebpf.VariableSpec `ebpf:"filter_comm"`
 	FilterCommSet    *ebpf.VariableSpec `ebpf:"filter_comm_set"`
@@ -212,7 +289,10 @@ type tcptraceVariableSpecs struct {
 	FilterNports     *ebpf.VariableSpec `ebpf:"filter_nports"`
 	FilterPid        *ebpf.VariableSpec `ebpf:"filter_pid"`
 	FilterPorts      *ebpf.VariableSpec `ebpf:"filter_ports"`
+	FlushAll         *ebpf.VariableSpec `ebpf:"flush_all"`
+	FlushBeforeNs    *ebpf.VariableSpec `ebpf:"flush_before_ns"`
 	LostEvents       *ebpf.VariableSpec `ebpf:"lost_events"`
+	UnusedBatch      *ebpf.VariableSpec `ebpf:"unused_batch"`
 	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventFlags *ebpf.VariableSpec `ebpf:"unused_event_flags"`
 	UnusedEventType  *ebpf.VariableSpec `ebpf:"unused_event_type"`
@@ -245,7 +325,7 @@ type tcptraceMaps struct {
 	Listeners   *ebpf.Map `ebpf:"listeners"`
 	Owners      *ebpf.Map `ebpf:"owners"`
 	PortMatched *ebpf.Map `ebpf:"port_matched"`
-	SkOwners    *ebpf.Map `ebpf:"sk_owners"`
+	SkStates    *ebpf.Map `ebpf:"sk_states"`
 }
 
 func (m *tcptraceMaps) Close() error {
@@ -254,7 +334,7 @@ func (m *tcptraceMaps) Close() error {
 		m.Listeners,
 		m.Owners,
 		m.PortMatched,
-		m.SkOwners,
+		m.SkStates,
 	)
 }
 
@@ -262,6 +342,8 @@ func (m *tcptraceMaps) Close() error {
 //
 // It can be passed to loadTcptraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcptraceVariables struct {
+	BatchEvents      *ebpf.Variable `ebpf:"batch_events"`
+	BatchNetns       *ebpf.Variable `ebpf:"batch_netns"`
 	FilterCgroup     *ebpf.Variable `ebpf:"filter_cgroup"`
 	FilterComm       *ebpf.Variable `ebpf:"filter_comm"`
 	FilterCommSet    *ebpf.Variable `ebpf:"filter_comm_set"`
@@ -270,7 +352,10 @@ type tcptraceVariables struct {
 	FilterNports     *ebpf.Variable `ebpf:"filter_nports"`
 	FilterPid        *ebpf.Variable `ebpf:"filter_pid"`
 	FilterPorts      *ebpf.Variable `ebpf:"filter_ports"`
+	FlushAll         *ebpf.Variable `ebpf:"flush_all"`
+	FlushBeforeNs    *ebpf.Variable `ebpf:"flush_before_ns"`
 	LostEvents       *ebpf.Variable `ebpf:"lost_events"`
+	UnusedBatch      *ebpf.Variable `ebpf:"unused_batch"`
 	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventFlags *ebpf.Variable `ebpf:"unused_event_flags"`
 	UnusedEventType  *ebpf.Variable `ebpf:"unused_event_type"`
@@ -285,6 +370,9 @@ type tcptraceVariables struct {
 type tcptracePrograms struct {
 	DumpOwners              *ebpf.Program `ebpf:"dump_owners"`
 	DumpTcp                 *ebpf.Program `ebpf:"dump_tcp"`
+	FlushBatches            *ebpf.Program `ebpf:"flush_batches"`
+	HandleAccept            *ebpf.Program `ebpf:"handle_accept"`
+	HandleAccept4           *ebpf.Program `ebpf:"handle_accept4"`
 	HandleErrorReport       *ebpf.Program `ebpf:"handle_error_report"`
 	HandleReceiveReset      *ebpf.Program `ebpf:"handle_receive_reset"`
 	HandleRecvLength        *ebpf.Program `ebpf:"handle_recv_length"`
@@ -300,6 +388,9 @@ func (p *tcptracePrograms) Close() error {
 	return _TcptraceClose(
 		p.DumpOwners,
 		p.DumpTcp,
+		p.FlushBatches,
+		p.HandleAccept,
+		p.HandleAccept4,
 		p.HandleErrorReport,
 		p.HandleReceiveReset,
 		p.HandleRecvLength,

@@ -48,6 +48,18 @@ type Config struct {
 	// PollInterval bounds how long an event may wait in the ring buffer
 	// and how often Handler.Tick runs; 0 means 100 ms.
 	PollInterval time.Duration
+
+	// Unbatched sends every event of a socket on its own, as it happens
+	// (--events prints them so). By default the kernel queues a socket's
+	// events in its storage and sends them together when it closes.
+	Unbatched bool
+	// StuckAfter is how long a connection may hold SYN_SENT, SYN_RECV,
+	// CLOSE_WAIT or FIN_WAIT2 before it is alerted on (0: never). Queued
+	// events of connections held that long are sent in time for it.
+	StuckAfter time.Duration
+	// OwnerIO also learns owners at every send() and recv(): exact for a
+	// socket handed between processes, at a cost on every I/O of the host.
+	OwnerIO bool
 }
 
 // Handler receives what the tracer reads.
@@ -69,13 +81,20 @@ type Tracer struct {
 	reader  *ringbuf.Reader
 	decoder Decoder
 
-	ns       *nsThread // lives in the traced namespace, for scans
-	scanErr  error     // why scans can't run, if they can't
-	tcpIter  *link.Iter
-	fileIter *link.Iter
+	ns        *nsThread // lives in the traced namespace, for scans
+	scanErr   error     // why scans can't run, if they can't
+	tcpIter   *link.Iter
+	fileIter  *link.Iter
+	flushIter *link.Iter // nil when events are not queued
+	// flushEvery grows with the cost of a flush scan (flushStuck).
+	flushEvery time.Duration
+	lastFlush  time.Time
 
 	lost      uint64 // last value read from the kernel
 	decodeErr uint64
+	flushErr  uint64 // flush scans that failed
+
+	acceptAttached bool // an accept() exit program is attached
 
 	closeOnce sync.Once
 	closeErr  error
@@ -126,6 +145,13 @@ func New(cfg Config) (*Tracer, error) {
 	for name := range kernel.skip {
 		delete(spec.Programs, name)
 	}
+	for _, p := range programs {
+		if p.ownerIO && !cfg.OwnerIO {
+			delete(spec.Programs, p.name)
+		} else if p.ownerIO && kernel.skip[p.name] {
+			kernel.Degraded = append(kernel.Degraded, p.tracepoint+": "+p.lacking)
+		}
+	}
 	if err := setFilters(spec, &cfg); err != nil {
 		return nil, err
 	}
@@ -137,6 +163,16 @@ func New(cfg Config) (*Tracer, error) {
 	t := &Tracer{cfg: cfg, kernel: kernel}
 	t.decoder.RSTReasons = kernel.RSTReasons
 	t.decoder.MonoToUnix = monoToUnix()
+	if err := t.enterNetNS(); err != nil {
+		t.Close()
+		return nil, err
+	}
+	// Queued events are sent by scans of the namespace they see; sockets
+	// of other namespaces send each event on its own.
+	if err := spec.Variables["batch_netns"].Set(t.ns.inode); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("setting batch_netns: %w", err)
+	}
 	if err := t.load(spec); err != nil {
 		t.Close()
 		return nil, err
@@ -164,6 +200,12 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec) error {
 		if !ok {
 			return fmt.Errorf("the kernel's verifier rejected a tcptrace program (a bug, or a kernel tcptrace does not support): %w", err)
 		}
+		if p.name == tcptraceProgFlushBatches {
+			// Queued events would never leave a socket that stays open.
+			if err := spec.Variables["batch_events"].Set(uint32(0)); err != nil {
+				return fmt.Errorf("setting batch_events: %w", err)
+			}
+		}
 		// Verifiers tighten from one kernel to the next (this machine's
 		// 6.18.44 refuses a pointer walk that older kernels took). A program
 		// that only adds detail is not worth failing for: go on without
@@ -184,9 +226,24 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec) error {
 		}
 		t.links = append(t.links, l)
 	}
+	t.attachAccept()
 	if err := t.attachIters(); err != nil {
 		return err
 	}
+	if err := t.attachFlush(); err != nil {
+		return err
+	}
+	t.reader, err = ringbuf.NewReader(t.coll.Maps[tcptraceMapEvents])
+	if err != nil {
+		return fmt.Errorf("opening the ring buffer: %w", err)
+	}
+	return nil
+}
+
+// enterNetNS starts the thread that lives in the namespace the socket
+// scans walk.
+func (t *Tracer) enterNetNS() error {
+	var err error
 	if t.ns, err = newNSThread(t.cfg.NetNSPath); err != nil {
 		if !errors.Is(err, unix.EPERM) {
 			return err
@@ -199,10 +256,6 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec) error {
 			return err
 		}
 	}
-	t.reader, err = ringbuf.NewReader(t.coll.Maps[tcptraceMapEvents])
-	if err != nil {
-		return fmt.Errorf("opening the ring buffer: %w", err)
-	}
 	return nil
 }
 
@@ -210,7 +263,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec) error {
 // cilium/ebpf names it first ("program NAME: ...").
 func refusedOptional(err error, spec *ebpf.CollectionSpec) (program, bool) {
 	msg := err.Error()
-	for _, p := range slices.Concat(programs, iterPrograms) {
+	for _, p := range slices.Concat(programs, iterPrograms, acceptPrograms, []program{flushProgram}) {
 		if p.lacking != "" && spec.Programs[p.name] != nil && strings.HasPrefix(msg, "program "+p.name+":") {
 			return p, true
 		}
@@ -234,6 +287,10 @@ func setFilters(spec *ebpf.CollectionSpec, cfg *Config) error {
 	if cfg.Comm != "" {
 		commSet = 1
 	}
+	batch := uint32(1)
+	if cfg.Unbatched {
+		batch = 0
+	}
 	set := map[string]any{
 		"filter_netns":    cfg.NetNS,
 		"filter_pid":      cfg.PID,
@@ -244,6 +301,7 @@ func setFilters(spec *ebpf.CollectionSpec, cfg *Config) error {
 		"filter_comm":     comm,
 		"filter_cgroup":   cfg.Cgroup,
 		"wakeup_bytes":    uint64(cfg.WakeupBytes),
+		"batch_events":    batch,
 	}
 	for name, value := range set {
 		v, ok := spec.Variables[name]
@@ -278,11 +336,7 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 		err := t.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
-			if t.decoder.Decode(rec.RawSample, &ev) != nil {
-				t.decodeErr++
-				continue
-			}
-			h.Event(&ev)
+			t.handle(h, rec.RawSample, &ev)
 			// Under constant load the buffer may never drain; tick anyway.
 			if n++; n&4095 == 0 {
 				t.tick(h)
@@ -302,26 +356,39 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 	}
 }
 
-// drain detaches the programs so no new events come, then reads the rest.
+// handle decodes one sample, an event or a socket's batch, for h.
+func (t *Tracer) handle(h Handler, sample []byte, ev *timeline.Event) {
+	if IsBatch(sample) {
+		if t.decoder.DecodeBatch(sample, ev, h.Event) != nil {
+			t.decodeErr++
+		}
+		return
+	}
+	if t.decoder.Decode(sample, ev) != nil {
+		t.decodeErr++
+		return
+	}
+	h.Event(ev)
+}
+
+// drain detaches the programs so no new events come, reads the rest, then
+// the queues of the sockets still open (after what the ring buffer held,
+// which is older).
 func (t *Tracer) drain(h Handler, rec *ringbuf.Record, ev *timeline.Event) error {
 	err := t.detach()
 	t.reader.SetDeadline(time.Now())
-	for {
-		rerr := t.reader.ReadInto(rec)
-		if rerr != nil {
-			break
-		}
-		if t.decoder.Decode(rec.RawSample, ev) != nil {
-			t.decodeErr++
-			continue
-		}
-		h.Event(ev)
+	for t.reader.ReadInto(rec) == nil {
+		t.handle(h, rec.RawSample, ev)
+	}
+	if ferr := t.flushQueues(h, ev, true, 0); ferr != nil {
+		err = errors.Join(err, ferr)
 	}
 	t.tick(h)
 	return err
 }
 
 func (t *Tracer) tick(h Handler) {
+	t.flushStuck(h)
 	if lost := t.LostEvents(); lost > t.lost {
 		h.Lost(lost - t.lost)
 		t.lost = lost
@@ -367,7 +434,7 @@ func (t *Tracer) detach() error {
 func (t *Tracer) Close() error {
 	t.closeOnce.Do(func() {
 		errs := []error{t.detach()}
-		for _, l := range []*link.Iter{t.tcpIter, t.fileIter} {
+		for _, l := range []*link.Iter{t.tcpIter, t.fileIter, t.flushIter} {
 			if l != nil {
 				errs = append(errs, l.Close())
 			}

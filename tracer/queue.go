@@ -1,0 +1,106 @@
+package tracer
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcptrace/tcptrace/tracer/timeline"
+)
+
+// The kernel queues each socket's events in the socket's storage and sends
+// them as one batch when it closes (batch.go decodes them). Two things must
+// not wait for that: an alert on a connection held in SYN_SENT, SYN_RECV,
+// CLOSE_WAIT or FIN_WAIT2 (flushStuck sends those queues in time), and the
+// connections still open when tracing stops (drain sends every queue).
+
+// attachFlush prepares the flush scan (an iter/tcp program). Without it
+// the kernel side was loaded with batching off (see load).
+func (t *Tracer) attachFlush() error {
+	p := t.coll.Programs[tcptraceProgFlushBatches]
+	if p == nil {
+		return nil
+	}
+	var err error
+	if t.flushIter, err = attachIter(p); err != nil {
+		return fmt.Errorf("preparing the queue flush scan (iter/tcp, Linux >= 5.9): %w", err)
+	}
+	t.flushEvery = time.Second
+	return nil
+}
+
+// Batched reports whether the kernel queues events per socket.
+func (t *Tracer) Batched() bool {
+	var on uint32
+	if v := t.coll.Variables["batch_events"]; v != nil {
+		_ = v.Get(&on)
+	}
+	return on != 0 && t.flushIter != nil
+}
+
+// flushStuck sends, about once a second, the queues of the sockets that
+// hold a watched state since before StuckAfter less a margin, so that
+// their alert is raised when it is due, as if every event had come at once.
+// A scan walks every traced socket: it runs no more often than 50 times
+// its cost, like the socket scans.
+func (t *Tracer) flushStuck(h Handler) {
+	if t.flushIter == nil || t.cfg.StuckAfter <= 0 || time.Since(t.lastFlush) < t.flushEvery {
+		return
+	}
+	start := time.Now()
+	// A queue whose oldest entry is older than this is sent: its socket
+	// entered its state no earlier, so its alert is due no sooner than
+	// margin from now, and the next flush comes within flushEvery.
+	margin := 2*t.flushEvery + t.cfg.PollInterval
+	before := monotonicNow() - int64(t.cfg.StuckAfter-margin)
+	var ev timeline.Event
+	if err := t.flushQueues(h, &ev, false, before); err != nil {
+		t.flushErr++
+	}
+	t.lastFlush = time.Now()
+	t.flushEvery = max(time.Second, 50*time.Since(start))
+}
+
+// flushQueues runs the flush scan: every queue with all, else those of
+// sockets in a watched state whose oldest entry is older than before
+// (CLOCK_MONOTONIC ns). The batches go to h in the order the scan finds
+// them; each is one socket's, in order.
+func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int64) error {
+	if t.flushIter == nil {
+		return nil
+	}
+	allFlag := uint32(0)
+	if all {
+		allFlag = 1
+	}
+	if err := t.coll.Variables["flush_all"].Set(allFlag); err != nil {
+		return fmt.Errorf("setting flush_all: %w", err)
+	}
+	if err := t.coll.Variables["flush_before_ns"].Set(uint64(max(before, 0))); err != nil {
+		return fmt.Errorf("setting flush_before_ns: %w", err)
+	}
+	// iter/tcp walks the namespace of the thread that opens it; the
+	// batches are handed on here, not on that thread.
+	var batches [][]byte
+	var err error
+	t.ns.do(func() {
+		err = iterate(t.flushIter, RawBatchSize, func(b []byte) { batches = append(batches, bytes.Clone(b)) })
+	})
+	for _, b := range batches {
+		if t.decoder.DecodeBatch(b, ev, h.Event) != nil {
+			t.decodeErr++
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("sending the queued events of open sockets: %w", err)
+	}
+	return nil
+}
+
+func monotonicNow() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
