@@ -33,7 +33,7 @@ func containerfileConfig(tb testing.TB) imageConfig {
 	src := readFile(tb, "Containerfile")
 	var c imageConfig
 	execForm := func(instr string) []string {
-		m := regexp.MustCompile(`(?m)^` + instr + ` (\[.*\])$`).FindAllSubmatch(src, -1)
+		m := regexp.MustCompile(`(?m)^`+instr+` (\[.*\])$`).FindAllSubmatch(src, -1)
 		if len(m) != 1 {
 			tb.Fatalf("Containerfile: want one exec-form %s, found %d", instr, len(m))
 		}
