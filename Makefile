@@ -71,5 +71,26 @@ lint:
 bench:
 	bash bench/overhead.sh
 
+# The container image (deploy/Containerfile): a static binary and nothing
+# else, FROM scratch, so no base image or registry is needed. The binary is
+# built into a directory of its own, the build context, so podman reads only
+# it. podman build needs no OCI runtime here (no RUN step).
+#   make image IMAGE=registry.example/tcptrace:v1.2.3
+IMAGE ?= localhost/tcptrace:dev
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+PODMAN ?= podman
+.PHONY: image
+image:
+	@ctx=$$(mktemp -d) && trap 'rm -rf "$$ctx"' EXIT && \
+	CGO_ENABLED=0 $(GO) build -trimpath \
+		-ldflags "-s -w -X github.com/tcptrace/tcptrace/cmd.Version=$(VERSION)" \
+		-o "$$ctx/tcptrace" . && \
+	$(PODMAN) build --layers=false -f deploy/Containerfile -t $(IMAGE) \
+		--build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
+		"$$ctx"
+	@$(PODMAN) image ls $(IMAGE)
+
 clean:
 	rm -f tcptrace
