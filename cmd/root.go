@@ -49,6 +49,7 @@ type options struct {
 	cgroup         string
 	onlyAnomalies  bool
 	cpuProfile     string
+	ladder, ascii  bool
 }
 
 // Version is set at build time with -ldflags "-X .../cmd.Version=v1.2.3".
@@ -116,6 +117,9 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 	f.StringVar(&o.cgroup, "cgroup", "", "only sockets of this cgroup v2: its directory, or its path in the hierarchy (/system.slice/nginx.service)")
 	f.BoolVar(&o.onlyAnomalies, "only-anomalies", false,
 		"print only connections that did not close cleanly or needed handshake retries, and alerts")
+	f.BoolVar(&o.ladder, "ladder", false,
+		"draw each connection as a TCP ladder diagram: this host and the peer side by side, segments between them, time going down")
+	f.BoolVar(&o.ascii, "ascii", false, "draw --ladder diagrams in plain ASCII instead of box-drawing characters")
 	// For developers measuring the loader under load (make bench): the
 	// profile covers tracing, not start-up.
 	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the tracing to this file")
@@ -134,6 +138,9 @@ func (o *options) tracerConfig() (tracer.Config, error) {
 	case "text", "json":
 	default:
 		return cfg, usagef("--output must be text or json, got %q", o.output)
+	}
+	if err := o.checkLadder(); err != nil {
+		return cfg, err
 	}
 	if len(o.ports) > tracer.MaxPorts {
 		return cfg, usagef("--port can be given at most %d times, got %d", tracer.MaxPorts, len(o.ports))
