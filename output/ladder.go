@@ -67,6 +67,10 @@ func renderLadder(b []byte, local, peer *timeline.Connection, st *ladderStyle) [
 	if peer != nil {
 		b = st.header(b, peer, "  peer: ")
 	}
+	if local.Role == timeline.RoleListener {
+		// No peer, no segments: nothing to draw.
+		return st.explain(b, local, "")
+	}
 	lh, rh := "local :"+strconv.Itoa(int(local.LPort)), "remote :"+strconv.Itoa(int(local.RPort))
 	if peer != nil {
 		lh = string(appendOwner(nil, local.Comm, local.PID))

@@ -79,6 +79,7 @@ type rowBuilder struct {
 	// timewait socket (peerTimeWait), or the other end's FIN reached ours
 	// (finToOrphan); no tracepoint reports a timewait socket's moves.
 	peerTimeWait, finToOrphan bool
+	lastRetransmit            int64 // time of the last data retransmission, -1: none
 }
 
 func (g *rowBuilder) add(r row) *row {
@@ -155,6 +156,7 @@ func (g *rowBuilder) build() {
 	}
 	steps := c.Steps
 	lastSyn := c.Start
+	g.lastRetransmit = -1
 	accepted := false // the handshake of an accepted socket is drawn
 	for i := 0; i < len(steps); i++ {
 		s := &steps[i]
@@ -177,6 +179,12 @@ func (g *rowBuilder) build() {
 			g.segment(s.Time, true, true, segRetransmit, "SYN+ACK (retry "+strconv.Itoa(s.N)+")", true, "", "")
 			continue
 		case timeline.StepRetransmit:
+			// The wait before the first one is not known: the original
+			// send is not traced. Between retransmissions it is the RTO.
+			if g.lastRetransmit >= 0 {
+				g.wait(s.Time - g.lastRetransmit)
+			}
+			g.lastRetransmit = s.Time
 			g.segment(s.Time, true, true, segRetransmit, "retransmission "+strconv.Itoa(s.N), true, "", "")
 			continue
 		case timeline.StepRSTSent:
@@ -339,6 +347,9 @@ func (g *rowBuilder) transition(s, next *timeline.Step, lastSyn int64) int64 {
 		g.wait(s.Time - lastSyn)
 		note = "✗ gave up: no answer to the SYN"
 	case c.Outcome == timeline.OutcomeTimeout:
+		if g.lastRetransmit >= 0 {
+			g.wait(s.Time - g.lastRetransmit)
+		}
 		note = "✗ gave up: no ACK of what it sent"
 	case c.Outcome == timeline.OutcomeAborted:
 		note = "✗ the application closed it"

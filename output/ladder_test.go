@@ -98,6 +98,11 @@ var server = client.mirror(2, 812, "nginx")
 var loClient = end{cookie: 11, laddr: loAddr, raddr: loAddr, lport: 41230, rport: 8080, pid: 4242, comm: "curl"}
 var loServer = loClient.mirror(12, 812, "nginx")
 
+// The longest addresses there are.
+var v6 = end{cookie: 21, laddr: netip.MustParseAddr("2001:db8:ffff:ffff:ffff:ffff:ffff:1"),
+	raddr: netip.MustParseAddr("2001:db8:ffff:ffff:ffff:ffff:ffff:2"), lport: 65535, rport: 65534, pid: 4194304,
+	comm: "very-long-name1"}
+
 const (
 	closeState  = timeline.StateClose
 	synSent     = timeline.StateSynSent
@@ -242,6 +247,15 @@ func ladderCases() []ladderCase {
 			c.st(0, established, finWait1, figures(1+9000, 120, 24000)),
 			c.st(12.3, finWait1, finWait2, dead, figures(1+9001, 120, 24000)),
 			c.st(12.3, finWait2, closeState, dead, figures(1+9001, 120, 24000)),
+		}},
+		{name: "listener", sys: linuxSysctls, local: 3, events: []timeline.Event{
+			server.st(0, closeState, listen, func(e *timeline.Event) { e.Cookie, e.RAddr, e.RPort = 3, netip.IPv6Unspecified(), 0 }),
+			server.st(90000, listen, closeState, func(e *timeline.Event) { e.Cookie, e.RAddr, e.RPort = 3, netip.IPv6Unspecified(), 0 }),
+		}},
+		{name: "ipv6_long_addresses", sys: linuxSysctls, local: 21, events: []timeline.Event{
+			v6.st(0, closeState, synSent),
+			v6.ev(0.07, timeline.EventRSTReceived, synSent),
+			v6.st(0.08, synSent, closeState, errno(syscall.ECONNREFUSED)),
 		}},
 		{name: "still_open", sys: linuxSysctls, local: 1, events: clientHandshake(c)},
 		{name: "paired", sys: linuxSysctls, local: 11, peer: 12, events: pairedClose(lc, ls)},
