@@ -50,6 +50,7 @@ type options struct {
 	onlyAnomalies  bool
 	cpuProfile     string
 	ownerIO        bool
+	ladder, ascii  bool
 }
 
 // Version is set at build time with -ldflags "-X .../cmd.Version=v1.2.3".
@@ -121,6 +122,9 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 		"also learn each socket's owner at every send() and recv(): exact when a socket passes between processes, "+
 			"but it runs a BPF program on every I/O of every socket on the host (about 200 ns each, whatever the filters); "+
 			"by default owners are taken at connect, listen, accept and close only")
+	f.BoolVar(&o.ladder, "ladder", false,
+		"draw each connection as a TCP ladder diagram: this host and the peer side by side, segments between them, time going down")
+	f.BoolVar(&o.ascii, "ascii", false, "draw --ladder diagrams in plain ASCII instead of box-drawing characters")
 	// For developers measuring the loader under load (make bench): the
 	// profile covers tracing, not start-up.
 	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the tracing to this file")
@@ -139,6 +143,9 @@ func (o *options) tracerConfig() (tracer.Config, error) {
 	case "text", "json":
 	default:
 		return cfg, usagef("--output must be text or json, got %q", o.output)
+	}
+	if err := o.checkLadder(); err != nil {
+		return cfg, err
 	}
 	if len(o.ports) > tracer.MaxPorts {
 		return cfg, usagef("--port can be given at most %d times, got %d", tracer.MaxPorts, len(o.ports))

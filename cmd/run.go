@@ -153,9 +153,12 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 	var cgroups tracer.CgroupPaths
 	opts := output.Options{CgroupPath: cgroups.Path}
 	var out output.Writer
-	if o.output == "json" {
+	switch {
+	case o.output == "json":
 		out = output.NewJSON(stdout, opts)
-	} else {
+	case o.ladder:
+		out = newLadder(stdout, o, opts)
+	default:
 		out = output.NewText(stdout, nil, opts)
 	}
 	s := &session{tracer: t, out: out, events: o.events, onlyAnomalies: o.onlyAnomalies, limit: o.count,

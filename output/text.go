@@ -33,33 +33,7 @@ const width = 80
 //	14:02:11.204 curl[812] 127.0.0.1:41230 → 127.0.0.1:8080 client closed by local 1.2ms
 //	     +0.000ms  SYN sent                                       SYN_SENT
 func (t *Text) Connection(c *timeline.Connection) error {
-	b := t.buf
-	b = time.Unix(0, c.Start).In(t.loc).AppendFormat(b, "15:04:05.000")
-	b = append(b, ' ')
-	b = appendOwner(b, c.Comm, c.PID)
-	b = append(b, ' ')
-	b = appendAddrPort(b, c.LAddr, c.LPort)
-	b = append(b, " → "...)
-	b = appendAddrPort(b, c.RAddr, c.RPort)
-	b = append(b, ' ')
-	b = append(b, c.Role.String()...)
-	b = append(b, ' ')
-	b = append(b, c.Outcome.String()...)
-	if c.ClosedBy != timeline.ClosedByNone {
-		b = append(b, " by "...)
-		b = append(b, c.ClosedBy.String()...)
-	}
-	b = append(b, ' ')
-	b = appendDuration(b, c.Duration())
-	if c.Partial {
-		b = append(b, " (started before tracing)"...)
-	}
-	if c.Evicted {
-		b = append(b, " (evicted: table full)"...)
-	}
-	if c.Incomplete {
-		b = append(b, " (incomplete: events lost)"...)
-	}
+	b, _ := appendHeader(t.buf, c, t.loc)
 	b = append(b, '\n')
 	start := len(b)
 	b = append(b, "    ↳ "...)
@@ -89,6 +63,41 @@ func (t *Text) Connection(c *timeline.Connection) error {
 	}
 	t.buf = b
 	return t.write()
+}
+
+// appendHeader writes the one-line summary of a connection that heads its
+// timeline, without the newline: when, who, the 4-tuple, role, outcome,
+// duration and flags. what is the offset where the role begins (after the
+// 4-tuple), where a narrower layout may break the line.
+func appendHeader(b []byte, c *timeline.Connection, loc *time.Location) (_ []byte, what int) {
+	b = time.Unix(0, c.Start).In(loc).AppendFormat(b, "15:04:05.000")
+	b = append(b, ' ')
+	b = appendOwner(b, c.Comm, c.PID)
+	b = append(b, ' ')
+	b = appendAddrPort(b, c.LAddr, c.LPort)
+	b = append(b, " → "...)
+	b = appendAddrPort(b, c.RAddr, c.RPort)
+	b = append(b, ' ')
+	what = len(b)
+	b = append(b, c.Role.String()...)
+	b = append(b, ' ')
+	b = append(b, c.Outcome.String()...)
+	if c.ClosedBy != timeline.ClosedByNone {
+		b = append(b, " by "...)
+		b = append(b, c.ClosedBy.String()...)
+	}
+	b = append(b, ' ')
+	b = appendDuration(b, c.Duration())
+	if c.Partial {
+		b = append(b, " (started before tracing)"...)
+	}
+	if c.Evicted {
+		b = append(b, " (evicted: table full)"...)
+	}
+	if c.Incomplete {
+		b = append(b, " (incomplete: events lost)"...)
+	}
+	return b, what
 }
 
 // appendFigures writes the tcp_sock figures line, when there are any.
@@ -142,8 +151,13 @@ func appendBytes(b []byte, n uint64) []byte {
 // the continuation lines, and ends it with a newline. It works from a copy
 // in t.scratch, reused, so it allocates nothing once warm.
 func (t *Text) wrap(b []byte, start int, indent string) []byte {
-	t.scratch = append(t.scratch[:0], b[start:]...)
-	line := t.scratch
+	return wrapLine(b, start, indent, &t.scratch)
+}
+
+// wrapLine is wrap with the scratch buffer given.
+func wrapLine(b []byte, start int, indent string, scratch *[]byte) []byte {
+	*scratch = append((*scratch)[:0], b[start:]...)
+	line := *scratch
 	b = b[:start]
 	col := 0
 	for i := 0; i < len(line) && line[i] == ' '; i++ {

@@ -200,6 +200,10 @@ func (c *Connection) Clone() *Connection {
 	return &cp
 }
 
+// Sysctls are the TCP sysctls of the connection's network namespace, nil
+// when not known (set on records the correlator emits).
+func (c *Connection) Sysctls() *Sysctls { return c.sys }
+
 // Family is "ipv4" or "ipv6".
 func (c *Connection) Family() string { return family(c.LAddr) }
 

@@ -1,0 +1,572 @@
+package output
+
+import (
+	"math"
+	"slices"
+	"strconv"
+
+	"github.com/tcptrace/tcptrace/tracer/timeline"
+)
+
+// A ladder diagram is a list of rows, time going down. This file turns a
+// connection's steps into rows: the segments its state changes imply (as a
+// TCP textbook draws them), those its tracepoints reported, and the states
+// of each end beside its line. ladder_draw.go lays the rows out.
+
+// side is a vertical line of the diagram.
+type side uint8
+
+const (
+	left  side = iota // this host's end: the record rendered
+	right             // the other end: the peer, inferred or its own record
+)
+
+// segKind says which segment an arrow is, so that the two ends of a pair,
+// which each infer the segments they exchanged, draw each one once.
+type segKind uint8
+
+const (
+	segSYN segKind = iota + 1
+	segSynAck
+	segAckSyn // the ACK that completes the handshake
+	segFIN
+	segAckFIN
+	segRST
+	segRetransmit // seen on its sender only: never paired
+)
+
+type arrow struct {
+	kind    segKind
+	toRight bool
+	label   string
+	seen    bool // a tracepoint reported it (solid shaft); else inferred (dashed)
+}
+
+// row is one line of the diagram.
+type row struct {
+	t     int64 // ns since the diagram's start
+	timed bool  // t is known: the kernel reported the moment
+	arrow arrow // arrow.kind 0: no arrow
+	// label is written beside each line: a state, or a timer waited.
+	label [2]string
+	note  string // in the middle, when there is no arrow
+	// dotted draws the lines dotted: before tracing began, after the end.
+	dotted bool
+	tail   bool // after the last event: what the kernel does next
+
+	// For pairing the two ends.
+	from   side  // whose record the row comes from
+	sender bool  // the arrow was inferred by the end that sent it
+	ord    int   // the arrow's ordinal among its kind and direction
+	key    int64 // where it sorts among both ends' rows
+	dup    int   // a detached label row: index+1 of the row it belongs to
+	gone   bool  // dropped as the duplicate of the other end's arrow
+}
+
+// inferred marks a state of the end whose record is not drawn: what the
+// textbook says it must be, not what was seen.
+func inferred(s string) string { return "(" + s + ")" }
+
+// rowBuilder collects the rows of one end's record.
+type rowBuilder struct {
+	rows  []row
+	c     *timeline.Connection
+	from  side
+	base  int64 // the diagram's time zero
+	other bool  // also write the other end's textbook states
+	ords  map[[2]int]int
+	// Pairs: this end's FIN reached the other end's orphaned FIN_WAIT2
+	// timewait socket (peerTimeWait), or the other end's FIN reached ours
+	// (finToOrphan); no tracepoint reports a timewait socket's moves.
+	peerTimeWait, finToOrphan bool
+	lastRetransmit            int64 // time of the last data retransmission, -1: none
+}
+
+func (g *rowBuilder) add(r row) *row {
+	r.from = g.from
+	if r.arrow.kind != 0 && r.arrow.kind != segRetransmit {
+		k := [2]int{int(r.arrow.kind), 0}
+		if r.arrow.toRight {
+			k[1] = 1
+		}
+		g.ords[k]++
+		r.ord = g.ords[k]
+	}
+	g.rows = append(g.rows, r)
+	return &g.rows[len(g.rows)-1]
+}
+
+// own and peer are the label slots of this record's end and of the other.
+func (g *rowBuilder) own() int  { return int(g.from) }
+func (g *rowBuilder) peer() int { return 1 - int(g.from) }
+
+// segment adds an arrow sent (out) or received by this record's end at t.
+func (g *rowBuilder) segment(t int64, timed, out bool, kind segKind, label string, seen bool, own, peer string) *row {
+	r := row{t: t - g.base, timed: timed, sender: out,
+		arrow: arrow{kind: kind, toRight: out == (g.from == left), label: label, seen: seen}}
+	r.label[g.own()] = own
+	if g.other {
+		r.label[g.peer()] = peer
+	}
+	return g.add(r)
+}
+
+func (g *rowBuilder) send(t int64, kind segKind, label, own, peer string) *row {
+	return g.segment(t, true, true, kind, label, false, own, peer)
+}
+
+func (g *rowBuilder) recv(t int64, kind segKind, label, own, peer string) *row {
+	return g.segment(t, true, false, kind, label, false, own, peer)
+}
+
+func (g *rowBuilder) state(t int64, own string) *row {
+	r := row{t: t - g.base, timed: true}
+	r.label[g.own()] = own
+	return g.add(r)
+}
+
+// wait adds the time a retransmission timer waited, beside this end's line.
+func (g *rowBuilder) wait(ns int64) {
+	if ns <= 0 {
+		return
+	}
+	r := row{}
+	r.label[g.own()] = "wait " + waitString(ns)
+	g.add(r)
+}
+
+// waitString writes a timer's wait as it is read: "1.0 s", "16 s", "200 ms".
+func waitString(ns int64) string {
+	switch {
+	case ns < 1e9:
+		return strconv.FormatInt((ns+5e5)/1e6, 10) + " ms"
+	case ns < 10e9:
+		return strconv.FormatFloat(float64(ns)/1e9, 'f', 1, 64) + " s"
+	}
+	return strconv.FormatInt((ns+5e8)/1e9, 10) + " s"
+}
+
+// build turns the record's steps into rows.
+func (g *rowBuilder) build() {
+	c := g.c
+	if c.Partial && len(c.States) > 0 {
+		r := row{t: c.Start - g.base, dotted: true, note: "started before tracing"}
+		r.label[g.own()] = c.States[0].String()
+		g.add(r)
+	}
+	steps := c.Steps
+	lastSyn := c.Start
+	g.lastRetransmit = -1
+	accepted := false // the handshake of an accepted socket is drawn
+	for i := 0; i < len(steps); i++ {
+		s := &steps[i]
+		var next *timeline.Step
+		if i+1 < len(steps) {
+			next = &steps[i+1]
+		}
+		switch s.Kind {
+		case timeline.StepSynRetransmit:
+			g.wait(s.Since)
+			g.segment(s.Time, true, true, segRetransmit, "SYN (retry "+strconv.Itoa(s.N)+")", true, "", "")
+			lastSyn = s.Time
+			continue
+		case timeline.StepSynAckRetransmit:
+			if !accepted {
+				g.passiveOpen()
+				accepted = true
+			}
+			g.wait(s.Since)
+			g.segment(s.Time, true, true, segRetransmit, "SYN+ACK (retry "+strconv.Itoa(s.N)+")", true, "", "")
+			continue
+		case timeline.StepRetransmit:
+			// The wait before the first one is not known: the original
+			// send is not traced. Between retransmissions it is the RTO.
+			if g.lastRetransmit >= 0 {
+				g.wait(s.Time - g.lastRetransmit)
+			}
+			g.lastRetransmit = s.Time
+			g.segment(s.Time, true, true, segRetransmit, "retransmission "+strconv.Itoa(s.N), true, "", "")
+			continue
+		case timeline.StepRSTSent:
+			peer := inferred("CLOSE")
+			if s.From == timeline.StateTimeWait {
+				peer = ""
+			}
+			g.segment(s.Time, true, true, segRST, "RST", true, "", peer)
+			continue
+		case timeline.StepRSTReceived:
+			peer := inferred("CLOSE")
+			switch {
+			case s.From == timeline.StateSynSent && c.Reason == timeline.ReasonNothingListening:
+				peer = inferred("no listener")
+			case s.From == timeline.StateSynSent:
+				peer = ""
+			case c.HalfOpen:
+				peer = inferred("no socket")
+			}
+			own := ""
+			if next != nil && next.Kind == timeline.StepState && next.To == timeline.StateClose &&
+				!next.TimewaitSocket && next.Time-s.Time < 1e6 {
+				// The RST closed the socket: one row.
+				own = next.To.String()
+				i++
+			}
+			g.segment(s.Time, true, false, segRST, "RST", true, own, peer)
+			continue
+		case timeline.StepError:
+			continue // the explanation says what the application saw
+		}
+		// An accepted socket: LISTEN -> SYN_RECV when the final ACK came
+		// (before Linux 6.15 only SYN_RECV -> ESTABLISHED is reported).
+		if s.Kind == timeline.StepState && (s.From == timeline.StateListen && s.To == timeline.StateSynRecv ||
+			s.From == timeline.StateSynRecv && s.To == timeline.StateEstablished && !accepted && !c.Partial &&
+				c.Role == timeline.RoleServer) {
+			if !accepted {
+				g.passiveOpen()
+				accepted = true
+			}
+			r := g.recv(s.Time, segAckSyn, "ACK", "", inferred("ESTABLISHED"))
+			if s.To == timeline.StateEstablished {
+				r.label[g.own()] = s.To.String()
+				g.data()
+				continue
+			}
+			if next != nil && next.Kind == timeline.StepState && next.From == timeline.StateSynRecv &&
+				next.To == timeline.StateEstablished {
+				r.label[g.own()] = next.To.String()
+				i++
+				g.data()
+			}
+			continue
+		}
+		lastSyn = g.transition(s, next, lastSyn)
+		if s.Kind == timeline.StepState && s.To == timeline.StateClose && next != nil &&
+			next.Kind == timeline.StepRSTSent && next.Time-s.Time < 1e6 {
+			// close() sent a RST: the RST row carries the CLOSE.
+			last := &g.rows[len(g.rows)-1]
+			if last.arrow.kind == 0 && last.note == "" {
+				g.rows = g.rows[:len(g.rows)-1]
+				g.segment(s.Time, true, true, segRST, "RST", true, s.To.String(), inferred("CLOSE"))
+				i++
+			}
+		}
+	}
+	g.end()
+}
+
+// passiveOpen draws the handshake of an accepted socket up to its
+// SYN+ACK: the SYN and SYN+ACK went through a request socket that no
+// tracepoint reports, so their times are not known.
+func (g *rowBuilder) passiveOpen() {
+	g.segment(g.c.Start, false, false, segSYN, "SYN", false, timeline.StateListen.String(), inferred("SYN_SENT"))
+	g.segment(g.c.Start, false, true, segSynAck, "SYN+ACK", false, timeline.StateSynRecv.String(), "")
+}
+
+// data adds the bytes exchanged, once, after the handshake: the
+// connection's totals, not segments (no tracepoint reports each one).
+func (g *rowBuilder) data() {
+	c := g.c
+	if g.from != left || c.BytesSent == 0 && c.BytesReceived == 0 && c.SRTT == 0 {
+		return
+	}
+	b := appendBytes(nil, c.BytesSent)
+	b = append(b, " sent, "...)
+	b = appendBytes(b, c.BytesReceived)
+	b = append(b, " received"...)
+	g.add(row{note: "⇄ " + string(b)})
+}
+
+// transition adds the rows of one state change and returns when the last
+// SYN was sent.
+func (g *rowBuilder) transition(s, next *timeline.Step, lastSyn int64) int64 {
+	c := g.c
+	to := s.To.String()
+	if s.TimewaitSocket {
+		switch {
+		case s.To == timeline.StateFinWait2:
+			// Orphaned: the end notes say what it waits for.
+		case s.From == timeline.StateClosing:
+			g.recv(s.Time, segAckFIN, "ACK", to, inferred("TIME_WAIT"))
+		case s.From == timeline.StateFinWait1:
+			// The peer's FIN came with the ACK of ours.
+			g.recv(s.Time, segFIN, "FIN+ACK", "", inferred("LAST_ACK"))
+			g.send(s.Time, segAckFIN, "ACK", to, inferred("CLOSE"))
+		default:
+			g.recv(s.Time, segFIN, "FIN", "", inferred("LAST_ACK"))
+			g.send(s.Time, segAckFIN, "ACK", to, inferred("CLOSE"))
+		}
+		return lastSyn
+	}
+	switch [2]timeline.State{s.From, s.To} {
+	case [2]timeline.State{timeline.StateClose, timeline.StateSynSent}:
+		g.send(s.Time, segSYN, "SYN", to, "")
+		return s.Time
+	case [2]timeline.State{timeline.StateSynSent, timeline.StateEstablished}:
+		g.recv(s.Time, segSynAck, "SYN+ACK", "", inferred("SYN_RECV"))
+		g.send(s.Time, segAckSyn, "ACK", to, inferred("ESTABLISHED"))
+		g.data()
+		return lastSyn
+	case [2]timeline.State{timeline.StateEstablished, timeline.StateFinWait1}:
+		peer := inferred("CLOSE_WAIT")
+		if c.ClosedBy == timeline.ClosedByBoth {
+			peer = "" // its own FIN crosses ours
+		}
+		g.send(s.Time, segFIN, "FIN", to, peer)
+		return lastSyn
+	case [2]timeline.State{timeline.StateFinWait1, timeline.StateFinWait2}:
+		g.recv(s.Time, segAckFIN, "ACK", to, "")
+		return lastSyn
+	case [2]timeline.State{timeline.StateFinWait1, timeline.StateClosing}:
+		g.recv(s.Time, segFIN, "FIN", "", inferred("FIN_WAIT1"))
+		g.send(s.Time, segAckFIN, "ACK", to, inferred("CLOSING"))
+		return lastSyn
+	case [2]timeline.State{timeline.StateEstablished, timeline.StateCloseWait}:
+		g.recv(s.Time, segFIN, "FIN", to, inferred("FIN_WAIT1"))
+		g.send(s.Time, segAckFIN, "ACK", "", inferred("FIN_WAIT2"))
+		return lastSyn
+	case [2]timeline.State{timeline.StateCloseWait, timeline.StateLastAck}:
+		r := g.send(s.Time, segFIN, "FIN", to, inferred("TIME_WAIT"))
+		if g.peerTimeWait {
+			r.label[g.peer()] = inferred("TIME_WAIT")
+		}
+		return lastSyn
+	case [2]timeline.State{timeline.StateLastAck, timeline.StateClose}:
+		if c.Outcome == timeline.OutcomeClosed {
+			g.recv(s.Time, segAckFIN, "ACK", to, "")
+			return lastSyn
+		}
+	}
+	if s.To != timeline.StateClose {
+		g.state(s.Time, to)
+		return lastSyn
+	}
+	// Closed without a FIN exchange.
+	var note string
+	switch {
+	case c.Outcome == timeline.OutcomeTimeout && s.From == timeline.StateSynSent:
+		g.wait(s.Time - lastSyn)
+		note = "✗ gave up: no answer to the SYN"
+	case c.Outcome == timeline.OutcomeTimeout:
+		if g.lastRetransmit >= 0 {
+			g.wait(s.Time - g.lastRetransmit)
+		}
+		note = "✗ gave up: no ACK of what it sent"
+	case c.Outcome == timeline.OutcomeAborted:
+		note = "✗ the application closed it"
+	}
+	r := g.state(s.Time, to)
+	r.note = note
+	return lastSyn
+}
+
+// end adds what happens after the last event: the timewait socket's wait,
+// or that the connection was still open.
+func (g *rowBuilder) end() {
+	c := g.c
+	var last *timeline.Step
+	for i := range c.Steps {
+		if c.Steps[i].Kind == timeline.StepState {
+			last = &c.Steps[i]
+		}
+	}
+	who := ""
+	if g.from == right {
+		who = "peer "
+	}
+	note := func(s string) { g.add(row{note: s, dotted: true, tail: true}) }
+	switch {
+	case c.Outcome == timeline.OutcomeOpen && c.Evicted:
+		note(who + "evicted early: the table was full")
+	case c.Outcome == timeline.OutcomeOpen:
+		note(who + "still open when tracing stopped")
+	case last != nil && last.TimewaitSocket && (last.To == timeline.StateTimeWait || g.finToOrphan):
+		// 2MSL is TCP_TIMEWAIT_LEN, fixed at 60 s in Linux.
+		note(who + "TIME_WAIT for 2MSL (60 s), then gone")
+	case last != nil && last.TimewaitSocket:
+		note(who + "orphaned FIN_WAIT2: waits for the FIN")
+		fin := "at most tcp_fin_timeout (60 s default)"
+		if sys := c.Sysctls(); sys != nil && sys.FinTimeout >= 0 {
+			fin = "at most tcp_fin_timeout = " + strconv.Itoa(sys.FinTimeout) + " s"
+		}
+		note(fin)
+	}
+	if c.Incomplete {
+		note(who + "events were lost: steps may be missing")
+	}
+	if c.StepsDropped > 0 {
+		note(strconv.Itoa(c.StepsDropped) + " more retransmit/RST steps not kept")
+	}
+}
+
+// ladderRows builds the rows of local's record and, when peer is given,
+// those of the peer's record merged in, each segment drawn once.
+func ladderRows(local, peer *timeline.Connection) []row {
+	base := local.Start
+	if peer != nil {
+		base = min(base, peer.Start)
+	}
+	g := rowBuilder{c: local, from: left, base: base, other: peer == nil, ords: map[[2]int]int{}}
+	if peer == nil {
+		g.build()
+		return g.rows
+	}
+	p := rowBuilder{c: peer, from: right, base: base, ords: map[[2]int]int{}}
+	g.finToOrphan, p.finToOrphan = finToOrphan(local, peer), finToOrphan(peer, local)
+	g.peerTimeWait, p.peerTimeWait = p.finToOrphan, g.finToOrphan
+	g.build()
+	p.build()
+	return pairRows(g.rows, p.rows)
+}
+
+// finToOrphan: c was handed to an orphaned FIN_WAIT2 timewait socket and
+// other then sent its FIN, which that socket took to TIME_WAIT.
+func finToOrphan(c, other *timeline.Connection) bool {
+	var closed int64 = -1
+	for _, s := range c.Steps {
+		if s.Kind == timeline.StepState && s.TimewaitSocket && s.To == timeline.StateFinWait2 {
+			closed = s.Time
+		}
+	}
+	if closed < 0 {
+		return false
+	}
+	for _, s := range other.Steps {
+		if s.Kind == timeline.StepState && s.From == timeline.StateCloseWait && s.To == timeline.StateLastAck &&
+			s.Time >= closed {
+			return true
+		}
+	}
+	return false
+}
+
+// pairRows merges the rows of both ends in time order. A segment both ends
+// inferred (the sender from its state change, the receiver from its own)
+// is drawn once: the one a tracepoint saw, else the one whose time is
+// known, else the sender's. The other end's state from the dropped row is
+// written beside the arrow kept, or on a row of its own at its own time.
+func pairRows(a, b []row) []row {
+	rows := append(slices.Clip(a), b...)
+	sortKeys(rows[:len(a)])
+	sortKeys(rows[len(a):])
+	type segKey struct {
+		kind    segKind
+		toRight bool
+		ord     int
+	}
+	first := map[segKey]int{}
+	var detached []row
+	for i := range rows {
+		r := &rows[i]
+		if r.arrow.kind == 0 || r.arrow.kind == segRetransmit {
+			continue
+		}
+		k := segKey{r.arrow.kind, r.arrow.toRight, r.ord}
+		j, ok := first[k]
+		if !ok {
+			first[k] = i
+			continue
+		}
+		keep, drop := &rows[j], r
+		if better(r, keep) {
+			keep, drop = r, keep
+			first[k] = i
+		}
+		drop.gone = true
+		for s := range drop.label {
+			l := drop.label[s]
+			switch {
+			case l == "":
+			case keep.label[s] == "" && !drop.timed:
+				keep.label[s] = l
+			default:
+				d := row{t: drop.t, timed: drop.timed, key: max(drop.key, keep.key), from: drop.from}
+				d.label[s] = l
+				d.dup = 1 + int(first[k])
+				detached = append(detached, d)
+			}
+		}
+	}
+	// The detached rows point at the row they belong to by index: keep
+	// indices stable until they are resolved.
+	out := make([]row, 0, len(rows)+len(detached))
+	byIndex := make([]int, len(rows)) // index in rows -> index in out, -1 before
+	for i := range byIndex {
+		byIndex[i] = -1
+	}
+	all := append(rows, detached...)
+	order := make([]int, len(all))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(x, y int) int {
+		if all[x].key < all[y].key {
+			return -1
+		}
+		if all[x].key > all[y].key {
+			return 1
+		}
+		return 0
+	})
+	for _, i := range order {
+		r := all[i]
+		if r.gone {
+			continue
+		}
+		if r.dup > 0 {
+			// A state the segment caused at its receiver: beside the
+			// arrow, when it is the row just before and has room.
+			k := byIndex[r.dup-1]
+			if k >= 0 && k >= len(out)-2 && out[k].label[slotOf(r)] == "" {
+				out[k].label[slotOf(r)] = r.label[slotOf(r)]
+				continue
+			}
+			r.dup = 0
+		}
+		if i < len(rows) {
+			byIndex[i] = len(out)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func slotOf(r row) int {
+	if r.label[0] != "" {
+		return 0
+	}
+	return 1
+}
+
+// better says whether arrow row r is a better record of a segment than o.
+func better(r, o *row) bool {
+	if r.arrow.seen != o.arrow.seen {
+		return r.arrow.seen
+	}
+	if r.timed != o.timed {
+		return r.timed
+	}
+	return r.sender && !o.sender
+}
+
+// sortKeys gives each row of one end the time it sorts by: its own, or for
+// an untimed row (a timer's wait, the handshake of an accepted socket) that
+// of the next timed row, so it stays before it.
+func sortKeys(rows []row) {
+	next := int64(-1)
+	for i := len(rows) - 1; i >= 0; i-- {
+		if rows[i].timed {
+			next = rows[i].t
+		}
+		rows[i].key = next
+		if rows[i].tail {
+			rows[i].key = math.MaxInt64
+		}
+	}
+	last := int64(-1)
+	for i := range rows {
+		if rows[i].key < 0 {
+			rows[i].key = last
+		}
+		last = rows[i].key
+	}
+}
