@@ -76,6 +76,8 @@ type Tracer struct {
 
 	lost      uint64 // last value read from the kernel
 	decodeErr uint64
+	// scanStates: sockets by state in the last Scan (scanstates.go).
+	scanStates scanStates
 
 	closeOnce sync.Once
 	closeErr  error
