@@ -68,6 +68,7 @@ type Metrics struct {
 	sizes         []sizer
 
 	alerts *prometheus.CounterVec
+	folds  *prometheus.CounterVec // tcptrace_metrics_folded_series_total{family}
 	health *healthCollector
 
 	now        int64 // Unix ns, from the last record or tick: marks series as used
@@ -107,6 +108,7 @@ func New(cfg Config) (*Metrics, error) {
 		Help: "Updates that found their family at --metrics-max-series label sets and went to a series whose open-ended labels are ~other.",
 	}, []string{"family"})
 	m.registry.MustRegister(folds)
+	m.folds = folds
 
 	// newFamily registers a vec whose labels are the enumerated ones, then
 	// the base labels.
