@@ -148,7 +148,7 @@ func (o *options) tracerConfig() (tracer.Config, error) {
 	switch o.output {
 	case "text", "json", "none":
 	default:
-		return cfg, usagef("--output must be text, json or none, got %q", o.output)
+		return cfg, usagef("--output must be text or json (or none, with --metrics), got %q", o.output)
 	}
 	if err := o.checkMetricsFlags(); err != nil {
 		return cfg, err
