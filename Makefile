@@ -31,7 +31,7 @@ test: deps
 
 # The pure-Go tests only (no root needed).
 test-unit:
-	$(GO) test -count=1 ./tracer/timeline/ ./output/
+	$(GO) test -count=1 ./tracer/timeline/ ./output/ ./metrics/
 
 # The integration tests inside Debian's Linux 6.1 under QEMU/TCG, an older
 # kernel than the host's (test/kernels/README.md). For one test:

@@ -192,10 +192,13 @@ struct sk_state {
 	/* The owner was copied from the listener by the clone: in a prefork
 	 * server the worker that accept()s it is the real one. */
 	__u8 inherited;
-	/* The batch went out at CLOSE: what trails it (the RST of an abortive
-	 * close, an error report) goes out at once. Cleared when the socket
-	 * moves again (connect() after a failed attempt). */
-	__u8 closed;
+	/* The socket's events go out one by one: its batch went out at CLOSE,
+	 * and what trails it (the RST of an abortive close, an error report)
+	 * must follow at once; or a flush scan sent its queue because it is
+	 * held in a watched state, and what comes next (a SYN retry, the end)
+	 * must reach the loader before the alert it may be part of. Cleared
+	 * when the socket moves again (connect() after a failed attempt). */
+	__u8 one_by_one;
 	__u16 pad;
 	/* Entries queued. Whoever sends them claims them by swapping n to 0
 	 * with cmpxchg after copying them: the socket's own programs (which
@@ -415,7 +418,7 @@ static __always_inline struct sk_state *sk_state_of(const struct sock *sk, __u64
 		/* New, or the clone's copy of its listener's storage. */
 		st->inherited = st->owner.pid != 0;
 		st->cookie = cookie;
-		st->closed = 0;
+		st->one_by_one = 0;
 		st->n = 0;
 	}
 	return st;
@@ -629,7 +632,7 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 	__u8 flags = 0;
 
 	if (st && oldstate == TCP_CLOSE)
-		st->closed = 0; /* moving again: connect() after a failed attempt */
+		st->one_by_one = 0; /* moving again: connect() after a failed attempt */
 	if (owner_call) {
 		o = st ? &st->owner : &cur; /* no memory for the storage: this event still has it */
 		owner_from_current(o);
@@ -662,7 +665,7 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 	/* Listeners go out at once: the loader counts a listener's SYN+ACK
 	 * retransmissions on its record and knows servers by their listening
 	 * ports, both while it listens. */
-	if (batch_events && st && !st->closed && !listener && (!batch_netns || t.netns == batch_netns)) {
+	if (batch_events && st && !st->one_by_one && !listener && (!batch_netns || t.netns == batch_netns)) {
 		struct batch_entry ent = {
 			.ts_ns = bpf_ktime_get_ns(),
 			.sport = t.sport,
@@ -686,7 +689,7 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 		}
 		if (queue_event(sk, st, &ent, send)) {
 			if (newstate == TCP_CLOSE)
-				st->closed = 1;
+				st->one_by_one = 1;
 			return 0;
 		}
 	}
@@ -732,7 +735,7 @@ static __always_inline int emit_sock_event(const struct sock *sk, __u8 type, __u
 	if (owner_filtered(o))
 		return 0;
 
-	if (batch_events && st && !st->closed && (!batch_netns || t.netns == batch_netns)) {
+	if (batch_events && st && !st->one_by_one && (!batch_netns || t.netns == batch_netns)) {
 		struct batch_entry ent = {
 			.ts_ns = bpf_ktime_get_ns(),
 			.sport = t.sport,
@@ -1161,6 +1164,8 @@ int flush_batches(struct bpf_iter__tcp *ctx)
 	__builtin_memcpy(b.ev, st->ev, sizeof(b.ev));
 	if (__sync_val_compare_and_swap(&st->n, n, 0) != n)
 		return 0; /* the socket's own program sent it meanwhile */
+	if (!flush_all)
+		st->one_by_one = 1;
 	fill_batch(&b, (const struct sock *)tp, st, n);
 	bpf_seq_write(ctx->meta->seq, &b, sizeof(b));
 	return 0;

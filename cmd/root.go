@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/tcptrace/tcptrace/metrics"
 	"github.com/tcptrace/tcptrace/tracer"
 	"github.com/tcptrace/tcptrace/tracer/timeline"
 )
@@ -51,6 +53,11 @@ type options struct {
 	cpuProfile     string
 	ownerIO        bool
 	ladder, ascii  bool
+
+	metrics          string // --metrics ADDR (cmd/metrics.go)
+	metricsLabels    []string
+	metricsMaxSeries int
+	metricsSeriesTTL time.Duration
 }
 
 // Version is set at build time with -ldflags "-X .../cmd.Version=v1.2.3".
@@ -99,7 +106,7 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	f.StringVarP(&o.output, "output", "o", "text", "output format: text, json, or none (with --metrics)")
 	f.BoolVar(&o.events, "events", false, "also print every kernel event as it happens, and the end of each TIME_WAIT")
 	f.UintSliceVar(&o.ports, "port", nil, "only connections with this local or remote port (repeatable, up to 8)")
 	f.IntVar(&o.pid, "pid", 0, "only connections owned by this process ID")
@@ -125,6 +132,14 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 	f.BoolVar(&o.ladder, "ladder", false,
 		"draw each connection as a TCP ladder diagram: this host and the peer side by side, segments between them, time going down")
 	f.BoolVar(&o.ascii, "ascii", false, "draw --ladder diagrams in plain ASCII instead of box-drawing characters")
+	f.StringVar(&o.metrics, "metrics", "",
+		"serve Prometheus metrics at http://ADDR/metrics (and /healthz) while tracing: host:port, or :9464 for all addresses")
+	f.StringSliceVar(&o.metricsLabels, "metrics-labels", nil,
+		"extra metric labels, comma-separated: "+strings.Join(metrics.ExtraLabelNames(), ", ")+" (each multiplies the series)")
+	f.IntVar(&o.metricsMaxSeries, "metrics-max-series", 10000,
+		"most label sets per metric family; beyond it new ones are folded into series labelled ~other")
+	f.DurationVar(&o.metricsSeriesTTL, "metrics-series-ttl", 10*time.Minute,
+		"delete a metric series not updated for this long")
 	// For developers measuring the loader under load (make bench): the
 	// profile covers tracing, not start-up.
 	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the tracing to this file")
@@ -140,9 +155,12 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 func (o *options) tracerConfig() (tracer.Config, error) {
 	var cfg tracer.Config
 	switch o.output {
-	case "text", "json":
+	case "text", "json", "none":
 	default:
-		return cfg, usagef("--output must be text or json, got %q", o.output)
+		return cfg, usagef("--output must be text or json (or none, with --metrics), got %q", o.output)
+	}
+	if err := o.checkMetricsFlags(); err != nil {
+		return cfg, err
 	}
 	if err := o.checkLadder(); err != nil {
 		return cfg, err

@@ -38,6 +38,8 @@ type session struct {
 	// timeWaitAsked is set by SIGUSR1: print TIME_WAIT counts now.
 	timeWaitAsked atomic.Bool
 	scanErr       error
+
+	metrics *sessionMetrics // --metrics; nil when off (cmd/metrics.go)
 }
 
 func (s *session) Event(e *timeline.Event) {
@@ -52,6 +54,9 @@ func (s *session) Tick(now time.Time) {
 	asked := s.timeWaitAsked.Swap(false)
 	if asked || s.corr.Orphans() > 0 && now.Sub(s.lastScan) >= s.scanEvery {
 		s.scan(now)
+	}
+	if s.metrics != nil {
+		s.metricsTick(now)
 	}
 	if asked {
 		total, top, _ := s.corr.TimeWait(10)
@@ -85,6 +90,9 @@ func (s *session) Lost(n uint64) {
 }
 
 func (s *session) connection(c *timeline.Connection) {
+	if s.metrics != nil {
+		s.metrics.m.Connection(c) // every record, whatever is printed
+	}
 	if s.limit > 0 && s.emitted >= s.limit {
 		return
 	}
@@ -98,7 +106,12 @@ func (s *session) connection(c *timeline.Connection) {
 	}
 }
 
-func (s *session) alert(a *timeline.Alert) { s.out.Alert(a) }
+func (s *session) alert(a *timeline.Alert) {
+	if s.metrics != nil {
+		s.metrics.m.Alert(a)
+	}
+	s.out.Alert(a)
+}
 
 // startCPUProfile profiles the process into path until the returned func runs.
 func startCPUProfile(path string) (func(), error) {
@@ -140,6 +153,12 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 		defer cancelTimeout()
 	}
 
+	sm, err := startMetrics(o)
+	if err != nil {
+		return err
+	}
+	defer sm.close()
+
 	started := time.Now()
 	t, err := tracer.New(cfg)
 	if err != nil {
@@ -152,17 +171,9 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 
 	var cgroups tracer.CgroupPaths
 	opts := output.Options{CgroupPath: cgroups.Path}
-	var out output.Writer
-	switch {
-	case o.output == "json":
-		out = output.NewJSON(stdout, opts)
-	case o.ladder:
-		out = newLadder(stdout, o, opts)
-	default:
-		out = output.NewText(stdout, nil, opts)
-	}
+	out := newOutput(o, stdout, opts)
 	s := &session{tracer: t, out: out, events: o.events, onlyAnomalies: o.onlyAnomalies, limit: o.count,
-		stop: cancel, scanEvery: time.Second}
+		stop: cancel, scanEvery: time.Second, metrics: sm}
 	sys := t.Sysctls()
 	corrCfg := timeline.DefaultConfig()
 	corrCfg.MaxConnections = o.maxConnections

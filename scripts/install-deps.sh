@@ -3,6 +3,8 @@
 # beyond Go: clang/llvm and libbpf headers to compile bpf/ (make generate),
 # nftables for the integration tests that drop SYNs, podman and runc for the
 # container image tests (deploy/). Only what is missing.
+# nftables for the integration tests that drop SYNs, prometheus for the
+# metrics tests. Only what is missing.
 set -euo pipefail
 
 need=()
@@ -13,6 +15,9 @@ command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
 command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
+# prometheus: promtool checks the alerting rules and the exposition, and the
+# metrics integration test scrapes tcptrace with the real server.
+command -v promtool >/dev/null || need+=(prometheus)
 for pkg in "$@"; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -238,9 +238,11 @@ func (t *Tracer) Seed(c *timeline.Correlator, now int64) error {
 // it follows orphaned FIN_WAIT2 sockets and counts TIME_WAIT ones.
 func (t *Tracer) Scan(c *timeline.Correlator, now int64) error {
 	c.BeginScan()
-	if err := t.ScanSockets(c.ScanSocket); err != nil {
+	counts := make(map[timeline.State]int)
+	if err := t.ScanSockets(counting(counts, c.ScanSocket)); err != nil {
 		return err // no EndScan: it would take every followed orphan for dropped
 	}
 	c.EndScan(now)
+	t.scanStates.set(counts)
 	return nil
 }

@@ -129,7 +129,7 @@ type tcptraceSkState struct {
 	Cookie      uint64
 	Owner       tcptraceOwner
 	Inherited   uint8
-	Closed      uint8
+	OneByOne    uint8
 	Pad         uint16
 	N           uint32
 	_           [4]byte

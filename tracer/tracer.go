@@ -95,6 +95,8 @@ type Tracer struct {
 	flushErr  uint64 // flush scans that failed
 
 	acceptAttached bool // an accept() exit program is attached
+	// scanStates: sockets by state in the last Scan (scanstates.go).
+	scanStates scanStates
 
 	closeOnce sync.Once
 	closeErr  error
