@@ -101,6 +101,8 @@ type tcptraceSockInfo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	tcptraceMapCgroupAllow              = "cgroup_allow"
+	tcptraceMapCgroupMatched            = "cgroup_matched"
 	tcptraceMapEvents                   = "events"
 	tcptraceMapListeners                = "listeners"
 	tcptraceMapOwners                   = "owners"
@@ -118,6 +120,7 @@ const (
 	tcptraceProgHandleSendResetNoreason = "handle_send_reset_noreason"
 	tcptraceProgHandleSetState          = "handle_set_state"
 	tcptraceVarFilterCgroup             = "filter_cgroup"
+	tcptraceVarFilterCgroupMap          = "filter_cgroup_map"
 	tcptraceVarFilterComm               = "filter_comm"
 	tcptraceVarFilterCommSet            = "filter_comm_set"
 	tcptraceVarFilterFamily             = "filter_family"
@@ -193,11 +196,13 @@ type tcptraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcptraceMapSpecs struct {
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Listeners   *ebpf.MapSpec `ebpf:"listeners"`
-	Owners      *ebpf.MapSpec `ebpf:"owners"`
-	PortMatched *ebpf.MapSpec `ebpf:"port_matched"`
-	SkOwners    *ebpf.MapSpec `ebpf:"sk_owners"`
+	CgroupAllow   *ebpf.MapSpec `ebpf:"cgroup_allow"`
+	CgroupMatched *ebpf.MapSpec `ebpf:"cgroup_matched"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	Listeners     *ebpf.MapSpec `ebpf:"listeners"`
+	Owners        *ebpf.MapSpec `ebpf:"owners"`
+	PortMatched   *ebpf.MapSpec `ebpf:"port_matched"`
+	SkOwners      *ebpf.MapSpec `ebpf:"sk_owners"`
 }
 
 // tcptraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -205,6 +210,7 @@ type tcptraceMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcptraceVariableSpecs struct {
 	FilterCgroup     *ebpf.VariableSpec `ebpf:"filter_cgroup"`
+	FilterCgroupMap  *ebpf.VariableSpec `ebpf:"filter_cgroup_map"`
 	FilterComm       *ebpf.VariableSpec `ebpf:"filter_comm"`
 	FilterCommSet    *ebpf.VariableSpec `ebpf:"filter_comm_set"`
 	FilterFamily     *ebpf.VariableSpec `ebpf:"filter_family"`
@@ -241,15 +247,19 @@ func (o *tcptraceObjects) Close() error {
 //
 // It can be passed to loadTcptraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcptraceMaps struct {
-	Events      *ebpf.Map `ebpf:"events"`
-	Listeners   *ebpf.Map `ebpf:"listeners"`
-	Owners      *ebpf.Map `ebpf:"owners"`
-	PortMatched *ebpf.Map `ebpf:"port_matched"`
-	SkOwners    *ebpf.Map `ebpf:"sk_owners"`
+	CgroupAllow   *ebpf.Map `ebpf:"cgroup_allow"`
+	CgroupMatched *ebpf.Map `ebpf:"cgroup_matched"`
+	Events        *ebpf.Map `ebpf:"events"`
+	Listeners     *ebpf.Map `ebpf:"listeners"`
+	Owners        *ebpf.Map `ebpf:"owners"`
+	PortMatched   *ebpf.Map `ebpf:"port_matched"`
+	SkOwners      *ebpf.Map `ebpf:"sk_owners"`
 }
 
 func (m *tcptraceMaps) Close() error {
 	return _TcptraceClose(
+		m.CgroupAllow,
+		m.CgroupMatched,
 		m.Events,
 		m.Listeners,
 		m.Owners,
@@ -263,6 +273,7 @@ func (m *tcptraceMaps) Close() error {
 // It can be passed to loadTcptraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcptraceVariables struct {
 	FilterCgroup     *ebpf.Variable `ebpf:"filter_cgroup"`
+	FilterCgroupMap  *ebpf.Variable `ebpf:"filter_cgroup_map"`
 	FilterComm       *ebpf.Variable `ebpf:"filter_comm"`
 	FilterCommSet    *ebpf.Variable `ebpf:"filter_comm_set"`
 	FilterFamily     *ebpf.Variable `ebpf:"filter_family"`
