@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tcptrace/tcptrace/containers"
 	"github.com/tcptrace/tcptrace/output"
 	"github.com/tcptrace/tcptrace/tracer"
 	"github.com/tcptrace/tcptrace/tracer/timeline"
@@ -24,6 +25,7 @@ type session struct {
 	corr          *timeline.Correlator
 	events        bool
 	onlyAnomalies bool
+	containers    *containers.Resolver
 	lost          uint64
 
 	limit   int // --count; 0: none
@@ -41,7 +43,15 @@ type session struct {
 }
 
 func (s *session) Event(e *timeline.Event) {
+	if e.Cgroup != 0 {
+		// A socket's first event: learn its container now, while its
+		// cgroup exists, so that its record names it.
+		s.containers.Lookup(e.Cgroup)
+	}
 	if s.events {
+		if e.Cgroup == 0 && e.Cookie != 0 {
+			e.Cgroup = s.corr.Cgroup(e.Cookie) // only the first event carries it
+		}
 		s.out.Event(e)
 	}
 	s.corr.Add(e)
@@ -151,14 +161,21 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 	}
 
 	var cgroups tracer.CgroupPaths
-	opts := output.Options{CgroupPath: cgroups.Path}
+	resolver := o.newResolver()
+	defer resolver.Close()
+	stopFilter, err := o.startContainerFilter(ctx, t, resolver)
+	if err != nil {
+		return err
+	}
+	defer stopFilter()
+	opts := output.Options{CgroupPath: cgroups.Path, Container: resolver.Lookup}
 	var out output.Writer
 	if o.output == "json" {
 		out = output.NewJSON(stdout, opts)
 	} else {
 		out = output.NewText(stdout, nil, opts)
 	}
-	s := &session{tracer: t, out: out, events: o.events, onlyAnomalies: o.onlyAnomalies, limit: o.count,
+	s := &session{tracer: t, out: out, events: o.events, onlyAnomalies: o.onlyAnomalies, containers: resolver, limit: o.count,
 		stop: cancel, scanEvery: time.Second}
 	sys := t.Sysctls()
 	corrCfg := timeline.DefaultConfig()

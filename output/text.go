@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tcptrace/tcptrace/containers"
 	"github.com/tcptrace/tcptrace/tracer/timeline"
 )
 
@@ -37,6 +38,7 @@ func (t *Text) Connection(c *timeline.Connection) error {
 	b = time.Unix(0, c.Start).In(t.loc).AppendFormat(b, "15:04:05.000")
 	b = append(b, ' ')
 	b = appendOwner(b, c.Comm, c.PID)
+	b = appendContainerLabel(b, t.opts.container(c.Cgroup))
 	b = append(b, ' ')
 	b = appendAddrPort(b, c.LAddr, c.LPort)
 	b = append(b, " → "...)
@@ -89,6 +91,40 @@ func (t *Text) Connection(c *timeline.Connection) error {
 	}
 	t.buf = b
 	return t.write()
+}
+
+// appendContainerLabel writes " [pod NAMESPACE/NAME container NAME]" for
+// a socket in a container, with the first 12 digits of ids where names are
+// not known (yet); nothing for a host process.
+func appendContainerLabel(b []byte, c *containers.Info) []byte {
+	if c == nil {
+		return b
+	}
+	b = append(b, " ["...)
+	switch {
+	case c.Pod != "":
+		b = append(b, "pod "...)
+		if c.Namespace != "" {
+			b = appendSafe(b, c.Namespace)
+			b = append(b, '/')
+		}
+		b = appendSafe(b, c.Pod)
+	case c.PodUID != "":
+		b = append(b, "pod "...)
+		b = appendSafe(b, c.PodUID)
+	}
+	if c.ID != "" || c.Name != "" {
+		if c.Pod != "" || c.PodUID != "" {
+			b = append(b, ' ')
+		}
+		b = append(b, "container "...)
+		if c.Name != "" {
+			b = appendSafe(b, c.Name)
+		} else {
+			b = appendSafe(b, c.ID[:min(12, len(c.ID))])
+		}
+	}
+	return append(b, ']')
 }
 
 // appendFigures writes the tcp_sock figures line, when there are any.
@@ -204,6 +240,7 @@ func (t *Text) Alert(a *timeline.Alert) error {
 	b = appendDuration(b, a.For())
 	b = append(b, ": "...)
 	b = appendOwner(b, a.Comm, a.PID)
+	b = appendContainerLabel(b, t.opts.container(a.Cgroup))
 	b = append(b, ' ')
 	b = appendAddrPort(b, a.LAddr, a.LPort)
 	b = append(b, " → "...)
@@ -335,6 +372,7 @@ func (t *Text) Event(e *timeline.Event) error {
 	b = appendAddrPort(b, e.RAddr, e.RPort)
 	b = append(b, ' ')
 	b = appendOwner(b, e.Comm, e.PID)
+	b = appendContainerLabel(b, t.opts.container(e.Cgroup))
 	if e.Errno != 0 {
 		b = append(b, ' ')
 		b = append(b, timeline.ErrnoName(e.Errno)...)

@@ -544,7 +544,7 @@ func (c *Correlator) addSynAck(e *Event) {
 			c.pruneSynAcks(e.Time, true)
 		}
 		r.alert = Alert{Kind: AlertSynRecv, Cookie: e.Cookie, LAddr: e.LAddr, RAddr: e.RAddr, LPort: e.LPort,
-			RPort: e.RPort, NetNS: e.NetNS, PID: e.PID, Comm: e.Comm, State: StateSynRecv, Since: e.Time}
+			RPort: e.RPort, NetNS: e.NetNS, PID: e.PID, Comm: e.Comm, Cgroup: e.Cgroup, State: StateSynRecv, Since: e.Time}
 	}
 	if r.n < maxSynAckKept {
 		r.times[r.n] = e.Time
@@ -650,7 +650,7 @@ func (c *Correlator) freezeIdle(now int64) {
 func (c *Correlator) raise(conn *Connection, now int64) {
 	s := conn.LastState()
 	a := Alert{Time: now, Kind: watchable(s), Cookie: conn.Cookie, LAddr: conn.LAddr, RAddr: conn.RAddr,
-		LPort: conn.LPort, RPort: conn.RPort, NetNS: conn.NetNS, PID: conn.PID, Comm: conn.Comm, State: s,
+		LPort: conn.LPort, RPort: conn.RPort, NetNS: conn.NetNS, PID: conn.PID, Comm: conn.Comm, Cgroup: conn.Cgroup, State: s,
 		Since: conn.stateSince, SinceUnknown: conn.sinceUnknown}
 	switch s {
 	case StateSynSent:
@@ -862,7 +862,7 @@ func (c *Correlator) follow(conn *Connection, timeWait bool) {
 		timeWait: timeWait,
 		alert: Alert{Kind: AlertFinWait2Orphan, Cookie: conn.Cookie, LAddr: conn.LAddr, RAddr: conn.RAddr,
 			LPort: conn.LPort, RPort: conn.RPort, NetNS: conn.NetNS, PID: conn.PID, Comm: conn.Comm,
-			State: state, Since: conn.closedAt},
+			Cgroup: conn.Cgroup, State: state, Since: conn.closedAt},
 		nextAlert: conn.closedAt + c.cfg.StuckAfter,
 		seen:      c.scanGen + 1, // not gone before the next scan had a chance to see it
 	}
