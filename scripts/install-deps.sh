@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, from Debian packages, what building and testing tcptrace needs
 # beyond Go: clang/llvm and libbpf headers to compile bpf/ (make generate),
-# nftables for the integration tests that drop SYNs. Only what is missing.
+# nftables for the integration tests that drop SYNs, podman and runc for the
+# container tests. Only what is missing.
 set -euo pipefail
 
 need=()
@@ -10,6 +11,8 @@ command -v llvm-strip >/dev/null || need+=(llvm)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
+command -v podman >/dev/null || need+=(podman)
+command -v runc >/dev/null || need+=(runc)
 for pkg in "$@"; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
