@@ -35,7 +35,7 @@ func NewJSON(w io.Writer, opts Options) *JSON { return &JSON{base: newBase(w, op
 // Connection writes a {"type":"connection"} record.
 func (j *JSON) Connection(c *timeline.Connection) error {
 	b := j.buf
-	b = append(b, lineStart + `"connection","cookie":`...)
+	b = append(b, lineStart+`"connection","cookie":`...)
 	b = strconv.AppendUint(b, c.Cookie, 10)
 	b = j.appendTimeField(b, "start", c.Start)
 	b = j.appendTimeField(b, "end", c.End)
@@ -154,7 +154,7 @@ func appendStep(b []byte, c *timeline.Connection, s *timeline.Step) []byte {
 // Event writes a {"type":"event"} line for one kernel event.
 func (j *JSON) Event(e *timeline.Event) error {
 	b := j.buf
-	b = append(b, lineStart + `"event"`...)
+	b = append(b, lineStart+`"event"`...)
 	b = j.appendTimeField(b, "time", e.Time)
 	b = appendUintField(b, "cookie", e.Cookie)
 	b = appendStringField(b, "event", e.Type.String())
@@ -187,7 +187,7 @@ func (j *JSON) Event(e *timeline.Event) error {
 // Alert writes a {"type":"alert"} line.
 func (j *JSON) Alert(a *timeline.Alert) error {
 	b := j.buf
-	b = append(b, lineStart + `"alert"`...)
+	b = append(b, lineStart+`"alert"`...)
 	b = j.appendTimeField(b, "time", a.Time)
 	b = appendStringField(b, "kind", a.Kind.String())
 	b = appendStringField(b, "state", a.State.String())
@@ -210,7 +210,7 @@ func (j *JSON) Alert(a *timeline.Alert) error {
 // TimeWait writes a {"type":"time_wait"} line.
 func (j *JSON) TimeWait(at time.Time, total uint64, top []timeline.EndpointCount) error {
 	b := j.buf
-	b = append(b, lineStart + `"time_wait"`...)
+	b = append(b, lineStart+`"time_wait"`...)
 	b = j.appendTimeField(b, "time", at.UnixNano())
 	b = appendUintField(b, "total", total)
 	b = append(b, `,"by_remote":[`...)
@@ -223,7 +223,7 @@ func (j *JSON) TimeWait(at time.Time, total uint64, top []timeline.EndpointCount
 // Lost writes a {"type":"lost"} line.
 func (j *JSON) Lost(at time.Time, n, total uint64) error {
 	b := j.buf
-	b = append(b, lineStart + `"lost"`...)
+	b = append(b, lineStart+`"lost"`...)
 	b = j.appendTimeField(b, "time", at.UnixNano())
 	b = appendUintField(b, "count", n)
 	b = appendUintField(b, "total", total)
@@ -235,7 +235,7 @@ func (j *JSON) Lost(at time.Time, n, total uint64) error {
 // Summary writes the closing {"type":"summary"} line.
 func (j *JSON) Summary(s *Summary) error {
 	b := j.buf
-	b = append(b, lineStart + `"summary"`...)
+	b = append(b, lineStart+`"summary"`...)
 	b = appendMillisField(b, "duration_ms", int64(s.Duration))
 	b = appendUintField(b, "connections", s.Connections)
 	b = append(b, `,"by_outcome":{`...)
