@@ -221,6 +221,9 @@ const volatile __u16 filter_ports[MAX_FILTER_PORTS] = {};
 const volatile __u32 filter_comm_set = 0;
 const volatile char filter_comm[COMM_LEN] = {};
 const volatile __u64 filter_cgroup = 0;
+/* --container/--pod: the allowed cgroups are in the map cgroup_allow, which
+ * user space keeps up to date as containers come and go. */
+const volatile __u32 filter_cgroup_map = 0;
 /* Wake the reader only once this much is queued; otherwise it polls on a
  * short timer. Saves a wakeup per event under load. 0 wakes every time. */
 const volatile __u64 wakeup_bytes = 0;
@@ -304,6 +307,26 @@ struct {
 	__type(value, __u8);
 } port_matched SEC(".maps");
 
+/* The cgroup ids a --container/--pod filter allows (filter_cgroup_map). */
+#define MAX_CGROUP_ALLOW 4096
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_CGROUP_ALLOW);
+	__type(key, __u64);
+	__type(value, __u8);
+} cgroup_allow SEC(".maps");
+
+/* Cookies of connections that passed a cgroup filter, noted at their
+ * X -> CLOSE: a timewait socket keeps its connection's cookie but has no
+ * cgroup, and its events (a RST from TIME_WAIT) pass if the connection did.
+ * Only used with a cgroup filter. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} cgroup_matched SEC(".maps");
+
 struct tuple {
 	__u32 netns;
 	__u16 family;
@@ -371,9 +394,22 @@ static __always_inline __u64 sk_cgroup(const struct sock *sk)
 	return cg ? cg->kn->id : 0;
 }
 
-static __always_inline bool cgroup_filtered(__u64 cgroup)
+static __always_inline bool cgroup_filter_on(void)
 {
-	return filter_cgroup && cgroup != filter_cgroup;
+	return filter_cgroup || filter_cgroup_map;
+}
+
+/* cgroup 0: no full socket (timewait or request socket, or a RST with no
+ * socket), which passes only as part of a connection that passed. */
+static __always_inline bool cgroup_filtered(__u64 cgroup, __u64 cookie)
+{
+	if (!cgroup_filter_on())
+		return false;
+	if (!cgroup)
+		return !cookie || !bpf_map_lookup_elem(&cgroup_matched, &cookie);
+	if (filter_cgroup)
+		return cgroup != filter_cgroup;
+	return !bpf_map_lookup_elem(&cgroup_allow, &cgroup);
 }
 
 static __always_inline void read_tcp_stats(const struct sock *sk, struct event *e)
@@ -621,8 +657,12 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 	/* Every event of a full socket carries its cgroup, also a connection
 	 * older than tcptrace whose first transition is not its first. */
 	__u64 cgroup = sk_cgroup(sk);
-	if (cgroup_filtered(cgroup))
+	if (cgroup_filtered(cgroup, cookie))
 		return 0;
+	if (cgroup_filter_on() && newstate == TCP_CLOSE) {
+		__u8 one = 1;
+		bpf_map_update_elem(&cgroup_matched, &cookie, &one, BPF_ANY);
+	}
 
 	bool listener = (oldstate == TCP_LISTEN && newstate != TCP_SYN_RECV) || newstate == TCP_LISTEN;
 	bool owner_call = in_owner_syscall(oldstate, newstate);
@@ -725,7 +765,7 @@ static __always_inline int emit_sock_event(const struct sock *sk, __u8 type, __u
 	__u64 cgroup = 0;
 	if (state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV)
 		cgroup = sk_cgroup(sk);
-	if (cgroup_filtered(cgroup))
+	if (cgroup_filtered(cgroup, cookie))
 		return 0;
 
 	/* Timewait and request sockets have no storage: resolve_owner() falls
@@ -780,7 +820,7 @@ int BPF_PROG(handle_retransmit_synack, const struct sock *sk, const struct reque
 		return 0;
 
 	__u64 cgroup = sk_cgroup(sk);
-	if (cgroup_filtered(cgroup))
+	if (cgroup_filtered(cgroup, 0))
 		return 0;
 	__u64 cookie = bpf_get_socket_cookie((void *)sk);
 	struct owner *o = resolve_owner(sk_state_of(sk, cookie, false), cookie);
@@ -827,7 +867,7 @@ static __always_inline int rst_without_socket(const struct sk_buff *skb, __u32 n
 	t.dport = bpf_ntohs(ports[0]);
 	/* With no socket at all, the namespace is the receiving device's. */
 	t.netns = netns ? netns : skb->dev->nd_net.net->ns.inum;
-	if (tuple_filtered(&t, 0) || owner_filtered(0) || cgroup_filtered(0))
+	if (tuple_filtered(&t, 0) || owner_filtered(0) || cgroup_filtered(0, 0))
 		return 0;
 
 	struct event *e = reserve_event();

@@ -24,10 +24,6 @@ const metricsScanEvery = 15 * time.Second
 // HTTP handler. Scrapes see figures at most this old.
 const metricsPublishEvery = time.Second
 
-// containerLookup names the containers of sockets for the metrics' labels;
-// nil until container resolution is wired in (labels then stay empty).
-var containerLookup containers.LookupFunc
-
 // checkMetricsFlags validates the --metrics flags (usage errors).
 func (o *options) checkMetricsFlags() error {
 	if o.output == "none" && o.metrics == "" {
@@ -68,7 +64,7 @@ type sessionMetrics struct {
 
 // startMetrics binds --metrics and serves it; before tracing starts, so that
 // a bad address fails at once.
-func startMetrics(o *options) (*sessionMetrics, error) {
+func startMetrics(o *options, containerLookup containers.LookupFunc) (*sessionMetrics, error) {
 	if o.metrics == "" {
 		return nil, nil
 	}

@@ -58,6 +58,7 @@ type options struct {
 	metricsLabels    []string
 	metricsMaxSeries int
 	metricsSeriesTTL time.Duration
+	ctr            containerOptions
 }
 
 // Version is set at build time with -ldflags "-X .../cmd.Version=v1.2.3".
@@ -123,6 +124,12 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 	f.DurationVar(&o.stuckAfter, "stuck-after", 30*time.Second,
 		"alert on connections stuck this long in CLOSE_WAIT, FIN_WAIT2, SYN_SENT or SYN_RECV (0: never)")
 	f.StringVar(&o.cgroup, "cgroup", "", "only sockets of this cgroup v2: its directory, or its path in the hierarchy (/system.slice/nginx.service)")
+	f.StringArrayVar(&o.ctr.containers, "container", nil,
+		"only sockets of this container: its name, or an id (prefix); repeatable. Names need the runtime's API")
+	f.StringArrayVar(&o.ctr.pods, "pod", nil,
+		"only sockets of this Kubernetes pod: NAME, NAMESPACE/NAME or its UID; repeatable. Names need the CRI API")
+	f.StringArrayVar(&o.ctr.runtimeEndpoints, "runtime-endpoint", nil,
+		"container runtime API socket to name containers with, RUNTIME=PATH (docker, podman, containerd, cri-o); repeatable; replaces the usual sockets")
 	f.BoolVar(&o.onlyAnomalies, "only-anomalies", false,
 		"print only connections that did not close cleanly or needed handshake retries, and alerts")
 	f.BoolVar(&o.ownerIO, "owner-io", false,
@@ -203,6 +210,9 @@ func (o *options) tracerConfig() (tracer.Config, error) {
 			return cfg, usagef("--cgroup: %v", err)
 		}
 		cfg.Cgroup = id
+	}
+	if err := o.containerConfig(&cfg); err != nil {
+		return cfg, err
 	}
 	if o.stuckAfter < 0 {
 		return cfg, usagef("--stuck-after must be positive (or 0 to disable alerts), got %s", o.stuckAfter)

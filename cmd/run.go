@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tcptrace/tcptrace/containers"
 	"github.com/tcptrace/tcptrace/output"
 	"github.com/tcptrace/tcptrace/tracer"
 	"github.com/tcptrace/tcptrace/tracer/timeline"
@@ -24,6 +25,7 @@ type session struct {
 	corr          *timeline.Correlator
 	events        bool
 	onlyAnomalies bool
+	containers    *containers.Resolver
 	lost          uint64
 
 	limit   int // --count; 0: none
@@ -43,7 +45,15 @@ type session struct {
 }
 
 func (s *session) Event(e *timeline.Event) {
+	if e.Cgroup != 0 {
+		// A socket's first event: learn its container now, while its
+		// cgroup exists, so that its record names it.
+		s.containers.Lookup(e.Cgroup)
+	}
 	if s.events {
+		if e.Cgroup == 0 && e.Cookie != 0 {
+			e.Cgroup = s.corr.Cgroup(e.Cookie) // only the first event carries it
+		}
 		s.out.Event(e)
 	}
 	s.corr.Add(e)
@@ -153,7 +163,10 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 		defer cancelTimeout()
 	}
 
-	sm, err := startMetrics(o)
+	// Containers are named for the output and the metrics' labels alike.
+	resolver := o.newResolver()
+	defer resolver.Close()
+	sm, err := startMetrics(o, resolver.Lookup)
 	if err != nil {
 		return err
 	}
@@ -170,9 +183,14 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 	}
 
 	var cgroups tracer.CgroupPaths
-	opts := output.Options{CgroupPath: cgroups.Path}
+	stopFilter, err := o.startContainerFilter(ctx, t, resolver)
+	if err != nil {
+		return err
+	}
+	defer stopFilter()
+	opts := output.Options{CgroupPath: cgroups.Path, Container: resolver.Lookup}
 	out := newOutput(o, stdout, opts)
-	s := &session{tracer: t, out: out, events: o.events, onlyAnomalies: o.onlyAnomalies, limit: o.count,
+	s := &session{tracer: t, out: out, events: o.events, onlyAnomalies: o.onlyAnomalies, containers: resolver, limit: o.count,
 		stop: cancel, scanEvery: time.Second, metrics: sm}
 	sys := t.Sysctls()
 	corrCfg := timeline.DefaultConfig()

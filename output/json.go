@@ -7,8 +7,17 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tcptrace/tcptrace/containers"
 	"github.com/tcptrace/tcptrace/tracer/timeline"
 )
+
+// SchemaVersion is the first field of every JSON line ("schema_version").
+// Version 1 (no such field) had no "container"; version 2 added it. Fields
+// are added within a version, never renamed or removed.
+const SchemaVersion = 2
+
+// lineStart opens every JSON line: the schema version, then the type.
+const lineStart = `{"schema_version":2,"type":`
 
 // JSON writes one JSON object per line. The schema is documented in the
 // README and kept stable: fields are added, never renamed or removed.
@@ -26,7 +35,7 @@ func NewJSON(w io.Writer, opts Options) *JSON { return &JSON{base: newBase(w, op
 // Connection writes a {"type":"connection"} record.
 func (j *JSON) Connection(c *timeline.Connection) error {
 	b := j.buf
-	b = append(b, `{"type":"connection","cookie":`...)
+	b = append(b, lineStart+`"connection","cookie":`...)
 	b = strconv.AppendUint(b, c.Cookie, 10)
 	b = j.appendTimeField(b, "start", c.Start)
 	b = j.appendTimeField(b, "end", c.End)
@@ -41,6 +50,7 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 	b = appendStringField(b, "comm", c.Comm)
 	b = appendUintField(b, "uid", uint64(c.UID))
 	b = appendNullableString(b, "cgroup", j.opts.cgroupPath(c.Cgroup))
+	b = appendContainer(b, j.opts.container(c.Cgroup))
 	b = appendUintField(b, "netns", uint64(c.NetNS))
 	b = appendStringField(b, "outcome", c.Outcome.String())
 	if c.ClosedBy == timeline.ClosedByNone {
@@ -144,7 +154,7 @@ func appendStep(b []byte, c *timeline.Connection, s *timeline.Step) []byte {
 // Event writes a {"type":"event"} line for one kernel event.
 func (j *JSON) Event(e *timeline.Event) error {
 	b := j.buf
-	b = append(b, `{"type":"event"`...)
+	b = append(b, lineStart+`"event"`...)
 	b = j.appendTimeField(b, "time", e.Time)
 	b = appendUintField(b, "cookie", e.Cookie)
 	b = appendStringField(b, "event", e.Type.String())
@@ -155,6 +165,7 @@ func (j *JSON) Event(e *timeline.Event) error {
 		b = appendStringField(b, "state", e.NewState.String())
 	}
 	b = appendEndpoints(b, e.LAddr, e.LPort, e.RAddr, e.RPort, e.PID, e.Comm, e.NetNS)
+	b = appendContainer(b, j.opts.container(e.Cgroup))
 	if e.Errno != 0 {
 		b = appendStringField(b, "errno", timeline.ErrnoName(e.Errno))
 	}
@@ -176,7 +187,7 @@ func (j *JSON) Event(e *timeline.Event) error {
 // Alert writes a {"type":"alert"} line.
 func (j *JSON) Alert(a *timeline.Alert) error {
 	b := j.buf
-	b = append(b, `{"type":"alert"`...)
+	b = append(b, lineStart+`"alert"`...)
 	b = j.appendTimeField(b, "time", a.Time)
 	b = appendStringField(b, "kind", a.Kind.String())
 	b = appendStringField(b, "state", a.State.String())
@@ -184,6 +195,7 @@ func (j *JSON) Alert(a *timeline.Alert) error {
 	b = appendBoolField(b, "since_unknown", a.SinceUnknown)
 	b = appendUintField(b, "cookie", a.Cookie)
 	b = appendEndpoints(b, a.LAddr, a.LPort, a.RAddr, a.RPort, a.PID, a.Comm, a.NetNS)
+	b = appendContainer(b, j.opts.container(a.Cgroup))
 	b = appendUintField(b, "retries", uint64(a.Retries))
 	b = appendNullableString(b, "ended", a.Ended)
 	b = append(appendKey(b, "explanation"), '"')
@@ -198,7 +210,7 @@ func (j *JSON) Alert(a *timeline.Alert) error {
 // TimeWait writes a {"type":"time_wait"} line.
 func (j *JSON) TimeWait(at time.Time, total uint64, top []timeline.EndpointCount) error {
 	b := j.buf
-	b = append(b, `{"type":"time_wait"`...)
+	b = append(b, lineStart+`"time_wait"`...)
 	b = j.appendTimeField(b, "time", at.UnixNano())
 	b = appendUintField(b, "total", total)
 	b = append(b, `,"by_remote":[`...)
@@ -211,7 +223,7 @@ func (j *JSON) TimeWait(at time.Time, total uint64, top []timeline.EndpointCount
 // Lost writes a {"type":"lost"} line.
 func (j *JSON) Lost(at time.Time, n, total uint64) error {
 	b := j.buf
-	b = append(b, `{"type":"lost"`...)
+	b = append(b, lineStart+`"lost"`...)
 	b = j.appendTimeField(b, "time", at.UnixNano())
 	b = appendUintField(b, "count", n)
 	b = appendUintField(b, "total", total)
@@ -223,7 +235,7 @@ func (j *JSON) Lost(at time.Time, n, total uint64) error {
 // Summary writes the closing {"type":"summary"} line.
 func (j *JSON) Summary(s *Summary) error {
 	b := j.buf
-	b = append(b, `{"type":"summary"`...)
+	b = append(b, lineStart+`"summary"`...)
 	b = appendMillisField(b, "duration_ms", int64(s.Duration))
 	b = appendUintField(b, "connections", s.Connections)
 	b = append(b, `,"by_outcome":{`...)
@@ -297,6 +309,30 @@ func appendEndpoints(b []byte, laddr netip.Addr, lport uint16, raddr netip.Addr,
 	return appendUintField(b, "netns", uint64(netns))
 }
 
+// appendContainer writes "container": an object, or null for a host
+// process. Fields the cgroup path and the runtime did not tell are null.
+func appendContainer(b []byte, c *containers.Info) []byte {
+	b = appendKey(b, "container")
+	if c == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '{', '"', 'i', 'd', '"', ':')
+	b = appendNullable(b, c.ID)
+	b = appendNullableString(b, "name", c.Name)
+	b = appendNullableString(b, "runtime", c.Runtime)
+	b = appendNullableString(b, "pod", c.Pod)
+	b = appendNullableString(b, "namespace", c.Namespace)
+	b = appendNullableString(b, "pod_uid", c.PodUID)
+	return append(b, '}')
+}
+
+func appendNullable(b []byte, v string) []byte {
+	if v == "" {
+		return append(b, "null"...)
+	}
+	return appendString(b, v)
+}
+
 func appendEndpointCounts(b []byte, eps []timeline.EndpointCount) []byte {
 	for i, e := range eps {
 		if i > 0 {
@@ -314,10 +350,7 @@ func appendEndpointCounts(b []byte, eps []timeline.EndpointCount) []byte {
 }
 
 func appendNullableString(b []byte, key, v string) []byte {
-	if v == "" {
-		return append(appendKey(b, key), "null"...)
-	}
-	return appendStringField(b, key, v)
+	return appendNullable(appendKey(b, key), v)
 }
 
 // escapeInPlace JSON-escapes b[start:], text just appended unescaped.

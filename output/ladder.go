@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tcptrace/tcptrace/containers"
 	"github.com/tcptrace/tcptrace/tracer/timeline"
 )
 
@@ -34,15 +35,17 @@ type LadderOptions struct {
 // ladderStyle is what renderLadder needs besides the records.
 type ladderStyle struct {
 	drawer
-	loc     *time.Location
-	cgroup  func(uint64) string
-	scratch []byte
+	loc       *time.Location
+	cgroup    func(uint64) string
+	container func(uint64) *containers.Info
+	scratch   []byte
 }
 
 // NewLadder returns a ladder writer; times are shown in loc (nil: local time).
 func NewLadder(w io.Writer, loc *time.Location, opts Options, lo LadderOptions) *Ladder {
 	l := &Ladder{Text: *NewText(w, loc, opts)}
-	l.style = ladderStyle{loc: l.loc, cgroup: l.opts.cgroupPath, drawer: drawer{g: &unicodeGlyphs, color: lo.Color}}
+	l.style = ladderStyle{loc: l.loc, cgroup: l.opts.cgroupPath, container: l.opts.container,
+		drawer: drawer{g: &unicodeGlyphs, color: lo.Color}}
 	if lo.ASCII {
 		l.style.g, l.style.ascii = &asciiGlyphs, true
 	}
@@ -103,7 +106,7 @@ func renderLadder(b []byte, local, peer *timeline.Connection, st *ladderStyle) [
 func (st *ladderStyle) header(b []byte, c *timeline.Connection, lead string) []byte {
 	start := len(b)
 	b = append(b, lead...)
-	b, what := appendHeader(b, c, st.loc)
+	b, what := appendHeader(b, c, st.loc, st.container(c.Cgroup))
 	line := st.text(string(b[start:]))
 	what = len(st.text(string(b[start:what])))
 	b = append(b[:start], line...)

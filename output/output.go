@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tcptrace/tcptrace/containers"
 	"github.com/tcptrace/tcptrace/tracer/timeline"
 )
 
@@ -31,6 +32,9 @@ type Writer interface {
 type Options struct {
 	// CgroupPath names a cgroup v2 id ("" when unknown).
 	CgroupPath func(id uint64) string
+	// Container names the container of a cgroup v2 id (nil: a host
+	// process, or none known). It must not block.
+	Container containers.LookupFunc
 }
 
 func (o *Options) cgroupPath(id uint64) string {
@@ -38,6 +42,13 @@ func (o *Options) cgroupPath(id uint64) string {
 		return ""
 	}
 	return o.CgroupPath(id)
+}
+
+func (o *Options) container(cgroup uint64) *containers.Info {
+	if cgroup == 0 || o.Container == nil {
+		return nil
+	}
+	return o.Container(cgroup)
 }
 
 // Summary is printed when tracing ends.

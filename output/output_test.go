@@ -4,18 +4,33 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tcptrace/tcptrace/containers"
 	"github.com/tcptrace/tcptrace/tracer/timeline"
 )
 
 func cgroupName(id uint64) string { return map[uint64]string{77: "/system.slice/demo.service"}[id] }
+
+// containerOf stands for a containers.Resolver: cgroup 88 is a Kubernetes
+// container with its names, 99 a Podman container whose name is not known
+// yet, 66 a container with a hostile name; the rest are host processes.
+func containerOf(id uint64) *containers.Info {
+	return map[uint64]*containers.Info{
+		88: {ID: "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9", Name: "nginx", Runtime: "containerd",
+			Pod: "web-7d9f", Namespace: "default", PodUID: "7d5b9c3e-1f2a-4b3c-9d8e-0123456789ab"},
+		99: {ID: "f3f36403528ae5c4a4b006dae77234ea32f930d329774e6a04779f865727cc22", Runtime: "podman"},
+		66: {ID: "f3f36403528ae5c4a4b006dae77234ea32f930d329774e6a04779f865727cc22", Name: "evil\x1b[2J\"", Runtime: "docker"},
+	}[id]
+}
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
@@ -118,19 +133,21 @@ func sample() []*timeline.Connection {
 }
 
 func render(t *testing.T, w Writer) {
-	for _, c := range sample() {
+	cs := sample()
+	cs[1].Cgroup, cs[2].Cgroup, cs[3].Cgroup = 88, 99, 66
+	for _, c := range cs {
 		if err := w.Connection(c); err != nil {
 			t.Fatal(err)
 		}
 	}
 	ev := &timeline.Event{Time: t0, Cookie: 4098, Type: timeline.EventRSTSent, NewState: timeline.StateClose,
 		LAddr: netip.MustParseAddr("127.0.0.1"), RAddr: netip.MustParseAddr("127.0.0.1"), LPort: 8080, RPort: 41230,
-		PID: 812, Comm: "curl", RSTReason: "TCP_STATE"}
+		PID: 812, Comm: "curl", RSTReason: "TCP_STATE", Cgroup: 88}
 	w.Event(ev)
 	w.Lost(time.Unix(0, t0), 12, 30)
 	stuck := &timeline.Alert{Time: t0 + 31e9, Kind: timeline.AlertCloseWait, Cookie: 4102,
 		LAddr: ev.LAddr, RAddr: ev.RAddr, LPort: 8080, RPort: 41240, PID: 812, Comm: "nginx",
-		State: timeline.StateCloseWait, Since: t0}
+		State: timeline.StateCloseWait, Since: t0, Cgroup: 99}
 	w.Alert(stuck)
 	ended := *stuck
 	ended.Kind, ended.State, ended.Ended, ended.Time = timeline.AlertFinWait2OrphanEnded, timeline.StateFinWait2, "dropped", t0+60e9
@@ -172,7 +189,7 @@ func golden(t *testing.T, name string, got []byte) {
 
 func TestTextGolden(t *testing.T) {
 	var buf bytes.Buffer
-	render(t, NewText(&buf, time.UTC, Options{CgroupPath: cgroupName}))
+	render(t, NewText(&buf, time.UTC, Options{CgroupPath: cgroupName, Container: containerOf}))
 	golden(t, "text.golden", buf.Bytes())
 	for _, line := range strings.Split(buf.String(), "\n") {
 		for _, r := range line {
@@ -185,7 +202,7 @@ func TestTextGolden(t *testing.T) {
 
 func TestJSONGolden(t *testing.T) {
 	var buf bytes.Buffer
-	render(t, NewJSON(&buf, Options{CgroupPath: cgroupName}))
+	render(t, NewJSON(&buf, Options{CgroupPath: cgroupName, Container: containerOf}))
 	golden(t, "json.golden", buf.Bytes())
 }
 
@@ -193,8 +210,8 @@ func TestJSONGolden(t *testing.T) {
 // schema.
 func TestJSONSchema(t *testing.T) {
 	var buf bytes.Buffer
-	render(t, NewJSON(&buf, Options{}))
-	required := []string{"type", "cookie", "start", "end", "duration_ms", "family", "laddr", "lport", "raddr",
+	render(t, NewJSON(&buf, Options{Container: containerOf}))
+	required := []string{"schema_version", "container", "type", "cookie", "start", "end", "duration_ms", "family", "laddr", "lport", "raddr",
 		"rport", "role", "pid", "comm", "netns", "outcome", "closed_by", "handshake_ms", "syn_retries",
 		"synack_retries", "retransmits", "rst_sent", "rst_received", "partial", "states", "timeline",
 		"uid", "cgroup", "reason", "explanation", "bytes_sent", "bytes_received", "segs_retransmitted",
@@ -206,6 +223,24 @@ func TestJSONSchema(t *testing.T) {
 			t.Fatalf("invalid JSON %q: %v", line, err)
 		}
 		types[m["type"].(string)]++
+		if prefix := fmt.Sprintf(`{"schema_version":%d,"type":`, SchemaVersion); !bytes.HasPrefix(line, []byte(prefix)) {
+			t.Errorf("line does not start with %s: %s", prefix, line)
+		}
+		if c, ok := m["container"]; ok && c != nil {
+			keys := []string{}
+			for k := range c.(map[string]any) {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			if want := []string{"id", "name", "namespace", "pod", "pod_uid", "runtime"}; !slices.Equal(keys, want) {
+				t.Errorf("container has %v, want %v: %s", keys, want, line)
+			}
+		}
+		if m["type"] == "event" || m["type"] == "alert" {
+			if _, ok := m["container"]; !ok {
+				t.Errorf("%s lacks container: %s", m["type"], line)
+			}
+		}
 		if m["type"] != "connection" {
 			continue
 		}
@@ -221,6 +256,9 @@ func TestJSONSchema(t *testing.T) {
 			default:
 				t.Errorf("unknown timeline event %q", ev)
 			}
+		}
+		if c, _ := m["container"].(map[string]any); c != nil && c["runtime"] == "docker" && c["name"] != "evil\x1b[2J\"" {
+			t.Errorf("container name round-trip: %q", c["name"])
 		}
 		if m["cookie"].(float64) == 4101 && m["comm"] != "evil\x1b[2J\ufffd\"x" {
 			t.Errorf("comm round-trip: %q", m["comm"])

@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tcptrace/tcptrace/containers"
 	"github.com/tcptrace/tcptrace/tracer/timeline"
 )
 
@@ -33,7 +34,7 @@ const width = 80
 //	14:02:11.204 curl[812] 127.0.0.1:41230 → 127.0.0.1:8080 client closed by local 1.2ms
 //	     +0.000ms  SYN sent                                       SYN_SENT
 func (t *Text) Connection(c *timeline.Connection) error {
-	b, _ := appendHeader(t.buf, c, t.loc)
+	b, _ := appendHeader(t.buf, c, t.loc, t.opts.container(c.Cgroup))
 	b = append(b, '\n')
 	start := len(b)
 	b = append(b, "    ↳ "...)
@@ -69,10 +70,11 @@ func (t *Text) Connection(c *timeline.Connection) error {
 // timeline, without the newline: when, who, the 4-tuple, role, outcome,
 // duration and flags. what is the offset where the role begins (after the
 // 4-tuple), where a narrower layout may break the line.
-func appendHeader(b []byte, c *timeline.Connection, loc *time.Location) (_ []byte, what int) {
+func appendHeader(b []byte, c *timeline.Connection, loc *time.Location, ctr *containers.Info) (_ []byte, what int) {
 	b = time.Unix(0, c.Start).In(loc).AppendFormat(b, "15:04:05.000")
 	b = append(b, ' ')
 	b = appendOwner(b, c.Comm, c.PID)
+	b = appendContainerLabel(b, ctr)
 	b = append(b, ' ')
 	b = appendAddrPort(b, c.LAddr, c.LPort)
 	b = append(b, " → "...)
@@ -98,6 +100,40 @@ func appendHeader(b []byte, c *timeline.Connection, loc *time.Location) (_ []byt
 		b = append(b, " (incomplete: events lost)"...)
 	}
 	return b, what
+}
+
+// appendContainerLabel writes " [pod NAMESPACE/NAME container NAME]" for
+// a socket in a container, with the first 12 digits of ids where names are
+// not known (yet); nothing for a host process.
+func appendContainerLabel(b []byte, c *containers.Info) []byte {
+	if c == nil {
+		return b
+	}
+	b = append(b, " ["...)
+	switch {
+	case c.Pod != "":
+		b = append(b, "pod "...)
+		if c.Namespace != "" {
+			b = appendSafe(b, c.Namespace)
+			b = append(b, '/')
+		}
+		b = appendSafe(b, c.Pod)
+	case c.PodUID != "":
+		b = append(b, "pod "...)
+		b = appendSafe(b, c.PodUID)
+	}
+	if c.ID != "" || c.Name != "" {
+		if c.Pod != "" || c.PodUID != "" {
+			b = append(b, ' ')
+		}
+		b = append(b, "container "...)
+		if c.Name != "" {
+			b = appendSafe(b, c.Name)
+		} else {
+			b = appendSafe(b, c.ID[:min(12, len(c.ID))])
+		}
+	}
+	return append(b, ']')
 }
 
 // appendFigures writes the tcp_sock figures line, when there are any.
@@ -218,6 +254,7 @@ func (t *Text) Alert(a *timeline.Alert) error {
 	b = appendDuration(b, a.For())
 	b = append(b, ": "...)
 	b = appendOwner(b, a.Comm, a.PID)
+	b = appendContainerLabel(b, t.opts.container(a.Cgroup))
 	b = append(b, ' ')
 	b = appendAddrPort(b, a.LAddr, a.LPort)
 	b = append(b, " → "...)
@@ -349,6 +386,7 @@ func (t *Text) Event(e *timeline.Event) error {
 	b = appendAddrPort(b, e.RAddr, e.RPort)
 	b = append(b, ' ')
 	b = appendOwner(b, e.Comm, e.PID)
+	b = appendContainerLabel(b, t.opts.container(e.Cgroup))
 	if e.Errno != 0 {
 		b = append(b, ' ')
 		b = append(b, timeline.ErrnoName(e.Errno)...)

@@ -5,6 +5,7 @@
 # container image tests (deploy/). Only what is missing.
 # nftables for the integration tests that drop SYNs, prometheus for the
 # metrics tests. Only what is missing.
+# container tests. Only what is missing.
 set -euo pipefail
 
 need=()

@@ -165,6 +165,8 @@ type tcptraceSockInfo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	tcptraceMapCgroupAllow              = "cgroup_allow"
+	tcptraceMapCgroupMatched            = "cgroup_matched"
 	tcptraceMapEvents                   = "events"
 	tcptraceMapListeners                = "listeners"
 	tcptraceMapOwners                   = "owners"
@@ -187,6 +189,7 @@ const (
 	tcptraceVarBatchEvents              = "batch_events"
 	tcptraceVarBatchNetns               = "batch_netns"
 	tcptraceVarFilterCgroup             = "filter_cgroup"
+	tcptraceVarFilterCgroupMap          = "filter_cgroup_map"
 	tcptraceVarFilterComm               = "filter_comm"
 	tcptraceVarFilterCommSet            = "filter_comm_set"
 	tcptraceVarFilterFamily             = "filter_family"
@@ -268,11 +271,13 @@ type tcptraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcptraceMapSpecs struct {
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Listeners   *ebpf.MapSpec `ebpf:"listeners"`
-	Owners      *ebpf.MapSpec `ebpf:"owners"`
-	PortMatched *ebpf.MapSpec `ebpf:"port_matched"`
-	SkStates    *ebpf.MapSpec `ebpf:"sk_states"`
+	CgroupAllow   *ebpf.MapSpec `ebpf:"cgroup_allow"`
+	CgroupMatched *ebpf.MapSpec `ebpf:"cgroup_matched"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	Listeners     *ebpf.MapSpec `ebpf:"listeners"`
+	Owners        *ebpf.MapSpec `ebpf:"owners"`
+	PortMatched   *ebpf.MapSpec `ebpf:"port_matched"`
+	SkStates      *ebpf.MapSpec `ebpf:"sk_states"`
 }
 
 // tcptraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -282,6 +287,7 @@ type tcptraceVariableSpecs struct {
 	BatchEvents      *ebpf.VariableSpec `ebpf:"batch_events"`
 	BatchNetns       *ebpf.VariableSpec `ebpf:"batch_netns"`
 	FilterCgroup     *ebpf.VariableSpec `ebpf:"filter_cgroup"`
+	FilterCgroupMap  *ebpf.VariableSpec `ebpf:"filter_cgroup_map"`
 	FilterComm       *ebpf.VariableSpec `ebpf:"filter_comm"`
 	FilterCommSet    *ebpf.VariableSpec `ebpf:"filter_comm_set"`
 	FilterFamily     *ebpf.VariableSpec `ebpf:"filter_family"`
@@ -321,15 +327,19 @@ func (o *tcptraceObjects) Close() error {
 //
 // It can be passed to loadTcptraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcptraceMaps struct {
-	Events      *ebpf.Map `ebpf:"events"`
-	Listeners   *ebpf.Map `ebpf:"listeners"`
-	Owners      *ebpf.Map `ebpf:"owners"`
-	PortMatched *ebpf.Map `ebpf:"port_matched"`
-	SkStates    *ebpf.Map `ebpf:"sk_states"`
+	CgroupAllow   *ebpf.Map `ebpf:"cgroup_allow"`
+	CgroupMatched *ebpf.Map `ebpf:"cgroup_matched"`
+	Events        *ebpf.Map `ebpf:"events"`
+	Listeners     *ebpf.Map `ebpf:"listeners"`
+	Owners        *ebpf.Map `ebpf:"owners"`
+	PortMatched   *ebpf.Map `ebpf:"port_matched"`
+	SkStates      *ebpf.Map `ebpf:"sk_states"`
 }
 
 func (m *tcptraceMaps) Close() error {
 	return _TcptraceClose(
+		m.CgroupAllow,
+		m.CgroupMatched,
 		m.Events,
 		m.Listeners,
 		m.Owners,
@@ -345,6 +355,7 @@ type tcptraceVariables struct {
 	BatchEvents      *ebpf.Variable `ebpf:"batch_events"`
 	BatchNetns       *ebpf.Variable `ebpf:"batch_netns"`
 	FilterCgroup     *ebpf.Variable `ebpf:"filter_cgroup"`
+	FilterCgroupMap  *ebpf.Variable `ebpf:"filter_cgroup_map"`
 	FilterComm       *ebpf.Variable `ebpf:"filter_comm"`
 	FilterCommSet    *ebpf.Variable `ebpf:"filter_comm_set"`
 	FilterFamily     *ebpf.Variable `ebpf:"filter_family"`

@@ -34,6 +34,8 @@ type Config struct {
 	Family int      // 4 or 6; 0: both
 	NetNS  uint32   // network namespace inode; 0: all
 	Cgroup uint64   // cgroup v2 id (the cgroup directory's inode); 0: all
+	// CgroupSet: only the cgroups given to SetCgroups (--container, --pod).
+	CgroupSet bool
 
 	// NetNSPath is the namespace file whose TCP tables the socket scans
 	// walk (they see one namespace at a time); empty: tcptrace's own.
@@ -305,6 +307,7 @@ func setFilters(spec *ebpf.CollectionSpec, cfg *Config) error {
 		"wakeup_bytes":    uint64(cfg.WakeupBytes),
 		"batch_events":    batch,
 	}
+	set["filter_cgroup_map"] = cgroupSetFlag(cfg)
 	for name, value := range set {
 		v, ok := spec.Variables[name]
 		if !ok {

@@ -47,6 +47,7 @@ type Alert struct {
 	NetNS  uint32
 	PID    uint32
 	Comm   string
+	Cgroup uint64 // cgroup v2 id of the socket (a listener's for SYN_RECV); 0: unknown
 	State  State
 	// Since is when the connection entered State; SinceUnknown when it was
 	// already there when tracing began (Since is then that moment).
