@@ -26,8 +26,11 @@ check-generate: generate
 		{ echo "bpf2go outputs are stale: run 'make generate' and commit them" >&2; exit 1; }
 
 # Every test: unit, golden, and the integration tests on the running kernel.
+# One package at a time (-p 1): the integration tests measure the kernel's
+# own timing (SYN backoff, TIME_WAIT reuse), which a podman build or a
+# Prometheus in the next package would disturb on two cores.
 test: deps
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -p 1 ./...
 
 # The pure-Go tests only (no root needed).
 test-unit:

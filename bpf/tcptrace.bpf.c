@@ -245,6 +245,10 @@ __u64 lost_events = 0;
  * queue (at exit, after the programs are detached). */
 __u64 flush_before_ns = 0;
 __u32 flush_all = 0;
+/* Set by the loader when it stops, before it detaches: from then on a
+ * socket's next event takes its queue along, so that no queue is left in a
+ * socket that goes away before the last flush scan reaches it. */
+__u32 batch_stopped = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -717,7 +721,7 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 			.newstate = newstate,
 			.flags = flags | (o ? EVENT_F_OWNER : 0),
 		};
-		bool send = newstate == TCP_CLOSE;
+		bool send = newstate == TCP_CLOSE || batch_stopped;
 		if (newstate == TCP_ESTABLISHED) {
 			read_figures(sk, &st->established);
 			/* An accepted socket whose SYN+ACK was retransmitted
@@ -725,7 +729,7 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 			 * request's count): the loader holds those retries by
 			 * 4-tuple until it sees this socket, and would alert on
 			 * them as a handshake left half-made. Send it now. */
-			send = oldstate == TCP_SYN_RECV && st->established.total_retrans;
+			send = send || (oldstate == TCP_SYN_RECV && st->established.total_retrans);
 		}
 		if (queue_event(sk, st, &ent, send)) {
 			if (newstate == TCP_CLOSE)
@@ -784,7 +788,7 @@ static __always_inline int emit_sock_event(const struct sock *sk, __u8 type, __u
 			.newstate = state,
 			.flags = flags | (o ? EVENT_F_OWNER : 0),
 		};
-		if (queue_event(sk, st, &ent, false))
+		if (queue_event(sk, st, &ent, batch_stopped))
 			return 0;
 	}
 

@@ -58,7 +58,7 @@ type options struct {
 	metricsLabels    []string
 	metricsMaxSeries int
 	metricsSeriesTTL time.Duration
-	ctr            containerOptions
+	ctr              containerOptions
 }
 
 // Version is set at build time with -ldflags "-X .../cmd.Version=v1.2.3".

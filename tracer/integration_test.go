@@ -107,10 +107,16 @@ func traceWith(t *testing.T, ns *netnstest.NS, cfg tracer.Config, ccfg timeline.
 		c.shadow, shadowStop = startCapture(t, ns, cfg, ccfg, seed, seedAt)
 	}
 	t.Cleanup(func() {
-		stop()
 		if c.shadow == nil {
+			stop()
 			return
 		}
+		// What the test set going may still be under way in the kernel
+		// (softirqs deferred under load): both must see the same events,
+		// so wait until the one-by-one tracer has seen none for two
+		// drains of its ring buffer, then stop both.
+		c.shadow.settle()
+		stop()
 		shadowStop()
 		if !t.Failed() {
 			sameRecords(t, c, c.shadow)
@@ -234,6 +240,26 @@ func (c *capture) drained() {
 			c.t.Fatal("tracer did not drain its ring buffer")
 		}
 	}
+}
+
+// settle waits, within waitTimeout, until two drains of the ring buffer in
+// a row brought no event.
+func (c *capture) settle() {
+	c.t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		before := len(c.events)
+		c.mu.Unlock()
+		c.drained()
+		c.mu.Lock()
+		after := len(c.events)
+		c.mu.Unlock()
+		if after == before {
+			return
+		}
+	}
+	c.t.Errorf("events still coming after %s", waitTimeout)
 }
 
 // alert waits for an alert that matches, or fails the test. With a

@@ -188,6 +188,7 @@ const (
 	tcptraceProgHandleSetState          = "handle_set_state"
 	tcptraceVarBatchEvents              = "batch_events"
 	tcptraceVarBatchNetns               = "batch_netns"
+	tcptraceVarBatchStopped             = "batch_stopped"
 	tcptraceVarFilterCgroup             = "filter_cgroup"
 	tcptraceVarFilterCgroupMap          = "filter_cgroup_map"
 	tcptraceVarFilterComm               = "filter_comm"
@@ -286,6 +287,7 @@ type tcptraceMapSpecs struct {
 type tcptraceVariableSpecs struct {
 	BatchEvents      *ebpf.VariableSpec `ebpf:"batch_events"`
 	BatchNetns       *ebpf.VariableSpec `ebpf:"batch_netns"`
+	BatchStopped     *ebpf.VariableSpec `ebpf:"batch_stopped"`
 	FilterCgroup     *ebpf.VariableSpec `ebpf:"filter_cgroup"`
 	FilterCgroupMap  *ebpf.VariableSpec `ebpf:"filter_cgroup_map"`
 	FilterComm       *ebpf.VariableSpec `ebpf:"filter_comm"`
@@ -354,6 +356,7 @@ func (m *tcptraceMaps) Close() error {
 type tcptraceVariables struct {
 	BatchEvents      *ebpf.Variable `ebpf:"batch_events"`
 	BatchNetns       *ebpf.Variable `ebpf:"batch_netns"`
+	BatchStopped     *ebpf.Variable `ebpf:"batch_stopped"`
 	FilterCgroup     *ebpf.Variable `ebpf:"filter_cgroup"`
 	FilterCgroupMap  *ebpf.Variable `ebpf:"filter_cgroup_map"`
 	FilterComm       *ebpf.Variable `ebpf:"filter_comm"`

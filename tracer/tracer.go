@@ -376,20 +376,34 @@ func (t *Tracer) handle(h Handler, sample []byte, ev *timeline.Event) {
 	h.Event(ev)
 }
 
-// drain detaches the programs so no new events come, reads the rest, then
-// the queues of the sockets still open (after what the ring buffer held,
-// which is older).
+// drain sends what the kernel still holds, detaches the programs so no new
+// events come, and reads the rest. The queues of open sockets go first,
+// while the programs still run: a socket that went away after the
+// programs were detached would take its queue with it. Once batching is
+// stopped, a socket's next event takes its queue along in the ring buffer;
+// the flush scan sends the queues of the others. Each queue is sent once
+// (claimed with cmpxchg), after what the ring buffer held of its socket
+// before, which is read first.
 func (t *Tracer) drain(h Handler, rec *ringbuf.Record, ev *timeline.Event) error {
-	err := t.detach()
+	var err error
+	if t.flushIter != nil {
+		if err = t.coll.Variables["batch_stopped"].Set(uint32(1)); err == nil {
+			t.readAvailable(h, rec, ev)
+			err = t.flushQueues(h, ev, true, 0)
+		}
+	}
+	err = errors.Join(err, t.detach())
+	t.readAvailable(h, rec, ev)
+	t.tick(h)
+	return err
+}
+
+// readAvailable handles what the ring buffer holds now.
+func (t *Tracer) readAvailable(h Handler, rec *ringbuf.Record, ev *timeline.Event) {
 	t.reader.SetDeadline(time.Now())
 	for t.reader.ReadInto(rec) == nil {
 		t.handle(h, rec.RawSample, ev)
 	}
-	if ferr := t.flushQueues(h, ev, true, 0); ferr != nil {
-		err = errors.Join(err, ferr)
-	}
-	t.tick(h)
-	return err
 }
 
 func (t *Tracer) tick(h Handler) {
