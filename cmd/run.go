@@ -240,6 +240,7 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 	sum := output.NewSummary(st)
 	sum.Duration = time.Since(started)
 	sum.LostEvents = t.LostEvents()
+	sum.RingRecords = t.Records()
 	sum.RecursionMisses = t.RecursionMisses()
 	sum.DecodeErrors = t.DecodeErrors()
 	sum.TimeWaitTotal, sum.TimeWaitTop, sum.TimeWaitKnown = s.corr.TimeWait(5)

@@ -281,6 +281,7 @@ func (j *JSON) Summary(s *Summary) error {
 		b = append(b, `,"time_wait":null`...)
 	}
 	b = appendUintField(b, "events", s.Events)
+	b = appendUintField(b, "ring_records", s.RingRecords)
 	b = appendUintField(b, "lost_events", s.LostEvents)
 	b = appendUintField(b, "evicted", s.Evicted)
 	b = appendUintField(b, "recursion_misses", s.RecursionMisses)

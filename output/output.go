@@ -61,10 +61,13 @@ type Summary struct {
 	TopFailures []timeline.EndpointCount
 	Handshakes  timeline.Histogram
 	// TimeWait is from a scan at exit; TimeWaitKnown false if none ran.
-	TimeWaitKnown   bool
-	TimeWaitTotal   uint64
-	TimeWaitTop     []timeline.EndpointCount
-	Events          uint64
+	TimeWaitKnown bool
+	TimeWaitTotal uint64
+	TimeWaitTop   []timeline.EndpointCount
+	Events        uint64
+	// RingRecords is how many records the events came in: one per event,
+	// or one per socket's batch of queued events.
+	RingRecords     uint64
 	LostEvents      uint64
 	Evicted         uint64
 	RecursionMisses uint64

@@ -478,6 +478,8 @@ func (t *Text) Summary(s *Summary) error {
 	b = strconv.AppendUint(b, s.Evicted, 10)
 	b = append(b, ", recursion misses "...)
 	b = strconv.AppendUint(b, s.RecursionMisses, 10)
+	b = append(b, ", ring-buffer records "...)
+	b = strconv.AppendUint(b, s.RingRecords, 10)
 	if s.Alerts > 0 {
 		b = append(b, ", alerts "...)
 		b = strconv.AppendUint(b, s.Alerts, 10)

@@ -88,6 +88,7 @@ func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int
 	t.ns.do(func() {
 		err = iterate(t.flushIter, RawBatchSize, func(b []byte) { batches = append(batches, bytes.Clone(b)) })
 	})
+	t.records += uint64(len(batches))
 	for _, b := range batches {
 		if t.decoder.DecodeBatch(b, ev, h.Event) != nil {
 			t.decodeErr++

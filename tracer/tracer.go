@@ -95,6 +95,7 @@ type Tracer struct {
 	lost      uint64 // last value read from the kernel
 	decodeErr uint64
 	flushErr  uint64 // flush scans that failed
+	records   uint64 // ring-buffer and flush-scan records read
 
 	acceptAttached bool // an accept() exit program is attached
 	// scanStates: sockets by state in the last Scan (scanstates.go).
@@ -363,6 +364,7 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 
 // handle decodes one sample, an event or a socket's batch, for h.
 func (t *Tracer) handle(h Handler, sample []byte, ev *timeline.Event) {
+	t.records++
 	if IsBatch(sample) {
 		if t.decoder.DecodeBatch(sample, ev, h.Event) != nil {
 			t.decodeErr++
@@ -424,6 +426,10 @@ func (t *Tracer) LostEvents() uint64 {
 	}
 	return lost
 }
+
+// Records is how many records the kernel sent: events one by one, and
+// batches of a socket's queued events.
+func (t *Tracer) Records() uint64 { return t.records }
 
 // DecodeErrors is how many samples could not be decoded.
 func (t *Tracer) DecodeErrors() uint64 { return t.decodeErr }
