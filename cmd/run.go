@@ -62,7 +62,7 @@ func (s *session) Tick(now time.Time) {
 	}
 }
 
-// scan walks the namespace's TCP sockets. On hosts with many sockets a scan
+// scan walks the namespaces' TCP sockets. On hosts with many sockets a scan
 // costs milliseconds: waiting 50 times as long before the next keeps it
 // under 2% of a CPU.
 func (s *session) scan(now time.Time) {
@@ -164,7 +164,7 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 	corrCfg := timeline.DefaultConfig()
 	corrCfg.MaxConnections = o.maxConnections
 	corrCfg.StuckAfter = int64(o.stuckAfter)
-	corrCfg.ScanNetNS = sys.NetNS
+	corrCfg.ScansNetNS = t.ScansNetNS
 	// The end of each TIME_WAIT is a line per connection this host closed
 	// first: shown with the other per-event detail only.
 	corrCfg.FollowTimeWait = o.events

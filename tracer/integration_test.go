@@ -86,9 +86,12 @@ func trace(t *testing.T, ns *netnstest.NS, cfg tracer.Config) *capture {
 
 // traceWith also sets the correlator's config and, with seed, gives records
 // to the connections that exist already, as the CLI does.
+// A nil ns leaves the namespace filter off: the scans walk every namespace.
 func traceWith(t *testing.T, ns *netnstest.NS, cfg tracer.Config, ccfg timeline.Config, seed bool) *capture {
 	t.Helper()
-	cfg.NetNS, cfg.NetNSPath = ns.Inode, ns.Path
+	if ns != nil {
+		cfg.NetNS, cfg.NetNSPath = ns.Inode, ns.Path
+	}
 	cfg.PollInterval = 20 * time.Millisecond
 	tr, err := tracer.New(cfg)
 	if err != nil {
@@ -96,7 +99,7 @@ func traceWith(t *testing.T, ns *netnstest.NS, cfg tracer.Config, ccfg timeline.
 	}
 	c := &capture{t: t, tr: tr, notify: make(chan struct{}, 1)}
 	sys := tr.Sysctls()
-	ccfg.ScanNetNS = sys.NetNS
+	ccfg.ScansNetNS = tr.ScansNetNS
 	// emit and the alert callback run with c.mu held (from Event, Tick or Flush).
 	c.corr = timeline.New(ccfg, func(conn *timeline.Connection) {
 		c.recs = append(c.recs, conn.Clone())

@@ -69,7 +69,8 @@ type Tracer struct {
 	reader  *ringbuf.Reader
 	decoder Decoder
 
-	ns       *nsThread // lives in the traced namespace, for scans
+	ns       *nsThread // lives in the --netns PATH namespace, for scans
+	nets     *netNSSet // or else every namespace (netns.go)
 	scanErr  error     // why scans can't run, if they can't
 	tcpIter  *link.Iter
 	fileIter *link.Iter
@@ -187,17 +188,8 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec) error {
 	if err := t.attachIters(); err != nil {
 		return err
 	}
-	if t.ns, err = newNSThread(t.cfg.NetNSPath); err != nil {
-		if !errors.Is(err, unix.EPERM) {
-			return err
-		}
-		// setns() into another namespace needs CAP_SYS_ADMIN. Tracing does
-		// not: go on without the socket scans, and say so when asked.
-		t.scanErr = fmt.Errorf("socket scans need CAP_SYS_ADMIN to enter network namespace %s (%v): "+
-			"connections older than tcptrace and orphaned FIN_WAIT2 sockets are not seen", t.cfg.NetNSPath, err)
-		if t.ns, err = newNSThread(""); err != nil {
-			return err
-		}
+	if err := t.openNetNS(); err != nil {
+		return err
 	}
 	t.reader, err = ringbuf.NewReader(t.coll.Maps[tcptraceMapEvents])
 	if err != nil {
@@ -372,9 +364,7 @@ func (t *Tracer) Close() error {
 				errs = append(errs, l.Close())
 			}
 		}
-		if t.ns != nil {
-			t.ns.close()
-		}
+		t.closeNetNS()
 		if t.reader != nil {
 			errs = append(errs, t.reader.Close())
 		}
