@@ -57,7 +57,7 @@ func (c *capture) Tick(now time.Time) {
 	c.corr.Advance(now.UnixNano())
 	// As the CLI does: scans follow orphaned FIN_WAIT2 sockets.
 	if c.corr.Orphans() > 0 {
-		if err := c.tr.Scan(c.corr, now.UnixNano()); err != nil {
+		if err := c.tr.Follow(c.corr, now.UnixNano()); err != nil {
 			c.t.Errorf("scan: %v", err)
 		}
 	}

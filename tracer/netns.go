@@ -316,12 +316,15 @@ func (s *netNSSet) enter(ino uint32, ns *netNS, f func()) error {
 	return err
 }
 
-// each runs f in every known namespace, in inode order. A namespace that
-// went since its discovery is skipped (and dropped at the next one).
-func (s *netNSSet) each(f func(ino uint32) error) error {
+// each runs f in every known namespace (those of only, if not nil), in
+// inode order. A namespace that went since its discovery is skipped (and
+// dropped at the next one).
+func (s *netNSSet) each(only map[uint32]bool, f func(ino uint32) error) error {
 	inos := make([]uint32, 0, len(s.known))
 	for ino := range s.known {
-		inos = append(inos, ino)
+		if only == nil || only[ino] {
+			inos = append(inos, ino)
+		}
 	}
 	sort.Slice(inos, func(i, j int) bool { return inos[i] < inos[j] })
 	var errs []error

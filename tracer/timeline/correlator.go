@@ -67,6 +67,9 @@ type Correlator struct {
 	tw      map[Endpoint]uint64 // TIME_WAIT sockets per remote, last scan
 	twTotal uint64
 	scanned bool
+	// followScan: the scan under way walks the namespaces with followed
+	// sockets only (scan.go).
+	followScan bool
 
 	stats Stats
 }
