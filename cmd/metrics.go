@@ -102,7 +102,7 @@ func (sm *sessionMetrics) close() {
 func (s *session) metricsTick(now time.Time) {
 	sm := s.metrics
 	if s.scanErr == nil && now.Sub(s.lastScan) >= max(s.scanEvery, metricsScanEvery) {
-		s.scan(now)
+		s.scan(now, false) // a full scan: the gauges count every namespace's sockets
 	}
 	sm.m.Expire(now)
 	if now.Sub(sm.lastPublish) < metricsPublishEvery {

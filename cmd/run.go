@@ -62,8 +62,11 @@ func (s *session) Event(e *timeline.Event) {
 func (s *session) Tick(now time.Time) {
 	s.corr.Advance(now.UnixNano())
 	asked := s.timeWaitAsked.Swap(false)
-	if asked || s.corr.Orphans() > 0 && now.Sub(s.lastScan) >= s.scanEvery {
-		s.scan(now)
+	switch {
+	case asked:
+		s.scan(now, false)
+	case s.corr.Orphans() > 0 && now.Sub(s.lastScan) >= s.scanEvery:
+		s.scan(now, true)
 	}
 	if s.metrics != nil {
 		s.metricsTick(now)
@@ -77,12 +80,17 @@ func (s *session) Tick(now time.Time) {
 	}
 }
 
-// scan walks the namespace's TCP sockets. On hosts with many sockets a scan
-// costs milliseconds: waiting 50 times as long before the next keeps it
-// under 2% of a CPU.
-func (s *session) scan(now time.Time) {
+// scan walks the namespaces' TCP sockets: all of them for the TIME_WAIT
+// counts, those with followed sockets only to follow them. On hosts with
+// many sockets or namespaces a scan costs milliseconds: waiting 50 times as
+// long before the next keeps it under 2% of a CPU.
+func (s *session) scan(now time.Time, follow bool) {
 	start := time.Now()
-	if err := s.tracer.Scan(s.corr, now.UnixNano()); err != nil {
+	scan := s.tracer.Scan
+	if follow {
+		scan = s.tracer.Follow
+	}
+	if err := scan(s.corr, now.UnixNano()); err != nil {
 		if s.scanErr == nil {
 			fmt.Fprintf(os.Stderr, "tcptrace: %v\n", err)
 		}
@@ -196,7 +204,7 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 	corrCfg := timeline.DefaultConfig()
 	corrCfg.MaxConnections = o.maxConnections
 	corrCfg.StuckAfter = int64(o.stuckAfter)
-	corrCfg.ScanNetNS = sys.NetNS
+	corrCfg.ScansNetNS = t.ScansNetNS
 	// The end of each TIME_WAIT is a line per connection this host closed
 	// first: shown with the other per-event detail only.
 	corrCfg.FollowTimeWait = o.events
@@ -235,7 +243,7 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 	if s.limit == 0 || s.emitted < s.limit {
 		s.corr.Flush()
 	}
-	s.scan(time.Now()) // TIME_WAIT sockets left, for the summary
+	s.scan(time.Now(), false) // TIME_WAIT sockets left, for the summary
 	st := s.corr.Stats()
 	sum := output.NewSummary(st)
 	sum.Duration = time.Since(started)

@@ -60,7 +60,7 @@ func (c *capture) Tick(now time.Time) {
 	c.corr.Advance(now.UnixNano())
 	// As the CLI does: scans follow orphaned FIN_WAIT2 sockets.
 	if c.corr.Orphans() > 0 {
-		if err := c.tr.Scan(c.corr, now.UnixNano()); err != nil {
+		if err := c.tr.Follow(c.corr, now.UnixNano()); err != nil {
 			c.t.Errorf("scan: %v", err)
 		}
 	}
@@ -89,6 +89,7 @@ func trace(t *testing.T, ns *netnstest.NS, cfg tracer.Config) *capture {
 
 // traceWith also sets the correlator's config and, with seed, gives records
 // to the connections that exist already, as the CLI does.
+// A nil ns leaves the namespace filter off: the scans walk every namespace.
 //
 // Unless cfg asks for events one by one, a second tracer runs beside it on
 // the same namespace with events one by one (as --events has them): both see
@@ -129,7 +130,9 @@ func traceWith(t *testing.T, ns *netnstest.NS, cfg tracer.Config, ccfg timeline.
 // flushes the correlator.
 func startCapture(t *testing.T, ns *netnstest.NS, cfg tracer.Config, ccfg timeline.Config, seed bool, seedAt int64) (*capture, func()) {
 	t.Helper()
-	cfg.NetNS, cfg.NetNSPath = ns.Inode, ns.Path
+	if ns != nil {
+		cfg.NetNS, cfg.NetNSPath = ns.Inode, ns.Path
+	}
 	cfg.PollInterval = 20 * time.Millisecond
 	// The tracer sends the queued events of a connection held in a
 	// watched state in time for its alert, as the CLI does.
@@ -140,7 +143,7 @@ func startCapture(t *testing.T, ns *netnstest.NS, cfg tracer.Config, ccfg timeli
 	}
 	c := &capture{t: t, tr: tr, notify: make(chan struct{}, 1)}
 	sys := tr.Sysctls()
-	ccfg.ScanNetNS = sys.NetNS
+	ccfg.ScansNetNS = tr.ScansNetNS
 	// emit and the alert callback run with c.mu held (from Event, Tick or Flush).
 	c.corr = timeline.New(ccfg, func(conn *timeline.Connection) {
 		c.recs = append(c.recs, conn.Clone())

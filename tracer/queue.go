@@ -84,10 +84,21 @@ func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int
 	// iter/tcp walks the namespace of the thread that opens it; the
 	// batches are handed on here, not on that thread.
 	var batches [][]byte
+	flushHere := func() error {
+		return iterate(t.flushIter, RawBatchSize, func(b []byte) { batches = append(batches, bytes.Clone(b)) })
+	}
 	var err error
-	t.ns.do(func() {
-		err = iterate(t.flushIter, RawBatchSize, func(b []byte) { batches = append(batches, bytes.Clone(b)) })
-	})
+	if t.nets == nil {
+		t.ns.do(func() { err = flushHere() })
+	} else {
+		t.nets.scan.Lock()
+		if all {
+			// Namespaces made since the last discovery hold queues too.
+			t.nets.refresh(time.Now())
+		}
+		err = t.nets.each(nil, func(uint32) error { return flushHere() })
+		t.nets.scan.Unlock()
+	}
 	t.records += uint64(len(batches))
 	for _, b := range batches {
 		if t.decoder.DecodeBatch(b, ev, h.Event) != nil {
@@ -98,6 +109,28 @@ func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int
 		return fmt.Errorf("sending the queued events of open sockets: %w", err)
 	}
 	return nil
+}
+
+// batchNetNS is the namespace whose sockets queue their events (0: all):
+// those the flush scans can enter.
+func (t *Tracer) batchNetNS() uint32 {
+	switch {
+	case t.nets == nil:
+		return t.ns.inode
+	case canEnterNetNS():
+		return 0
+	}
+	return t.nets.home
+}
+
+// canEnterNetNS: setns() into a network namespace needs CAP_SYS_ADMIN.
+func canEnterNetNS() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	return data[0].Effective&(1<<unix.CAP_SYS_ADMIN) != 0
 }
 
 func monotonicNow() int64 {

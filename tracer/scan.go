@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+
 	"runtime"
-	"strconv"
-	"strings"
+
+	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -18,10 +18,11 @@ import (
 	"github.com/tcptrace/tcptrace/tracer/timeline"
 )
 
-// nsThread is an OS thread that lives in the traced network namespace.
+// nsThread is an OS thread that lives in the namespace --netns PATH names.
 // iter/tcp walks the tables of the namespace current when the iterator is
 // opened, and /proc/sys/net shows the sysctls of the reader's namespace, so
-// both are read from here.
+// both are read from here. Without --netns PATH the scans walk every
+// namespace instead (netns.go).
 type nsThread struct {
 	work  chan func()
 	inode uint32
@@ -73,6 +74,50 @@ func (t *nsThread) do(f func()) {
 
 func (t *nsThread) close() { close(t.work) }
 
+// openNetNS prepares the scans' way into the namespaces they walk: the one
+// --netns PATH names, held by a thread of its own, or else every namespace.
+func (t *Tracer) openNetNS() error {
+	var err error
+	if t.cfg.NetNSPath == "" {
+		t.nets, err = newNetNSSet(t.cfg.NetNS)
+		return err
+	}
+	if t.ns, err = newNSThread(t.cfg.NetNSPath); err != nil {
+		if !errors.Is(err, unix.EPERM) {
+			return err
+		}
+		// setns() into another namespace needs CAP_SYS_ADMIN. Tracing does
+		// not: go on without the socket scans, and say so when asked.
+		t.scanErr = fmt.Errorf("socket scans need CAP_SYS_ADMIN to enter network namespace %s (%v): "+
+			"connections older than tcptrace and orphaned FIN_WAIT2 sockets are not seen", t.cfg.NetNSPath, err)
+		if t.ns, err = newNSThread(""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *Tracer) closeNetNS() {
+	if t.ns != nil {
+		t.ns.close()
+	}
+	if t.nets != nil {
+		t.nets.close()
+	}
+}
+
+// ScansNetNS reports whether the socket scans see namespace ino: the
+// correlator follows the orphans of those only (timeline.Config.ScansNetNS).
+func (t *Tracer) ScansNetNS(ino uint32) bool {
+	switch {
+	case t.scanErr != nil:
+		return false
+	case t.nets != nil:
+		return t.nets.scans(ino)
+	}
+	return ino == t.ns.inode
+}
+
 // iterate opens an iterator link and hands each fixed-size record to fn.
 func iterate(l *link.Iter, size int, fn func([]byte)) error {
 	rd, err := l.Open()
@@ -121,23 +166,35 @@ func attachIter(p *ebpf.Program) (*link.Iter, error) {
 	return l, nil
 }
 
-// ScanSockets walks every TCP socket of the traced namespace (listeners,
+// ScanSockets walks every TCP socket of the traced namespaces (listeners,
 // connections, request and timewait sockets), within the kernel filters.
 func (t *Tracer) ScanSockets(fn func(*timeline.Socket)) error {
 	if t.scanErr != nil {
 		return t.scanErr
 	}
+	if t.nets == nil {
+		var err error
+		t.ns.do(func() { err = t.scanHere(fn) })
+		return err
+	}
+	t.nets.scan.Lock()
+	defer t.nets.scan.Unlock()
+	if t.nets.lastFound.IsZero() {
+		t.nets.refresh(time.Now())
+	}
+	return t.nets.each(nil, func(uint32) error { return t.scanHere(fn) })
+}
+
+// scanHere walks the TCP sockets of the calling thread's namespace.
+func (t *Tracer) scanHere(fn func(*timeline.Socket)) error {
 	var raw tcptraceSockInfo
 	size := int(unsafe.Sizeof(raw))
 	var s timeline.Socket
-	var err error
-	t.ns.do(func() {
-		err = iterate(t.tcpIter, size, func(b []byte) {
-			copy(unsafe.Slice((*byte)(unsafe.Pointer(&raw)), size), b)
-			if decodeSocket(&raw, &s) {
-				fn(&s)
-			}
-		})
+	err := iterate(t.tcpIter, size, func(b []byte) {
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&raw)), size), b)
+		if decodeSocket(&raw, &s) {
+			fn(&s)
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("scanning TCP sockets: %w", err)
@@ -181,37 +238,41 @@ func (t *Tracer) ScanOwners(fn func(cookie uint64, pid uint32, comm string)) err
 	return nil
 }
 
-// Sysctls reads the TCP sysctls that shape timeouts in the traced
-// namespace. The namespace inode tells which connections they apply to.
+// Sysctls reads the TCP sysctls that shape timeouts in the namespace
+// --netns PATH names, or else tcptrace's own (Seed and Scan hand the
+// correlator those of every namespace they walk). The namespace inode tells
+// which connections they apply to.
 func (t *Tracer) Sysctls() timeline.Sysctls {
-	s := timeline.Sysctls{NetNS: t.ns.inode, SynRetries: -1, SynAckRetries: -1, SynLinearTimeouts: -1, FinTimeout: -1}
-	t.ns.do(func() {
-		read := func(name string) int {
-			b, err := os.ReadFile("/proc/sys/net/ipv4/" + name)
-			if err != nil {
-				return -1
-			}
-			n, err := strconv.Atoi(strings.TrimSpace(string(b)))
-			if err != nil {
-				return -1
-			}
-			return n
-		}
-		s.SynRetries = read("tcp_syn_retries")
-		s.SynAckRetries = read("tcp_synack_retries")
-		s.SynLinearTimeouts = read("tcp_syn_linear_timeouts")
-		s.FinTimeout = read("tcp_fin_timeout")
-	})
+	var s timeline.Sysctls
+	if t.nets != nil {
+		t.nets.scan.Lock()
+		defer t.nets.scan.Unlock()
+		home := t.nets.home
+		t.nets.enter(home, &netNS{}, func() { s = readSysctls(home) })
+		return s
+	}
+	t.ns.do(func() { s = readSysctls(t.ns.inode) })
 	return s
 }
 
 // Seed gives the correlator records for the TCP connections that exist
 // already, with their owners, so that they are reported and watched like
-// the others (partial: their start was not seen).
+// the others (partial: their start was not seen). An error says what is
+// missing; what could be seeded is.
 func (t *Tracer) Seed(c *timeline.Correlator, now int64) error {
 	var sockets []timeline.Socket
-	// Sockets first: this scan also creates the cookies of MPTCP subflows,
-	// which the owner scan reads.
+	// Sockets first, in every namespace: this scan creates the cookies
+	// (bpf_get_socket_cookie) that the owner scan reads from the sockets,
+	// 0 on one no program asked before; without a cookie a socket gets no
+	// owner, in user space or in the kernel's owners map.
+	var warning error
+	if t.nets != nil {
+		t.nets.scan.Lock()
+		t.nets.refresh(time.Now())
+		t.nets.tell(c)
+		warning = t.nets.warning()
+		t.nets.scan.Unlock()
+	}
 	if err := t.ScanSockets(func(s *timeline.Socket) { sockets = append(sockets, *s) }); err != nil {
 		return err
 	}
@@ -231,18 +292,63 @@ func (t *Tracer) Seed(c *timeline.Correlator, now int64) error {
 		o := owners[sockets[i].Cookie]
 		c.Seed(now, &sockets[i], o.pid, o.comm)
 	}
-	return nil
+	return warning
 }
 
-// Scan feeds the correlator a scan of the traced namespace's TCP sockets:
-// it follows orphaned FIN_WAIT2 sockets and counts TIME_WAIT ones.
+// Scan feeds the correlator a scan of the traced namespaces' TCP sockets:
+// it follows orphaned FIN_WAIT2 sockets and counts TIME_WAIT ones. Every
+// so often it first looks for namespaces made or gone since the last time.
 func (t *Tracer) Scan(c *timeline.Correlator, now int64) error {
-	c.BeginScan()
+	return t.scan(c, now, false)
+}
+
+// Follow is a Scan of only the namespaces where the correlator follows
+// sockets, without TIME_WAIT counts. Each namespace's walk costs the whole
+// host's TCP tables (iter/tcp skips the other namespaces' sockets one by
+// one): with a hundred namespaces, a full scan costs a hundred times more
+// than one that follows the orphans of one namespace.
+func (t *Tracer) Follow(c *timeline.Correlator, now int64) error {
+	return t.scan(c, now, true)
+}
+
+func (t *Tracer) scan(c *timeline.Correlator, now int64, follow bool) error {
+	if t.scanErr != nil {
+		return t.scanErr
+	}
+	begin := c.BeginScan
+	if follow {
+		begin = c.BeginFollowScan
+	}
+	// A full scan also counts the sockets by state (tcptrace_sockets); a
+	// follow scan sees only some namespaces.
 	counts := make(map[timeline.State]int)
-	if err := t.ScanSockets(counting(counts, c.ScanSocket)); err != nil {
+	visit := c.ScanSocket
+	if !follow {
+		visit = counting(counts, c.ScanSocket)
+	}
+	var err error
+	if t.nets == nil {
+		begin()
+		t.ns.do(func() { err = t.scanHere(visit) })
+	} else {
+		t.nets.scan.Lock()
+		t.nets.refresh(time.Now())
+		t.nets.tell(c)
+		var only map[uint32]bool
+		if follow {
+			only = make(map[uint32]bool)
+			c.FollowedNetNS(func(ns uint32) { only[ns] = true })
+		}
+		begin()
+		err = t.nets.each(only, func(uint32) error { return t.scanHere(visit) })
+		t.nets.scan.Unlock()
+	}
+	if err != nil {
 		return err // no EndScan: it would take every followed orphan for dropped
 	}
 	c.EndScan(now)
-	t.scanStates.set(counts)
+	if !follow {
+		t.scanStates.set(counts)
+	}
 	return nil
 }

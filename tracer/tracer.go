@@ -83,7 +83,8 @@ type Tracer struct {
 	reader  *ringbuf.Reader
 	decoder Decoder
 
-	ns        *nsThread // lives in the traced namespace, for scans
+	ns        *nsThread // lives in the --netns PATH namespace, for scans
+	nets      *netNSSet // or else every namespace (netns.go)
 	scanErr   error     // why scans can't run, if they can't
 	tcpIter   *link.Iter
 	fileIter  *link.Iter
@@ -168,13 +169,14 @@ func New(cfg Config) (*Tracer, error) {
 	t := &Tracer{cfg: cfg, kernel: kernel}
 	t.decoder.RSTReasons = kernel.RSTReasons
 	t.decoder.MonoToUnix = monoToUnix()
-	if err := t.enterNetNS(); err != nil {
+	if err := t.openNetNS(); err != nil {
 		t.Close()
 		return nil, err
 	}
-	// Queued events are sent by scans of the namespace they see; sockets
-	// of other namespaces send each event on its own.
-	if err := spec.Variables["batch_netns"].Set(t.ns.inode); err != nil {
+	// The queues of open sockets are sent by scans of the namespaces they
+	// see: every namespace, when tcptrace may enter them; else sockets of
+	// the others send each event on their own.
+	if err := spec.Variables["batch_netns"].Set(t.batchNetNS()); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("setting batch_netns: %w", err)
 	}
@@ -241,25 +243,6 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec) error {
 	t.reader, err = ringbuf.NewReader(t.coll.Maps[tcptraceMapEvents])
 	if err != nil {
 		return fmt.Errorf("opening the ring buffer: %w", err)
-	}
-	return nil
-}
-
-// enterNetNS starts the thread that lives in the namespace the socket
-// scans walk.
-func (t *Tracer) enterNetNS() error {
-	var err error
-	if t.ns, err = newNSThread(t.cfg.NetNSPath); err != nil {
-		if !errors.Is(err, unix.EPERM) {
-			return err
-		}
-		// setns() into another namespace needs CAP_SYS_ADMIN. Tracing does
-		// not: go on without the socket scans, and say so when asked.
-		t.scanErr = fmt.Errorf("socket scans need CAP_SYS_ADMIN to enter network namespace %s (%v): "+
-			"connections older than tcptrace and orphaned FIN_WAIT2 sockets are not seen", t.cfg.NetNSPath, err)
-		if t.ns, err = newNSThread(""); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -464,9 +447,7 @@ func (t *Tracer) Close() error {
 				errs = append(errs, l.Close())
 			}
 		}
-		if t.ns != nil {
-			t.ns.close()
-		}
+		t.closeNetNS()
 		if t.reader != nil {
 			errs = append(errs, t.reader.Close())
 		}

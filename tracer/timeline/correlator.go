@@ -18,9 +18,9 @@ type Config struct {
 	// SYN_RECV for longer raises an alert, repeated at most once per
 	// StuckAfter while it stays. 0 disables alerts.
 	StuckAfter int64
-	// ScanNetNS is the namespace the socket scans see: only orphans of that
-	// namespace can be followed after their record is out.
-	ScanNetNS uint32
+	// ScansNetNS reports whether the socket scans see a namespace: only
+	// orphans of those can be followed after their record is out. nil: none.
+	ScansNetNS func(netns uint32) bool
 	// FollowTimeWait also follows TIME_WAIT sockets through scans, to
 	// report when each ends (AlertTimeWaitEnded): a notice per connection
 	// this host closed first, so for --events only.
@@ -61,13 +61,15 @@ type Correlator struct {
 	listening map[portKey]int
 	lastPrune int64
 
-	sys     Sysctls
-	sysSet  bool
+	sys     map[uint32]*Sysctls // by namespace (sysctls.go)
 	orphans map[uint64]*orphan
 	scanGen uint64
 	tw      map[Endpoint]uint64 // TIME_WAIT sockets per remote, last scan
 	twTotal uint64
 	scanned bool
+	// followScan: the scan under way walks the namespaces with followed
+	// sockets only (scan.go).
+	followScan bool
 
 	stats Stats
 }
@@ -102,10 +104,6 @@ func New(cfg Config, emit func(*Connection)) *Correlator {
 
 // OnAlert sets the function that receives alerts.
 func (c *Correlator) OnAlert(f func(*Alert)) { c.alert = f }
-
-// SetSysctls records the TCP sysctls of namespace s.NetNS, quoted in the
-// explanations of its connections.
-func (c *Correlator) SetSysctls(s Sysctls) { c.sys, c.sysSet = s, true }
 
 // Stats returns the counters so far.
 func (c *Correlator) Stats() Stats { return c.stats }

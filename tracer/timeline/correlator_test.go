@@ -521,7 +521,7 @@ func TestSynSentAlertCountsRetries(t *testing.T) {
 func TestOrphanFollowedByScans(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.StuckAfter = 1000 * ms
-	cfg.ScanNetNS = 1
+	cfg.ScansNetNS = onlyNetNS(1)
 	var alerts []Alert
 	var recs []*Connection
 	c := New(cfg, func(conn *Connection) { recs = append(recs, conn.Clone()) })
@@ -582,7 +582,7 @@ func TestOrphanFollowedByScans(t *testing.T) {
 		t.Errorf("an orphan gone before StuckAfter: alerts %+v, orphans %d", alerts, c.Orphans())
 	}
 	// An orphan of a namespace the scans can't see is not followed.
-	cfg.ScanNetNS = 2
+	cfg.ScansNetNS = onlyNetNS(2)
 	c2 := New(cfg, func(*Connection) {})
 	for _, e := range []Event{
 		state(2, 1, StateEstablished, StateFinWait1),
@@ -720,7 +720,7 @@ func TestCloseAtTimeZero(t *testing.T) {
 // followed on in TIME_WAIT.
 func TestTimeWaitEnd(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.ScanNetNS, cfg.FollowTimeWait = 1, true
+	cfg.ScansNetNS, cfg.FollowTimeWait = onlyNetNS(1), true
 	var alerts []Alert
 	c := New(cfg, func(*Connection) {})
 	c.OnAlert(func(a *Alert) { alerts = append(alerts, *a) })

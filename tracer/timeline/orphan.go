@@ -25,7 +25,7 @@ func (c *Correlator) follow(conn *Connection, timeWait bool) {
 	if timeWait {
 		limit /= 2
 	}
-	if conn.NetNS != c.cfg.ScanNetNS || len(c.orphans) >= limit {
+	if len(c.orphans) >= limit || c.cfg.ScansNetNS == nil || !c.cfg.ScansNetNS(conn.NetNS) {
 		if !timeWait {
 			c.stats.OrphansUnwatched++
 		}

@@ -14,9 +14,7 @@ func (c *Correlator) finish(conn *Connection) {
 	} else if conn.ClosedBy == ClosedByNone {
 		conn.ClosedBy = ClosedByLocal // a listener, closed by its owner
 	}
-	if c.sysSet && c.sys.NetNS == conn.NetNS {
-		conn.sys = &c.sys
-	}
+	conn.sys = c.sys[conn.NetNS]
 	conn.dataBytes()
 	conn.Reason = reason(conn)
 	c.stats.Connections++

@@ -10,7 +10,7 @@ import (
 func TestStuck(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.StuckAfter = 1000 * ms
-	cfg.ScanNetNS = 1
+	cfg.ScansNetNS = func(ns uint32) bool { return ns == 1 }
 	c := New(cfg, func(*Connection) {})
 	dead := func(e *Event) { e.SockDead = true }
 	for _, e := range []Event{
