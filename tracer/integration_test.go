@@ -103,7 +103,9 @@ func traceWith(t *testing.T, ns *netnstest.NS, cfg tracer.Config, ccfg timeline.
 	seedAt := time.Now().UnixNano()
 	c, stop := startCapture(t, ns, cfg, ccfg, seed, seedAt)
 	var shadowStop func()
-	if !cfg.Unbatched {
+	// Only in a namespace of the test's own: unfiltered, the two would see
+	// the other tests' traffic from different moments on.
+	if !cfg.Unbatched && ns != nil {
 		cfg.Unbatched = true
 		c.shadow, shadowStop = startCapture(t, ns, cfg, ccfg, seed, seedAt)
 	}
