@@ -49,6 +49,7 @@ type options struct {
 	cgroup         string
 	onlyAnomalies  bool
 	cpuProfile     string
+	pairWait       time.Duration
 }
 
 // Version is set at build time with -ldflags "-X .../cmd.Version=v1.2.3".
@@ -116,6 +117,8 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 	f.StringVar(&o.cgroup, "cgroup", "", "only sockets of this cgroup v2: its directory, or its path in the hierarchy (/system.slice/nginx.service)")
 	f.BoolVar(&o.onlyAnomalies, "only-anomalies", false,
 		"print only connections that did not close cleanly or needed handshake retries, and alerts")
+	f.DurationVar(&o.pairWait, "pair-wait", time.Second,
+		"when both ends of a connection are on this host, hold a record this long at most for its peer's, to print them together (0: no pairing)")
 	// For developers measuring the loader under load (make bench): the
 	// profile covers tracing, not start-up.
 	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the tracing to this file")
@@ -176,6 +179,9 @@ func (o *options) tracerConfig() (tracer.Config, error) {
 	}
 	if o.stuckAfter < 0 {
 		return cfg, usagef("--stuck-after must be positive (or 0 to disable alerts), got %s", o.stuckAfter)
+	}
+	if o.pairWait < 0 || o.pairWait > maxPairWait {
+		return cfg, usagef("--pair-wait must be between 0 (no pairing) and %s, got %s", time.Duration(maxPairWait), o.pairWait)
 	}
 	if o.duration < 0 {
 		return cfg, usagef("--duration must be positive, got %s", o.duration)

@@ -55,8 +55,9 @@ func (c *capture) Tick(now time.Time) {
 	c.mu.Lock()
 	c.ticks++
 	c.corr.Advance(now.UnixNano())
-	// As the CLI does: scans follow orphaned FIN_WAIT2 sockets.
-	if c.corr.Orphans() > 0 {
+	// As the CLI does: scans follow orphaned FIN_WAIT2 sockets and
+	// handshakes waiting for their final ACK.
+	if c.corr.WantsScan() {
 		if err := c.tr.Scan(c.corr, now.UnixNano()); err != nil {
 			c.t.Errorf("scan: %v", err)
 		}

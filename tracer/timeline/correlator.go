@@ -60,6 +60,9 @@ type Correlator struct {
 	noSocket  map[flowKey]int64 // socketless RSTs sent, by the flow that receives them
 	listening map[portKey]int
 	lastPrune int64
+	// synAcksScanned counts the synAcks entries in ScanNetNS: scans can
+	// tell when their request socket is gone.
+	synAcksScanned int
 
 	sys     Sysctls
 	sysSet  bool
@@ -257,6 +260,7 @@ func (c *Correlator) Flush() {
 		c.finish(c.thawSlot(slot))
 	}
 	clear(c.synAcks)
+	c.synAcksScanned = 0
 }
 
 func (c *Correlator) alloc() *Connection {

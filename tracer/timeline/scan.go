@@ -13,6 +13,9 @@ func (c *Correlator) BeginScan() {
 
 // ScanSocket takes in one socket of the current scan.
 func (c *Correlator) ScanSocket(s *Socket) {
+	if c.synAcksScanned > 0 {
+		c.scanSynAck(s)
+	}
 	if s.State != StateTimeWait {
 		return
 	}
@@ -33,7 +36,13 @@ func (c *Correlator) ScanSocket(s *Socket) {
 func (c *Correlator) EndScan(now int64) {
 	c.scanned = true
 	c.checkOrphans(now)
+	c.checkSynAcks(now)
 }
+
+// WantsScan says whether scans are following sockets now (orphans, or
+// request sockets waiting for the client's final ACK): the caller should
+// then scan regularly, about once a second.
+func (c *Correlator) WantsScan() bool { return len(c.orphans) > 0 || c.synAcksScanned > 0 }
 
 // TimeWait returns the TIME_WAIT sockets counted by the last scan: the
 // total (timewait sockets of any substate) and up to n remote endpoints with

@@ -24,6 +24,9 @@ type synAckRetries struct {
 	n         int
 	alertedAt int64
 	alert     Alert // identity for a lingering SYN_RECV alert
+	// Scans follow the request socket (synack_gone.go): the scan that last
+	// saw it, and the one that first missed it (0: none).
+	seen, missed uint64
 }
 
 // maxPending bounds the SYN-ACK retransmissions waiting for their accepted
@@ -48,6 +51,10 @@ func (c *Correlator) addSynAck(e *Event) {
 		}
 		r.alert = Alert{Kind: AlertSynRecv, Cookie: e.Cookie, LAddr: e.LAddr, RAddr: e.RAddr, LPort: e.LPort,
 			RPort: e.RPort, NetNS: e.NetNS, PID: e.PID, Comm: e.Comm, State: StateSynRecv, Since: e.Time}
+		r.seen = c.scanGen // not judged by a scan that ran before it came
+		if k.netns == c.cfg.ScanNetNS {
+			c.synAcksScanned++
+		}
 	}
 	if r.n < maxSynAckKept {
 		r.times[r.n] = e.Time
@@ -62,7 +69,7 @@ func (c *Correlator) joinSynAcks(conn *Connection) {
 	if !ok {
 		return
 	}
-	delete(c.synAcks, k)
+	c.forgetSynAck(k)
 	conn.SynAckRetries = r.n
 	kept := min(r.n, maxSynAckKept)
 	if kept > 0 && r.times[0] < conn.Start {
@@ -84,7 +91,7 @@ func (c *Correlator) pruneSynAcks(now int64, force bool) {
 	for k, r := range c.synAcks {
 		last := r.times[min(r.n, maxSynAckKept)-1]
 		if now-last > synAckTTL || force {
-			delete(c.synAcks, k)
+			c.forgetSynAck(k)
 			force = false
 		}
 	}
@@ -97,6 +104,9 @@ func (c *Correlator) alertSynAcks(now int64) {
 		return
 	}
 	for k, r := range c.synAcks {
+		if c.synAckExpired(k, &r, now) || r.missed != 0 {
+			continue // gone, or likely so: the next scan tells
+		}
 		if now-r.alert.Since < c.cfg.StuckAfter || now-r.alertedAt < c.cfg.StuckAfter {
 			continue
 		}
@@ -107,4 +117,12 @@ func (c *Correlator) alertSynAcks(now int64) {
 		c.stats.Alerts++
 		c.alert(&a)
 	}
+}
+
+// forgetSynAck deletes a handshake's entry.
+func (c *Correlator) forgetSynAck(k flowKey) {
+	if _, ok := c.synAcks[k]; ok && k.netns == c.cfg.ScanNetNS {
+		c.synAcksScanned--
+	}
+	delete(c.synAcks, k)
 }
