@@ -201,6 +201,15 @@ func (t *Tracer) Sysctls() timeline.Sysctls {
 		s.SynAckRetries = read("tcp_synack_retries")
 		s.SynLinearTimeouts = read("tcp_syn_linear_timeouts")
 		s.FinTimeout = read("tcp_fin_timeout")
+		if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+			if f := strings.Fields(string(b)); len(f) == 2 {
+				lo, err1 := strconv.ParseUint(f[0], 10, 16)
+				hi, err2 := strconv.ParseUint(f[1], 10, 16)
+				if err1 == nil && err2 == nil {
+					s.LocalPorts = [2]uint16{uint16(lo), uint16(hi)}
+				}
+			}
+		}
 	})
 	return s
 }
@@ -231,6 +240,9 @@ func (t *Tracer) Seed(c *timeline.Correlator, now int64) error {
 		o := owners[sockets[i].Cookie]
 		c.Seed(now, &sockets[i], o.pid, o.comm)
 	}
+	// Listeners may come after their connections in a scan: roles are
+	// worked out once every socket is in.
+	c.InferRoles()
 	return nil
 }
 
