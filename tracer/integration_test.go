@@ -39,7 +39,8 @@ type capture struct {
 	alerts []timeline.Alert
 	events []timeline.Event
 	lost   uint64
-	ticks  int // ring buffer drains so far
+	ticks  int       // ring buffer drains so far
+	now    time.Time // of the last tick
 	notify chan struct{}
 }
 
@@ -54,6 +55,7 @@ func (c *capture) Event(e *timeline.Event) {
 func (c *capture) Tick(now time.Time) {
 	c.mu.Lock()
 	c.ticks++
+	c.now = now
 	c.corr.Advance(now.UnixNano())
 	// As the CLI does: scans follow orphaned FIN_WAIT2 sockets and
 	// handshakes waiting for their final ACK.
