@@ -6,7 +6,10 @@
 
 package timeline
 
-import "net/netip"
+import (
+	"encoding/binary"
+	"net/netip"
+)
 
 // PairConfig bounds the pairing stage.
 type PairConfig struct {
@@ -31,8 +34,8 @@ type Pairer struct {
 	// the one held first as c. Both are valid only during the call.
 	out func(c, peer *Connection)
 
-	byKey  map[pairKey]*heldRecord // held records, chained by key
-	queue  heldQueue               // held records, oldest (first due) first
+	byKey  map[uint64]*heldRecord // held records, chained by pairKey
+	queue  heldQueue              // held records, oldest (first due) first
 	held   int
 	free   []*heldRecord
 	now    int64 // latest time seen: record ends and Advance
@@ -43,16 +46,10 @@ type Pairer struct {
 // recycles its own once emit returns.
 type heldRecord struct {
 	conn       Connection
-	key        pairKey
+	key        uint64
 	due        int64
 	prev, next *heldRecord // queue
 	sameKey    *heldRecord // chain of the byKey entry
-}
-
-// pairKey is the connection's two endpoints, the lower first, so that
-// both ends of a connection have the same key.
-type pairKey struct {
-	a, b netip.AddrPort
 }
 
 // NewPairer returns a pairing stage that hands records to out.
@@ -64,7 +61,7 @@ func NewPairer(cfg PairConfig, out func(c, peer *Connection)) *Pairer {
 	if cfg.MaxHeld <= 0 {
 		cfg.MaxHeld = def.MaxHeld
 	}
-	return &Pairer{cfg: cfg, out: out, byKey: make(map[pairKey]*heldRecord)}
+	return &Pairer{cfg: cfg, out: out, byKey: make(map[uint64]*heldRecord)}
 }
 
 // Paired is the number of records let out with their peer (two a pair).
@@ -80,7 +77,7 @@ func (p *Pairer) Add(c *Connection) {
 		p.out(c, nil)
 		return
 	}
-	k := keyOf(c)
+	k := pairKey(c)
 	if h := p.match(k, c); h != nil {
 		p.unhold(h)
 		setPeer(&h.conn, c)
@@ -141,14 +138,26 @@ func mayHavePeer(c *Connection) bool {
 	return false
 }
 
-func keyOf(c *Connection) pairKey {
+// pairKey hashes the connection's two endpoints so that both ends of a
+// connection have the same key: a sum, which does not depend on the order.
+// Keys may collide; isPeer then tells. A uint64 key keeps the map cheap.
+func pairKey(c *Connection) uint64 {
+	return endpointHash(c.LAddr, c.LPort) + endpointHash(c.RAddr, c.RPort)
+}
+
+func endpointHash(a netip.Addr, port uint16) uint64 {
 	// A dual-stack socket sees an IPv4 peer as ::ffff:a.b.c.d.
-	l := netip.AddrPortFrom(c.LAddr.Unmap(), c.LPort)
-	r := netip.AddrPortFrom(c.RAddr.Unmap(), c.RPort)
-	if l.Compare(r) > 0 {
-		l, r = r, l
-	}
-	return pairKey{l, r}
+	b := a.Unmap().As16()
+	return mix64(binary.BigEndian.Uint64(b[:8]) ^ mix64(binary.BigEndian.Uint64(b[8:])^uint64(port)<<48))
+}
+
+// mix64 is SplitMix64's finalizer.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // isPeer: b is the other end of a. Two loopback ends are in one namespace
@@ -168,7 +177,7 @@ func isPeer(a, b *Connection) bool {
 }
 
 // match finds the held peer of c, the nearest in time if several.
-func (p *Pairer) match(k pairKey, c *Connection) *heldRecord {
+func (p *Pairer) match(k uint64, c *Connection) *heldRecord {
 	var best *heldRecord
 	var bestGap int64
 	for h := p.byKey[k]; h != nil; h = h.sameKey {
@@ -219,8 +228,10 @@ func (p *Pairer) unhold(h *heldRecord) {
 	h.sameKey = nil
 }
 
-// maxPairFree bounds the held records kept for reuse after a burst.
-const maxPairFree = 1024
+// maxPairFree bounds the held records kept for reuse: enough for what one
+// tick lets out at 80,000 records a second (ticks come every 100 ms at most),
+// a few MB at most after a burst.
+const maxPairFree = 8192
 
 func (p *Pairer) alloc() *heldRecord {
 	if n := len(p.free); n > 0 {
