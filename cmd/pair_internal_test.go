@@ -11,8 +11,7 @@ import (
 // pairs lives on another branch: this stands in for it (and for a writer
 // without pairs), to test what the session hands each.
 type drawn struct {
-	output.Writer // not called
-	pairs         bool
+	output.Writer             // not called
 	got           [][2]uint64 // cookie, and the peer's when drawn as a pair
 }
 
