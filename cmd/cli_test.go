@@ -245,7 +245,7 @@ func TestTextAndOpenConnectionsFlushed(t *testing.T) {
 	}
 	defer ln.Close()
 	port := connect(t, ns, "[::1]:0")
-	p.until(fmt.Sprintf("→ [::1]:%d client closed by local", port))
+	p.until(fmt.Sprintf("→ [::1]:%d cmd.test[%d] client closed by local", port, os.Getpid()))
 	rest, code := p.stop(syscall.SIGTERM)
 	if code != 0 {
 		t.Fatalf("exit code %d after SIGTERM; stderr: %s", code, p.stderr.String())

@@ -59,6 +59,7 @@ type options struct {
 	metricsMaxSeries int
 	metricsSeriesTTL time.Duration
 	ctr              containerOptions
+	pairWait       time.Duration
 }
 
 // Version is set at build time with -ldflags "-X .../cmd.Version=v1.2.3".
@@ -147,6 +148,8 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 		"most label sets per metric family; beyond it new ones are folded into series labelled ~other")
 	f.DurationVar(&o.metricsSeriesTTL, "metrics-series-ttl", 10*time.Minute,
 		"delete a metric series not updated for this long")
+	f.DurationVar(&o.pairWait, "pair-wait", time.Second,
+		"when both ends of a connection are on this host, hold a record this long at most for its peer's, to print them together (0: no pairing)")
 	// For developers measuring the loader under load (make bench): the
 	// profile covers tracing, not start-up.
 	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the tracing to this file")
@@ -216,6 +219,9 @@ func (o *options) tracerConfig() (tracer.Config, error) {
 	}
 	if o.stuckAfter < 0 {
 		return cfg, usagef("--stuck-after must be positive (or 0 to disable alerts), got %s", o.stuckAfter)
+	}
+	if o.pairWait < 0 || o.pairWait > maxPairWait {
+		return cfg, usagef("--pair-wait must be between 0 (no pairing) and %s, got %s", time.Duration(maxPairWait), o.pairWait)
 	}
 	if o.duration < 0 {
 		return cfg, usagef("--duration must be positive, got %s", o.duration)

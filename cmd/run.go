@@ -23,6 +23,7 @@ type session struct {
 	tracer        *tracer.Tracer
 	out           output.Writer
 	corr          *timeline.Correlator
+	pairs         *timeline.Pairer // nil: --pair-wait 0
 	events        bool
 	onlyAnomalies bool
 	containers    *containers.Resolver
@@ -61,11 +62,14 @@ func (s *session) Event(e *timeline.Event) {
 
 func (s *session) Tick(now time.Time) {
 	s.corr.Advance(now.UnixNano())
+	if s.pairs != nil {
+		s.pairs.Advance(now.UnixNano())
+	}
 	asked := s.timeWaitAsked.Swap(false)
 	switch {
 	case asked:
 		s.scan(now, false)
-	case s.corr.Orphans() > 0 && now.Sub(s.lastScan) >= s.scanEvery:
+	case s.corr.WantsScan() && now.Sub(s.lastScan) >= s.scanEvery:
 		s.scan(now, true)
 	}
 	if s.metrics != nil {
@@ -208,7 +212,15 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 	// The end of each TIME_WAIT is a line per connection this host closed
 	// first: shown with the other per-event detail only.
 	corrCfg.FollowTimeWait = o.events
-	s.corr = timeline.New(corrCfg, s.connection)
+	emit := s.connection
+	if o.pairWait > 0 {
+		// Both ends of a connection on this host come out together.
+		pcfg := timeline.DefaultPairConfig()
+		pcfg.Wait = int64(o.pairWait)
+		s.pairs = timeline.NewPairer(pcfg, s.paired)
+		emit = s.pairs.Add
+	}
+	s.corr = timeline.New(corrCfg, emit)
 	s.corr.OnAlert(s.alert)
 	s.corr.SetSysctls(sys)
 	if err := t.Seed(s.corr, time.Now().UnixNano()); err != nil {
@@ -243,6 +255,9 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 	if s.limit == 0 || s.emitted < s.limit {
 		s.corr.Flush()
 	}
+	if s.pairs != nil && (s.limit == 0 || s.emitted < s.limit) {
+		s.pairs.Flush()
+	}
 	s.scan(time.Now(), false) // TIME_WAIT sockets left, for the summary
 	st := s.corr.Stats()
 	sum := output.NewSummary(st)
@@ -252,6 +267,9 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 	sum.RecursionMisses = t.RecursionMisses()
 	sum.DecodeErrors = t.DecodeErrors()
 	sum.TimeWaitTotal, sum.TimeWaitTop, sum.TimeWaitKnown = s.corr.TimeWait(5)
+	if s.pairs != nil {
+		sum.Paired = s.pairs.Paired()
+	}
 	outErr := out.Summary(sum)
 	if runErr != nil {
 		return runErr

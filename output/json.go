@@ -46,12 +46,18 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 	b = appendAddrField(b, "raddr", c.RAddr)
 	b = appendUintField(b, "rport", uint64(c.RPort))
 	b = appendStringField(b, "role", c.Role.String())
+	b = appendBoolField(b, "role_inferred", c.RoleInferred)
 	b = appendUintField(b, "pid", uint64(c.PID))
 	b = appendStringField(b, "comm", c.Comm)
 	b = appendUintField(b, "uid", uint64(c.UID))
 	b = appendNullableString(b, "cgroup", j.opts.cgroupPath(c.Cgroup))
 	b = appendContainer(b, j.opts.container(c.Cgroup))
 	b = appendUintField(b, "netns", uint64(c.NetNS))
+	if c.PeerCookie == 0 {
+		b = append(b, `,"peer_cookie":null`...)
+	} else {
+		b = appendUintField(b, "peer_cookie", c.PeerCookie)
+	}
 	b = appendStringField(b, "outcome", c.Outcome.String())
 	if c.ClosedBy == timeline.ClosedByNone {
 		b = append(b, `,"closed_by":null`...)
@@ -288,6 +294,7 @@ func (j *JSON) Summary(s *Summary) error {
 	b = appendUintField(b, "decode_errors", s.DecodeErrors)
 	b = appendUintField(b, "stray_events", s.StrayEvents)
 	b = appendUintField(b, "resets_without_socket", s.ResetsNoSocket)
+	b = appendUintField(b, "paired", s.Paired)
 	b = append(b, "}\n"...)
 	j.buf = b
 	if err := j.write(); err != nil {

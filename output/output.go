@@ -28,6 +28,14 @@ type Writer interface {
 	Flush() error
 }
 
+// PairWriter is a Writer that draws both ends of a connection together
+// (both on this host: loopback, or two namespaces). The session hands it
+// the two records of a pair in one call; other writers get each record
+// alone, with its peer's cookie and owner in it.
+type PairWriter interface {
+	ConnectionPair(local, peer *timeline.Connection) error
+}
+
 // Options configure both writers.
 type Options struct {
 	// CgroupPath names a cgroup v2 id ("" when unknown).
@@ -74,6 +82,8 @@ type Summary struct {
 	DecodeErrors    uint64
 	StrayEvents     uint64
 	ResetsNoSocket  uint64
+	// Paired counts the records that found their peer's (two a pair).
+	Paired uint64
 }
 
 // NewSummary fills a summary from the correlator's counters.

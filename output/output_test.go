@@ -58,6 +58,8 @@ func sample() []*timeline.Connection {
 	closed.Reason = timeline.ReasonClosedLocal
 	closed.BytesSent, closed.BytesReceived, closed.SRTT, closed.HandshakeRTT = 18, 1<<20+5, 45, 40
 	closed.Cgroup = 77
+	// Its server is on this host too: the two records were paired.
+	closed.PeerCookie, closed.PeerPID, closed.PeerComm = 4103, 813, "nginx"
 	closed.Handshake = 257 * 1000
 	closed.States = []timeline.State{timeline.StateSynSent, timeline.StateEstablished, timeline.StateFinWait1,
 		timeline.StateFinWait2, timeline.StateTimeWait}
@@ -129,7 +131,15 @@ func sample() []*timeline.Connection {
 	re := step(20, timeline.StepRetransmit, timeline.StateEstablished, timeline.StateEstablished)
 	re.N = 1
 	partial.Steps = []timeline.Step{re}
-	return []*timeline.Connection{closed, refused, timeout, reset, partial}
+
+	// Older than tracing, its role worked out from the listener on 8080.
+	inferred := base(4104, timeline.RoleServer, timeline.OutcomeOpen, 0)
+	inferred.LPort, inferred.RPort = 8080, 41250
+	inferred.Comm = "nginx"
+	inferred.Partial, inferred.RoleInferred = true, true
+	inferred.Reason = timeline.ReasonOpen
+	inferred.States = []timeline.State{timeline.StateEstablished}
+	return []*timeline.Connection{closed, refused, timeout, reset, partial, inferred}
 }
 
 func render(t *testing.T, w Writer) {
@@ -161,6 +171,7 @@ func render(t *testing.T, w Writer) {
 	sum := NewSummary(st)
 	sum.ByOutcome["closed"], sum.ByOutcome["refused"] = 1, 1
 	sum.Duration, sum.LostEvents = 9*time.Second, 30
+	sum.Paired = 2
 	sum.TopFailures = []timeline.EndpointCount{{Endpoint: timeline.Endpoint{Addr: lo, Port: 9999}, Count: 4}}
 	sum.TimeWaitKnown, sum.TimeWaitTotal = true, 3
 	sum.TimeWaitTop = []timeline.EndpointCount{{Endpoint: timeline.Endpoint{Addr: lo, Port: 8080}, Count: 3}}
@@ -215,7 +226,7 @@ func TestJSONSchema(t *testing.T) {
 		"rport", "role", "pid", "comm", "netns", "outcome", "closed_by", "handshake_ms", "syn_retries",
 		"synack_retries", "retransmits", "rst_sent", "rst_received", "partial", "states", "timeline",
 		"uid", "cgroup", "reason", "explanation", "bytes_sent", "bytes_received", "segs_retransmitted",
-		"srtt_ms", "handshake_rtt_ms", "incomplete"}
+		"srtt_ms", "handshake_rtt_ms", "incomplete", "role_inferred", "peer_cookie"}
 	types := map[string]int{}
 	for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
 		var m map[string]any
@@ -264,7 +275,7 @@ func TestJSONSchema(t *testing.T) {
 			t.Errorf("comm round-trip: %q", m["comm"])
 		}
 	}
-	if types["connection"] != 5 || types["event"] != 1 || types["lost"] != 1 || types["summary"] != 1 ||
+	if types["connection"] != 6 || types["event"] != 1 || types["lost"] != 1 || types["summary"] != 1 ||
 		types["alert"] != 2 || types["time_wait"] != 1 {
 		t.Errorf("line types %v", types)
 	}

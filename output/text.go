@@ -79,6 +79,11 @@ func appendHeader(b []byte, c *timeline.Connection, loc *time.Location, ctr *con
 	b = appendAddrPort(b, c.LAddr, c.LPort)
 	b = append(b, " → "...)
 	b = appendAddrPort(b, c.RAddr, c.RPort)
+	if c.PeerCookie != 0 {
+		// The other end is on this host: whose it is.
+		b = append(b, ' ')
+		b = appendOwner(b, c.PeerComm, c.PeerPID)
+	}
 	b = append(b, ' ')
 	what = len(b)
 	b = append(b, c.Role.String()...)
@@ -90,7 +95,10 @@ func appendHeader(b []byte, c *timeline.Connection, loc *time.Location, ctr *con
 	}
 	b = append(b, ' ')
 	b = appendDuration(b, c.Duration())
-	if c.Partial {
+	switch {
+	case c.Partial && c.RoleInferred:
+		b = append(b, " (started before tracing, role inferred)"...)
+	case c.Partial:
 		b = append(b, " (started before tracing)"...)
 	}
 	if c.Evicted {
@@ -244,6 +252,8 @@ func (t *Text) Alert(a *timeline.Alert) error {
 	switch {
 	case a.Kind == timeline.AlertFinWait2OrphanEnded:
 		b = append(b, " orphan ended after "...)
+	case a.Kind == timeline.AlertSynRecv && a.Ended != "":
+		b = append(b, " request dropped after "...)
 	case a.Kind == timeline.AlertTimeWaitEnded:
 		b = append(b, " ended after "...)
 	case a.SinceUnknown:
@@ -487,6 +497,10 @@ func (t *Text) Summary(s *Summary) error {
 	if s.ResetsNoSocket > 0 {
 		b = append(b, ", RSTs to closed ports "...)
 		b = strconv.AppendUint(b, s.ResetsNoSocket, 10)
+	}
+	if s.Paired > 0 {
+		b = append(b, ", paired "...)
+		b = strconv.AppendUint(b, s.Paired, 10)
 	}
 	if s.DecodeErrors > 0 {
 		b = append(b, ", undecodable "...)

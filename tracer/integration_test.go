@@ -39,7 +39,8 @@ type capture struct {
 	alerts []timeline.Alert
 	events []timeline.Event
 	lost   uint64
-	ticks  int // ring buffer drains so far
+	ticks  int       // ring buffer drains so far
+	now    time.Time // of the last tick
 	notify chan struct{}
 	// shadow, when set, traces the same namespace with events one by one;
 	// alert waits for both to raise it (see traceWith).
@@ -57,9 +58,11 @@ func (c *capture) Event(e *timeline.Event) {
 func (c *capture) Tick(now time.Time) {
 	c.mu.Lock()
 	c.ticks++
+	c.now = now
 	c.corr.Advance(now.UnixNano())
-	// As the CLI does: scans follow orphaned FIN_WAIT2 sockets.
-	if c.corr.Orphans() > 0 {
+	// As the CLI does: scans follow orphaned FIN_WAIT2 sockets and
+	// handshakes waiting for their final ACK.
+	if c.corr.WantsScan() {
 		if err := c.tr.Follow(c.corr, now.UnixNano()); err != nil {
 			c.t.Errorf("scan: %v", err)
 		}

@@ -389,10 +389,22 @@ func readSysctls(ino uint32) timeline.Sysctls {
 		}
 		return n
 	}
-	return timeline.Sysctls{NetNS: ino,
+	s := timeline.Sysctls{NetNS: ino,
 		SynRetries:        read("tcp_syn_retries"),
 		SynAckRetries:     read("tcp_synack_retries"),
 		SynLinearTimeouts: read("tcp_syn_linear_timeouts"),
 		FinTimeout:        read("tcp_fin_timeout"),
 	}
+	// The ports connect() picks from: a connection older than tcptrace
+	// whose local port is one of them, with no listener on it, is a client.
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			lo, err1 := strconv.ParseUint(f[0], 10, 16)
+			hi, err2 := strconv.ParseUint(f[1], 10, 16)
+			if err1 == nil && err2 == nil {
+				s.LocalPorts = [2]uint16{uint16(lo), uint16(hi)}
+			}
+		}
+	}
+	return s
 }

@@ -292,6 +292,9 @@ func (t *Tracer) Seed(c *timeline.Correlator, now int64) error {
 		o := owners[sockets[i].Cookie]
 		c.Seed(now, &sockets[i], o.pid, o.comm)
 	}
+	// Listeners may come after their connections in a scan: roles are
+	// worked out once every socket is in.
+	c.InferRoles()
 	return warning
 }
 

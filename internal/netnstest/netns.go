@@ -170,3 +170,21 @@ func linkUp(name string) error {
 	}
 	return nil
 }
+
+// Veth joins ns and peer with a veth pair, up at both ends, with addr
+// (CIDR, e.g. 10.200.0.1/24) on ns's end and peerAddr on peer's: like two
+// containers on one host. Each end lives in its namespace and goes with it.
+func (ns *NS) Veth(tb testing.TB, peer *NS, addr, peerAddr string) {
+	tb.Helper()
+	if _, err := exec.LookPath("ip"); err != nil {
+		tb.Fatalf("ip not found (install iproute2): %v", err)
+	}
+	// Both ends are made here, in a namespace of the test's own, so their
+	// names clash with nothing; one then moves to peer.
+	ns.Run(tb, "ip", "link", "add", "veth0", "type", "veth", "peer", "name", "veth1")
+	ns.Run(tb, "ip", "link", "set", "veth1", "netns", peer.Path)
+	ns.Run(tb, "ip", "addr", "add", addr, "dev", "veth0")
+	ns.Run(tb, "ip", "link", "set", "veth0", "up")
+	peer.Run(tb, "ip", "addr", "add", peerAddr, "dev", "veth1")
+	peer.Run(tb, "ip", "link", "set", "veth1", "up")
+}

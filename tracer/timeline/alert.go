@@ -23,7 +23,8 @@ const (
 	// AlertSynSent: connect() is still retrying its SYN.
 	AlertSynSent
 	// AlertSynRecv: a handshake waits for the client's final ACK while the
-	// server retransmits its SYN+ACK.
+	// server retransmits its SYN+ACK. Once the kernel has dropped the
+	// request socket, a last one says so, with Ended "dropped".
 	AlertSynRecv
 	// AlertTimeWaitEnded is no problem but a notice (Config.FollowTimeWait):
 	// a TIME_WAIT socket is gone, after 2MSL or reused (tcp_tw_reuse).
@@ -53,8 +54,10 @@ type Alert struct {
 	// already there when tracing began (Since is then that moment).
 	Since        int64
 	SinceUnknown bool
-	Retries      int    // SYN or SYN+ACK retries so far
-	Ended        string // AlertFinWait2OrphanEnded: "dropped" or "fin_received"
+	Retries      int // SYN or SYN+ACK retries so far
+	// Ended: AlertFinWait2OrphanEnded: "dropped" or "fin_received";
+	// AlertSynRecv: "dropped" once the request socket is gone, else "".
+	Ended string
 }
 
 // For is how long the connection has been in its state.
@@ -94,6 +97,12 @@ func AppendAlertExplanation(b []byte, a *Alert) []byte {
 	case AlertTimeWaitEnded:
 		b = append(b, "the TIME_WAIT socket is gone: 2MSL (60 s) passed, or a new connection reused the port pair (tcp_tw_reuse)"...)
 	case AlertSynRecv:
+		if a.Ended != "" {
+			b = append(b, "the kernel dropped the half-open connection after "...)
+			b = appendCount(b, a.Retries, "SYN+ACK retry", "SYN+ACK retries")
+			b = append(b, " (tcp_synack_retries), or the client reset it: the final ACK never came"...)
+			break
+		}
 		b = append(b, "the client's final ACK has not come after "...)
 		b = appendCount(b, a.Retries, "SYN+ACK retry", "SYN+ACK retries")
 		b = append(b, ": ACKs lost, or a SYN flood"...)

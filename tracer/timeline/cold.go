@@ -25,6 +25,7 @@ const (
 	coldIncomplete
 	coldSinceUnknown
 	coldSeeded
+	coldRoleInferred
 )
 
 // coldConn is a Connection at rest, packed: 48 bytes.
@@ -299,7 +300,7 @@ func (c *Correlator) freeze(conn *Connection) bool {
 		on   bool
 		flag uint8
 	}{{conn.Partial, coldPartial}, {conn.Incomplete, coldIncomplete}, {conn.sinceUnknown, coldSinceUnknown},
-		{conn.seeded, coldSeeded}} {
+		{conn.seeded, coldSeeded}, {conn.RoleInferred, coldRoleInferred}} {
 		if f.on {
 			cc.flags |= f.flag
 		}
@@ -332,6 +333,7 @@ func (c *Correlator) thawSlot(slot int) *Connection {
 	conn.Incomplete = cc.flags&coldIncomplete != 0
 	conn.sinceUnknown = cc.flags&coldSinceUnknown != 0
 	conn.seeded = cc.flags&coldSeeded != 0
+	conn.RoleInferred = cc.flags&coldRoleInferred != 0
 	conn.SRTT, conn.HandshakeRTT = cc.srtt, cc.srtt
 	conn.BytesSent, conn.BytesReceived = uint64(cc.bytes>>4), uint64(cc.bytes&15)
 	for i := range int(cc.counts >> 4) {

@@ -120,10 +120,14 @@ type Connection struct {
 	RPort  uint16
 	NetNS  uint32
 	Role   Role
-	PID    uint32
-	UID    uint32
-	Comm   string
-	Cgroup uint64 // cgroup v2 id of the socket
+	// RoleInferred: the role was not seen (the connection predates
+	// tracing) but worked out from the listeners and the ephemeral port
+	// range (infer.go).
+	RoleInferred bool
+	PID          uint32
+	UID          uint32
+	Comm         string
+	Cgroup       uint64 // cgroup v2 id of the socket
 
 	Outcome  Outcome
 	ClosedBy Closer
@@ -171,6 +175,12 @@ type Connection struct {
 	// StepsDropped counts steps not kept once the timeline reached its cap.
 	StepsDropped int
 
+	// The other end of this connection, when it is on this host too and
+	// its record was paired with this one (pair.go); PeerCookie 0 if not.
+	PeerCookie uint64
+	PeerPID    uint32
+	PeerComm   string
+
 	// Bookkeeping, not part of the record.
 	lastSyn     int64    // time the last SYN was sent
 	closed      bool     // it reached CLOSE and waits out CloseGrace
@@ -203,6 +213,16 @@ func (c *Connection) Clone() *Connection {
 // Sysctls are the TCP sysctls of the connection's network namespace, nil
 // when not known (set on records the correlator emits).
 func (c *Connection) Sysctls() *Sysctls { return c.sys }
+
+// cloneInto is Clone into dst, reusing dst's slices: a record held past
+// its emit costs no allocation once dst has grown.
+func (c *Connection) cloneInto(dst *Connection) {
+	states, steps := dst.States[:0], dst.Steps[:0]
+	*dst = *c
+	dst.States = append(states, c.States...)
+	dst.Steps = append(steps, c.Steps...)
+	dst.prev, dst.next, dst.wprev, dst.wnext = nil, nil, nil, nil
+}
 
 // Family is "ipv4" or "ipv6".
 func (c *Connection) Family() string { return family(c.LAddr) }

@@ -60,6 +60,9 @@ type Correlator struct {
 	noSocket  map[flowKey]int64 // socketless RSTs sent, by the flow that receives them
 	listening map[portKey]int
 	lastPrune int64
+	// synAcksScanned counts the synAcks entries in a scanned namespace: scans can
+	// tell when their request socket is gone.
+	synAcksScanned int
 
 	sys     map[uint32]*Sysctls // by namespace (sysctls.go)
 	orphans map[uint64]*orphan
@@ -255,6 +258,7 @@ func (c *Correlator) Flush() {
 		c.finish(c.thawSlot(slot))
 	}
 	clear(c.synAcks)
+	c.synAcksScanned = 0
 }
 
 func (c *Correlator) alloc() *Connection {

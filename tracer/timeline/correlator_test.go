@@ -371,16 +371,24 @@ func TestSynAckRetriesJoinAcceptedSocket(t *testing.T) {
 
 func TestPartial(t *testing.T) {
 	// Seen first in the middle of its life: started before tracing.
+	// Its local port is not one connect() picks (ip_local_port_range), and
+	// no listener holds it: the role is unknown.
+	lowPort := func(e Event) Event { e.LPort = 20000; return e }
 	r := only(t, mustFlush(run(t, DefaultConfig(), []Event{
-		state(0, 1, StateEstablished, StateFinWait1),
-		with(state(1, 1, StateFinWait1, StateFinWait2), func(e *Event) { e.SockDead = true }),
-		with(state(1, 1, StateFinWait2, StateClose), func(e *Event) { e.SockDead = true }),
+		lowPort(state(0, 1, StateEstablished, StateFinWait1)),
+		lowPort(with(state(1, 1, StateFinWait1, StateFinWait2), func(e *Event) { e.SockDead = true })),
+		lowPort(with(state(1, 1, StateFinWait2, StateClose), func(e *Event) { e.SockDead = true })),
 	}, -1)))
-	if !r.Partial || r.Role != RoleUnknown || r.Outcome != OutcomeClosed || r.ClosedBy != ClosedByLocal {
+	if !r.Partial || r.Role != RoleUnknown || r.RoleInferred || r.Outcome != OutcomeClosed || r.ClosedBy != ClosedByLocal {
 		t.Errorf("got %+v", r)
 	}
 	if want := []State{StateEstablished, StateFinWait1, StateFinWait2}; !slices.Equal(r.States, want) {
 		t.Errorf("states %v, want %v", r.States, want)
+	}
+	// From an ephemeral port (40000), with no listener on it: a client.
+	r = only(t, mustFlush(run(t, DefaultConfig(), []Event{state(0, 1, StateEstablished, StateFinWait1)}, -1)))
+	if r.Role != RoleClient || !r.RoleInferred {
+		t.Errorf("ephemeral local port: role %s inferred %v", r.Role, r.RoleInferred)
 	}
 	// A partial connection on a port we saw a listener on is a server.
 	recs, _ := run(t, DefaultConfig(), []Event{
@@ -388,7 +396,7 @@ func TestPartial(t *testing.T) {
 		serverSide(other(1, 1, EventRetransmit, StateEstablished)),
 	}, -1)
 	for _, r := range recs {
-		if r.Cookie == 1 && (r.Role != RoleServer || !r.Partial || r.Retransmits != 1) {
+		if r.Cookie == 1 && (r.Role != RoleServer || !r.RoleInferred || !r.Partial || r.Retransmits != 1) {
 			t.Errorf("got %+v", r)
 		}
 	}

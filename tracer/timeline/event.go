@@ -158,4 +158,7 @@ type Sysctls struct {
 	SynAckRetries     int
 	SynLinearTimeouts int // Linux >= 6.15
 	FinTimeout        int
+	// LocalPorts is ip_local_port_range, where connect() picks the local
+	// port of a client; zero when unknown.
+	LocalPorts [2]uint16
 }

@@ -25,7 +25,7 @@ func (c *Correlator) follow(conn *Connection, timeWait bool) {
 	if timeWait {
 		limit /= 2
 	}
-	if len(c.orphans) >= limit || c.cfg.ScansNetNS == nil || !c.cfg.ScansNetNS(conn.NetNS) {
+	if len(c.orphans) >= limit || !c.scans(conn.NetNS) {
 		if !timeWait {
 			c.stats.OrphansUnwatched++
 		}
@@ -39,7 +39,7 @@ func (c *Correlator) follow(conn *Connection, timeWait bool) {
 		timeWait: timeWait,
 		alert: Alert{Kind: AlertFinWait2Orphan, Cookie: conn.Cookie, LAddr: conn.LAddr, RAddr: conn.RAddr,
 			LPort: conn.LPort, RPort: conn.RPort, NetNS: conn.NetNS, PID: conn.PID, Comm: conn.Comm,
-			State: state, Since: conn.closedAt},
+			Cgroup: conn.Cgroup, State: state, Since: conn.closedAt},
 		nextAlert: conn.closedAt + c.cfg.StuckAfter,
 		seen:      c.scanGen + 1, // not gone before the next scan had a chance to see it
 	}

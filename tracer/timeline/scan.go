@@ -23,19 +23,36 @@ func (c *Correlator) BeginFollowScan() {
 }
 
 // FollowedNetNS calls fn once for each namespace where scans follow a
-// socket (an orphaned FIN_WAIT2, or TIME_WAIT with FollowTimeWait).
+// socket (an orphaned FIN_WAIT2, TIME_WAIT with FollowTimeWait, or a
+// request socket waiting for its final ACK).
 func (c *Correlator) FollowedNetNS(fn func(netns uint32)) {
 	done := make(map[uint32]bool)
-	for _, o := range c.orphans {
-		if ns := o.alert.NetNS; !done[ns] {
+	once := func(ns uint32) {
+		if !done[ns] {
 			done[ns] = true
 			fn(ns)
 		}
 	}
+	for _, o := range c.orphans {
+		once(o.alert.NetNS)
+	}
+	if c.synAcksScanned > 0 {
+		for k, r := range c.synAcks {
+			if r.scanned {
+				once(k.netns)
+			}
+		}
+	}
 }
+
+// scans reports whether the socket scans walk namespace ns.
+func (c *Correlator) scans(ns uint32) bool { return c.cfg.ScansNetNS != nil && c.cfg.ScansNetNS(ns) }
 
 // ScanSocket takes in one socket of the current scan.
 func (c *Correlator) ScanSocket(s *Socket) {
+	if c.synAcksScanned > 0 {
+		c.scanSynAck(s)
+	}
 	if s.State != StateTimeWait {
 		return
 	}
@@ -61,7 +78,13 @@ func (c *Correlator) EndScan(now int64) {
 	}
 	c.followScan = false
 	c.checkOrphans(now)
+	c.checkSynAcks(now)
 }
+
+// WantsScan says whether scans are following sockets now (orphans, or
+// request sockets waiting for the client's final ACK): the caller should
+// then scan regularly, about once a second.
+func (c *Correlator) WantsScan() bool { return len(c.orphans) > 0 || c.synAcksScanned > 0 }
 
 // TimeWait returns the TIME_WAIT sockets counted by the last scan: the
 // total (timewait sockets of any substate) and up to n remote endpoints with

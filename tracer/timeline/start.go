@@ -90,18 +90,3 @@ func (c *Correlator) Seed(now int64, s *Socket, pid uint32, comm string) {
 	conn.sinceUnknown = true
 	c.watchState(conn, s.State, now)
 }
-
-func (c *Correlator) guessRole(conn *Connection, first State) Role {
-	switch first {
-	case StateListen:
-		return RoleListener
-	case StateSynSent:
-		return RoleClient
-	case StateSynRecv:
-		return RoleServer
-	}
-	if c.listening[portKey{conn.NetNS, conn.LPort}] > 0 {
-		return RoleServer
-	}
-	return RoleUnknown
-}

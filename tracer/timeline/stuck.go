@@ -18,7 +18,7 @@ func (c *Correlator) watchState(conn *Connection, s State, t int64) {
 func (c *Correlator) raise(conn *Connection, now int64) {
 	s := conn.LastState()
 	a := Alert{Time: now, Kind: watchable(s), Cookie: conn.Cookie, LAddr: conn.LAddr, RAddr: conn.RAddr,
-		LPort: conn.LPort, RPort: conn.RPort, NetNS: conn.NetNS, PID: conn.PID, Comm: conn.Comm, State: s,
+		LPort: conn.LPort, RPort: conn.RPort, NetNS: conn.NetNS, PID: conn.PID, Comm: conn.Comm, Cgroup: conn.Cgroup, State: s,
 		Since: conn.stateSince, SinceUnknown: conn.sinceUnknown}
 	switch s {
 	case StateSynSent:

@@ -24,6 +24,12 @@ type synAckRetries struct {
 	n         int
 	alertedAt int64
 	alert     Alert // identity for a lingering SYN_RECV alert
+	// Scans follow the request socket (synack_gone.go): the scan that last
+	// saw it, and the one that first missed it (0: none).
+	seen, missed uint64
+	// scanned: its namespace is one the scans walk, so they tell when the
+	// request is gone (counted in Correlator.synAcksScanned).
+	scanned bool
 }
 
 // maxPending bounds the SYN-ACK retransmissions waiting for their accepted
@@ -47,7 +53,11 @@ func (c *Correlator) addSynAck(e *Event) {
 			c.pruneSynAcks(e.Time, true)
 		}
 		r.alert = Alert{Kind: AlertSynRecv, Cookie: e.Cookie, LAddr: e.LAddr, RAddr: e.RAddr, LPort: e.LPort,
-			RPort: e.RPort, NetNS: e.NetNS, PID: e.PID, Comm: e.Comm, State: StateSynRecv, Since: e.Time}
+			RPort: e.RPort, NetNS: e.NetNS, PID: e.PID, Comm: e.Comm, Cgroup: e.Cgroup, State: StateSynRecv, Since: e.Time}
+		r.seen = c.scanGen // not judged by a scan that ran before it came
+		if r.scanned = c.scans(k.netns); r.scanned {
+			c.synAcksScanned++
+		}
 	}
 	if r.n < maxSynAckKept {
 		r.times[r.n] = e.Time
@@ -62,7 +72,7 @@ func (c *Correlator) joinSynAcks(conn *Connection) {
 	if !ok {
 		return
 	}
-	delete(c.synAcks, k)
+	c.forgetSynAck(k)
 	conn.SynAckRetries = r.n
 	kept := min(r.n, maxSynAckKept)
 	if kept > 0 && r.times[0] < conn.Start {
@@ -84,7 +94,7 @@ func (c *Correlator) pruneSynAcks(now int64, force bool) {
 	for k, r := range c.synAcks {
 		last := r.times[min(r.n, maxSynAckKept)-1]
 		if now-last > synAckTTL || force {
-			delete(c.synAcks, k)
+			c.forgetSynAck(k)
 			force = false
 		}
 	}
@@ -97,6 +107,9 @@ func (c *Correlator) alertSynAcks(now int64) {
 		return
 	}
 	for k, r := range c.synAcks {
+		if c.synAckExpired(k, &r, now) || r.missed != 0 {
+			continue // gone, or likely so: the next scan tells
+		}
 		if now-r.alert.Since < c.cfg.StuckAfter || now-r.alertedAt < c.cfg.StuckAfter {
 			continue
 		}
@@ -107,4 +120,12 @@ func (c *Correlator) alertSynAcks(now int64) {
 		c.stats.Alerts++
 		c.alert(&a)
 	}
+}
+
+// forgetSynAck deletes a handshake's entry.
+func (c *Correlator) forgetSynAck(k flowKey) {
+	if r, ok := c.synAcks[k]; ok && r.scanned {
+		c.synAcksScanned--
+	}
+	delete(c.synAcks, k)
 }
