@@ -45,12 +45,14 @@ KERNEL_TEST_ARGS ?=
 test-kernels:
 	KERNEL=$(KERNEL_TEST_SERIES) PKGS="$(KERNEL_TEST_PKGS)" bash test/kernels/run.sh test -- $(KERNEL_TEST_ARGS)
 
-# A short fuzz of the decoder and the correlator (CI runs it; longer:
+# A short fuzz of the decoder, of the batched path against the one-by-one
+# path, and of the correlator (CI runs it; longer:
 # make fuzz FUZZTIME=10m).
 FUZZTIME ?= 15s
 .PHONY: fuzz soak
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./tracer/
+	$(GO) test -run '^$$' -fuzz '^FuzzBatch$$' -fuzztime $(FUZZTIME) ./tracer/
 	$(GO) test -run '^$$' -fuzz '^FuzzCorrelator$$' -fuzztime $(FUZZTIME) ./tracer/timeline/
 	$(GO) test -run '^$$' -fuzz '^FuzzFreezeExact$$' -fuzztime $(FUZZTIME) ./tracer/timeline/
 

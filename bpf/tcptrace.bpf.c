@@ -151,11 +151,6 @@ struct batch {
 	__u16 family;
 	char comm[COMM_LEN];
 	__u64 cgroup;
-	/* The local port when the batch was sent: what an entry taken before
-	 * connect() picked it (SYN_SENT, port 0) is told if it is sent while
-	 * the connection still waits (a flush for a stuck-state alert). */
-	__u16 sport;
-	__u16 pad[3];
 	struct tcp_figures established;
 	struct tcp_figures closed;
 	__u32 n;
@@ -560,7 +555,6 @@ static __always_inline void fill_batch(struct batch *b, const struct sock *sk, s
 	b->netns = t.netns;
 	b->family = t.family;
 	b->dport = t.dport;
-	b->sport = t.sport;
 	if (t.family == AF_INET6) {
 		bpf_probe_read_kernel(b->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
 		bpf_probe_read_kernel(b->daddr, 16, &sk->__sk_common.skc_v6_daddr);

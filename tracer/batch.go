@@ -1,7 +1,6 @@
 package tracer
 
 import (
-	"cmp"
 	"fmt"
 	"unsafe"
 
@@ -63,7 +62,7 @@ func (d *Decoder) DecodeBatch(sample []byte, e *timeline.Event, fn func(*timelin
 			NewState:  timeline.State(ent.Newstate),
 			LAddr:     laddr,
 			RAddr:     raddr,
-			LPort:     cmp.Or(ent.Sport, r.Sport),
+			LPort:     ent.Sport,
 			RPort:     r.Dport,
 			NetNS:     r.Netns,
 			Cgroup:    r.Cgroup,

@@ -25,8 +25,6 @@ type tcptraceBatch struct {
 	Family      uint16
 	Comm        [16]int8
 	Cgroup      uint64
-	Sport       uint16
-	Pad         [3]uint16
 	Established struct {
 		_             structs.HostLayout
 		BytesAcked    uint64

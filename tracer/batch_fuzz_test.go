@@ -1,0 +1,261 @@
+package tracer
+
+// FuzzBatch: a socket's events reach the loader either one by one (struct
+// event, with --events) or queued in the socket's storage and sent as
+// batches (struct batch, the default). For any sequence of one socket's
+// events, as the kernel side would send it either way, the two paths must
+// give the correlator the same events, and so the same record. And
+// whatever the bytes, DecodeBatch returns events or ErrMalformed, never
+// panics.
+//
+//	go test -run '^$' -fuzz FuzzBatch -fuzztime 60s ./tracer/
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"unsafe"
+
+	"github.com/tcptrace/tcptrace/tracer/timeline"
+)
+
+// One entry is 6 fuzz bytes:
+//
+//	[0] bits 2-0: type 1 + value%6 but SYN+ACK retransmit (never queued:
+//	    it is the listener's); bit 3 SOCK_DEAD, 4 SOCK_DONE, 5 owner seen,
+//	    6 owner known, 7 RST reason present
+//	[1] low nibble: old state, high nibble: new state
+//	[2] bit 0-1: local port choice (0 before connect() picks one)
+//	[3] reason (sk_err, errno or RST reason)
+//	[4:6] time delta, µs
+const batchEntrySize = 6
+
+var fuzzLocalPorts = [4]uint16{0, 40000, 40001, 0}
+
+// fuzzSocket is what the kernel reads from the socket itself: the same for
+// every event of one connection.
+type fuzzSocket struct {
+	cookie      uint64
+	family      uint16
+	saddr       [16]uint8
+	daddr       [16]uint8
+	dport       uint16
+	netns       uint32
+	pid, uid    uint32
+	comm        [16]int8
+	cgroup      uint64
+	established figures
+	closed      figures
+}
+
+// figures are struct tcp_figures: what tcp_sock says at ESTABLISHED and at
+// CLOSE.
+type figures struct {
+	BytesAcked    uint64
+	BytesReceived uint64
+	SrttUs        uint32
+	TotalRetrans  uint32
+}
+
+func FuzzBatch(f *testing.F) {
+	// A client that connects, retries its SYN, closes first; a server;
+	// a reset.
+	f.Add(byte(4), []byte{
+		1, 0x27, 0, 0, 0, 0, // CLOSE -> SYN_SENT, port 0
+		2 - 1, 0x22, 1, 0, 0x10, 0x27, // SYN retransmit in SYN_SENT
+		1 - 1 + 64, 0x12, 1, 0, 0x20, 0, // SYN_SENT -> ESTABLISHED
+		0 + 64 + 32, 0x41, 1, 0, 5, 0, // ESTABLISHED -> FIN_WAIT1
+		0 + 64, 0x54, 1, 0, 5, 0, // FIN_WAIT1 -> FIN_WAIT2
+		0 + 64 + 8 + 16, 0x75, 3, 0, 1, 0, // FIN_WAIT2 -> CLOSE
+	})
+	f.Add(byte(6), []byte{
+		0, 0x3a, 1, 0, 0, 0,
+		0, 0x13, 1, 0, 1, 0,
+		4, 0x11, 1, 0, 1, 0, // RST received
+		5, 0x11, 1, 104, 0, 0, // error ECONNRESET
+		0, 0x71, 0, 104, 0, 0,
+		3 + 128, 0x77, 0, 2, 0, 0, // RST sent after CLOSE
+	})
+	f.Fuzz(func(t *testing.T, sock byte, data []byte) {
+		d := Decoder{MonoToUnix: 1_700_000_000e9, RSTReasons: fuzzRSTReasons}
+		checkDecodeBatchAnyBytes(t, &d, data)
+
+		s := fuzzSocketFrom(sock)
+		entries := fuzzEntries(data)
+		if len(entries) == 0 {
+			return
+		}
+		oneByOne := oneByOneEvents(t, &d, &s, entries)
+		batched := batchedEvents(t, &d, &s, entries)
+		if len(oneByOne) != len(batched) {
+			t.Fatalf("%d events one by one, %d batched", len(oneByOne), len(batched))
+		}
+		for i := range oneByOne {
+			if a, b := oneByOne[i], batched[i]; a != b {
+				t.Fatalf("event %d differs:\none by one %+v\nbatched    %+v", i, a, b)
+			}
+		}
+		a, b := correlate(oneByOne), correlate(batched)
+		if a != b {
+			t.Fatalf("records differ:\none by one %s\nbatched    %s", a, b)
+		}
+	})
+}
+
+// checkDecodeBatchAnyBytes: bytes that are not a batch are refused.
+func checkDecodeBatchAnyBytes(t *testing.T, d *Decoder, data []byte) {
+	t.Helper()
+	var e timeline.Event
+	sample := make([]byte, RawBatchSize)
+	copy(sample, data)
+	n := 0
+	err := d.DecodeBatch(sample, &e, func(*timeline.Event) { n++ })
+	if err != nil && !errors.Is(err, ErrMalformed) {
+		t.Fatalf("error %v is not ErrMalformed", err)
+	}
+	if err == nil && (n == 0 || n > maxBatch) {
+		t.Fatalf("a batch decoded into %d events", n)
+	}
+	if d.DecodeBatch(sample[:len(sample)-1], &e, func(*timeline.Event) {}) == nil {
+		t.Fatal("a short batch decoded")
+	}
+}
+
+func fuzzSocketFrom(b byte) fuzzSocket {
+	s := fuzzSocket{cookie: 4242, netns: 4026531840, dport: 8080, uid: 1000, cgroup: 77, pid: 812,
+		comm: fuzzComm("curl"), family: afInet}
+	if b&1 != 0 {
+		s.family = afInet6
+		s.saddr[15], s.daddr[15] = 1, 1
+	} else {
+		s.saddr = [16]uint8{127, 0, 0, 1}
+		s.daddr = [16]uint8{127, 0, 0, 2}
+	}
+	if b&2 != 0 {
+		s.cgroup = 0
+	}
+	s.established.SrttUs, s.established.BytesAcked = 8*50, 1
+	s.closed.SrttUs, s.closed.BytesAcked, s.closed.BytesReceived, s.closed.TotalRetrans = 8*40, 1000, 2000, uint32(b>>4)
+	return s
+}
+
+func fuzzEntries(data []byte) []tcptraceBatchEntry {
+	var out []tcptraceBatchEntry
+	ts := uint64(1e9)
+	for len(data) >= batchEntrySize && len(out) < 64 {
+		b := data[:batchEntrySize]
+		data = data[batchEntrySize:]
+		typ := 1 + b[0]&7%6
+		if typ == uint8(timeline.EventSynAckRetransmit) {
+			typ = uint8(timeline.EventRetransmit)
+		}
+		flags := uint8(0)
+		for bit, f := range map[uint8]tcptraceEventFlags{3: tcptraceEventFlagsEVENT_F_SOCK_DEAD, 4: tcptraceEventFlagsEVENT_F_SOCK_DONE,
+			5: tcptraceEventFlagsEVENT_F_OWNER_SEEN, 6: tcptraceEventFlagsEVENT_F_OWNER, 7: tcptraceEventFlagsEVENT_F_REASON} {
+			if b[0]&(1<<bit) != 0 {
+				flags |= uint8(f)
+			}
+		}
+		ts += (uint64(b[4]) | uint64(b[5])<<8) * 1000
+		ent := tcptraceBatchEntry{TsNs: ts, Sport: fuzzLocalPorts[b[2]&3], Reason: uint16(b[3]),
+			Type: typ, Newstate: b[1] >> 4, Flags: flags}
+		if typ == uint8(timeline.EventState) {
+			ent.Oldstate = b[1] & 15 // the other programs leave it 0
+		}
+		out = append(out, ent)
+	}
+	return out
+}
+
+// oneByOneEvents: each entry as struct event, as handle_set_state and
+// emit_sock_event fill it.
+func oneByOneEvents(t *testing.T, d *Decoder, s *fuzzSocket, entries []tcptraceBatchEntry) []timeline.Event {
+	t.Helper()
+	var out []timeline.Event
+	for _, ent := range entries {
+		r := rawEvent{TsNs: ent.TsNs, Cookie: s.cookie, Saddr: s.saddr, Daddr: s.daddr, Netns: s.netns,
+			Sport: ent.Sport, Dport: s.dport, Family: s.family, Reason: ent.Reason, Type: ent.Type,
+			Newstate: ent.Newstate, Cgroup: s.cgroup,
+			Flags: ent.Flags &^ uint8(tcptraceEventFlagsEVENT_F_OWNER)}
+		if ent.Flags&uint8(tcptraceEventFlagsEVENT_F_OWNER) != 0 {
+			r.Pid, r.Comm = s.pid, s.comm
+		}
+		if ent.Type == uint8(timeline.EventState) {
+			r.Oldstate = ent.Oldstate
+			r.Uid = s.uid
+			switch ent.Newstate {
+			case uint8(timeline.StateEstablished):
+				r.BytesAcked, r.BytesReceived = s.established.BytesAcked, s.established.BytesReceived
+				r.SrttUs, r.TotalRetrans = s.established.SrttUs, s.established.TotalRetrans
+			case uint8(timeline.StateClose):
+				r.BytesAcked, r.BytesReceived = s.closed.BytesAcked, s.closed.BytesReceived
+				r.SrttUs, r.TotalRetrans = s.closed.SrttUs, s.closed.TotalRetrans
+			}
+		}
+		var e timeline.Event
+		if err := d.Decode(rawSample(r), &e); err != nil {
+			t.Fatalf("one by one: %v", err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// batchedEvents: the entries queued as queue_event does (a full queue is
+// sent and the next entry starts a new one; a CLOSE entry is sent with its
+// queue), each batch filled as fill_batch does, then decoded.
+func batchedEvents(t *testing.T, d *Decoder, s *fuzzSocket, entries []tcptraceBatchEntry) []timeline.Event {
+	t.Helper()
+	var out []timeline.Event
+	var queue []tcptraceBatchEntry
+	send := func() {
+		if len(queue) == 0 {
+			return
+		}
+		var b rawBatch
+		b.Magic, b.N = batchMagic, uint32(len(queue))
+		copy(b.Ev[:], queue)
+		b.Cookie, b.Saddr, b.Daddr, b.Netns, b.Family, b.Dport = s.cookie, s.saddr, s.daddr, s.netns, s.family, s.dport
+		b.Pid, b.Comm, b.Uid, b.Cgroup = s.pid, s.comm, s.uid, s.cgroup
+		b.Established.BytesAcked, b.Established.BytesReceived = s.established.BytesAcked, s.established.BytesReceived
+		b.Established.SrttUs, b.Established.TotalRetrans = s.established.SrttUs, s.established.TotalRetrans
+		if last := queue[len(queue)-1]; last.Type == uint8(timeline.EventState) && last.Newstate == uint8(timeline.StateClose) {
+			b.Closed.BytesAcked, b.Closed.BytesReceived = s.closed.BytesAcked, s.closed.BytesReceived
+			b.Closed.SrttUs, b.Closed.TotalRetrans = s.closed.SrttUs, s.closed.TotalRetrans
+		}
+		sample := unsafe.Slice((*byte)(unsafe.Pointer(&b)), RawBatchSize)
+		var e timeline.Event
+		if err := d.DecodeBatch(sample, &e, func(e *timeline.Event) { out = append(out, *e) }); err != nil {
+			t.Fatalf("batched: %v", err)
+		}
+		queue = queue[:0]
+	}
+	for _, ent := range entries {
+		if len(queue) == maxBatch {
+			send()
+		}
+		queue = append(queue, ent)
+		if ent.Type == uint8(timeline.EventState) && ent.Newstate == uint8(timeline.StateClose) {
+			send()
+		}
+	}
+	send()
+	return out
+}
+
+// correlate feeds the events to a correlator and describes what it emits.
+func correlate(events []timeline.Event) string {
+	var out string
+	c := timeline.New(timeline.DefaultConfig(), func(conn *timeline.Connection) {
+		out += fmt.Sprintf("%d %s %s %v:%d>%v:%d pid=%d %q uid=%d cg=%d %s %s states=%v steps=%v bytes=%d/%d rtt=%d/%d retr=%d/%d/%d rst=%v/%v/%s errno=%d half=%v/%v;",
+			conn.Cookie, conn.Role, conn.Outcome, conn.LAddr, conn.LPort, conn.RAddr, conn.RPort, conn.PID, conn.Comm,
+			conn.UID, conn.Cgroup, conn.ClosedBy, conn.Reason, conn.States, conn.Steps, conn.BytesSent, conn.BytesReceived,
+			conn.SRTT, conn.HandshakeRTT, conn.SynRetries, conn.Retransmits, conn.SegsRetrans, conn.RSTSent, conn.RSTReceived,
+			conn.RSTReason, conn.Errno, conn.HalfClose, conn.HalfOpen)
+	})
+	for i := range events {
+		c.Add(&events[i])
+	}
+	c.Flush()
+	return out
+}
