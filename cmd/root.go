@@ -59,7 +59,7 @@ type options struct {
 	metricsMaxSeries int
 	metricsSeriesTTL time.Duration
 	ctr              containerOptions
-	pairWait       time.Duration
+	pairWait         time.Duration
 }
 
 // Version is set at build time with -ldflags "-X .../cmd.Version=v1.2.3".
