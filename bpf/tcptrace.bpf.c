@@ -124,10 +124,21 @@ struct batch_entry {
 };
 
 /* Five transitions make an ordinary connection's end (7->2, 2->1, 1->4,
- * 4->5, 5->7 for a client; 10->3, 3->1, 1->8, 8->9, 9->7 for a server); one
- * more holds a RST or an error. Each entry costs 16 bytes of every traced
- * socket's storage. */
-#define BATCH_LEN 6
+ * 4->5, 5->7 for a client; 10->3, 3->1, 1->8, 8->9, 9->7 for a server); the
+ * rest holds RSTs, errors, retransmissions. Each entry costs 16 bytes of
+ * every traced socket's storage. A power of two: an index masked with
+ * BATCH_MASK is one every verifier (Linux 6.1's too) sees in bounds. */
+#define BATCH_LEN 8
+#define BATCH_MASK (BATCH_LEN - 1)
+
+/* An entry's index, masked where the verifier sees it: the empty asm hides
+ * what clang knows of i, or it would drop a mask it proves useless and the
+ * verifier (Linux 6.1's) would lose the bound. */
+static __always_inline __u32 entry_index(__u32 i)
+{
+	asm volatile("" : "+r"(i));
+	return i & BATCH_MASK;
+}
 
 /* tcp_sock figures, as struct event carries them. */
 struct tcp_figures {
@@ -577,8 +588,11 @@ static __always_inline void fill_batch(struct batch *b, const struct sock *sk, s
 	b->established = st->established;
 	__builtin_memset(&b->closed, 0, sizeof(b->closed));
 	/* A CLOSE entry is always the last one: its figures are the socket's now. */
-	if (n > 0 && n <= BATCH_LEN && b->ev[n - 1].type == EVENT_STATE && b->ev[n - 1].newstate == TCP_CLOSE)
-		read_figures(sk, &b->closed);
+	if (n > 0 && n <= BATCH_LEN) {
+		struct batch_entry *last = &b->ev[entry_index(n - 1)];
+		if (last->type == EVENT_STATE && last->newstate == TCP_CLOSE)
+			read_figures(sk, &b->closed);
+	}
 }
 
 /* Queue ent for a full socket, or send the queue with it when send is set
@@ -596,7 +610,7 @@ static __always_inline bool queue_event(const struct sock *sk, struct sk_state *
 		if (!ent && !n)
 			return true;
 		if (ent && n < BATCH_LEN && !send) {
-			st->ev[n] = *ent;
+			st->ev[entry_index(n)] = *ent;
 			if (__sync_val_compare_and_swap(&st->n, n, n + 1) == n)
 				return true;
 			continue;
@@ -611,7 +625,7 @@ static __always_inline bool queue_event(const struct sock *sk, struct sk_state *
 		__builtin_memcpy(b->ev, st->ev, sizeof(b->ev));
 		bool with_ent = ent && n < BATCH_LEN;
 		if (with_ent)
-			b->ev[n] = *ent;
+			b->ev[entry_index(n)] = *ent;
 		if (__sync_val_compare_and_swap(&st->n, n, 0) != n) {
 			bpf_ringbuf_discard(b, BPF_RB_NO_WAKEUP);
 			continue;
@@ -1195,7 +1209,7 @@ int flush_batches(struct bpf_iter__tcp *ctx)
 		/* The oldest entry is no younger than the state the socket
 		 * holds now: sending on it is never late for that state's
 		 * alert. */
-		if (st->ev[0].ts_ns > flush_before_ns || !watched_state(st->ev[n - 1].newstate))
+		if (st->ev[0].ts_ns > flush_before_ns || !watched_state(st->ev[entry_index(n - 1)].newstate))
 			return 0;
 	}
 	struct batch b;

@@ -2,10 +2,8 @@
 # Installs, from Debian packages, what building and testing tcptrace needs
 # beyond Go: clang/llvm and libbpf headers to compile bpf/ (make generate),
 # nftables for the integration tests that drop SYNs, podman and runc for the
-# container image tests (deploy/). Only what is missing.
-# nftables for the integration tests that drop SYNs, prometheus for the
-# metrics tests. Only what is missing.
-# container tests. Only what is missing.
+# container tests and the image (deploy/), prometheus (with promtool) for
+# the metrics tests and the alerting rules. Only what is missing.
 set -euo pipefail
 
 need=()

@@ -41,7 +41,7 @@ type tcptraceBatch struct {
 	}
 	N     uint32
 	Magic uint32
-	Ev    [6]tcptraceBatchEntry
+	Ev    [8]tcptraceBatchEntry
 }
 
 type tcptraceBatchEntry struct {
@@ -138,7 +138,7 @@ type tcptraceSkState struct {
 		SrttUs        uint32
 		TotalRetrans  uint32
 	}
-	Ev [6]tcptraceBatchEntry
+	Ev [8]tcptraceBatchEntry
 }
 
 type tcptraceSockInfo struct {

@@ -96,7 +96,10 @@ type Tracer struct {
 	lost      uint64 // last value read from the kernel
 	decodeErr uint64
 	flushErr  uint64 // flush scans that failed
-	records   uint64 // ring-buffer and flush-scan records read
+	// misses: RecursionMisses as last read, at missesRead.
+	misses     uint64
+	missesRead time.Time
+	records    uint64 // ring-buffer and flush-scan records read
 
 	acceptAttached bool // an accept() exit program is attached
 	// scanStates: sockets by state in the last Scan (scanstates.go).
@@ -393,16 +396,27 @@ func (t *Tracer) readAvailable(h Handler, rec *ringbuf.Record, ev *timeline.Even
 
 func (t *Tracer) tick(h Handler) {
 	t.flushStuck(h)
-	if lost := t.LostEvents(); lost > t.lost {
+	// Recursion misses cost a syscall per program to read: once a second.
+	if now := time.Now(); now.Sub(t.missesRead) >= time.Second {
+		t.missesRead = now
+		t.misses = t.RecursionMisses()
+	}
+	if lost := t.ringLost() + t.misses; lost > t.lost {
 		h.Lost(lost - t.lost)
 		t.lost = lost
 	}
 	h.Tick(time.Now())
 }
 
-// LostEvents is how many events the kernel could not put in the ring
-// buffer since loading.
-func (t *Tracer) LostEvents() uint64 {
+// LostEvents is how many events the kernel could not deliver since
+// loading: those it could not put in the ring buffer, and those of a
+// program it skipped because another BPF program ran on the same CPU
+// (RecursionMisses; a softirq landing in a program, under load). A lost
+// CLOSE costs more than a step: the socket's queued events go with it.
+func (t *Tracer) LostEvents() uint64 { return t.ringLost() + t.RecursionMisses() }
+
+// ringLost is how many events the kernel could not put in the ring buffer.
+func (t *Tracer) ringLost() uint64 {
 	var lost uint64
 	if v := t.coll.Variables["lost_events"]; v != nil {
 		_ = v.Get(&lost)
