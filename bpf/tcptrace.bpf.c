@@ -1045,6 +1045,15 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 	__u64 cookie = bpf_get_socket_cookie(skc);
 	if (tuple_filtered(&t, cookie))
 		return 0;
+	/* The cgroup filters (--cgroup, --container, --pod) apply to what scans
+	 * find as to events: a full socket by its cgroup, a timewait socket if
+	 * its connection passed. Request sockets pass: the scans only look for
+	 * those of handshakes whose SYN+ACK retries passed the filter. */
+	if (cgroup_filter_on() && skc->skc_state != TCP_NEW_SYN_RECV) {
+		struct tcp_sock *full = bpf_skc_to_tcp_sock(skc);
+		if (cgroup_filtered(full ? sk_cgroup((const struct sock *)full) : 0, cookie))
+			return 0;
+	}
 
 	struct sock_info info = {};
 	info.cookie = cookie;

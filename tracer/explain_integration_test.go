@@ -347,3 +347,49 @@ func TestTimeWaitEnd(t *testing.T) {
 		t.Errorf("notice %+v after %s", a, time.Duration(a.For()))
 	}
 }
+
+// The start-up scan keeps to the cgroup filter as events do: of two
+// connections older than tracing, only the one a process in the cgroup made
+// is seeded.
+func TestSeedKeepsToCgroupFilter(t *testing.T) {
+	ns := netnstest.New(t)
+	root := tracer.CgroupRoot()
+	cg := filepath.Join(root, fmt.Sprintf("tcptrace-seed-%d", os.Getpid()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatalf("creating a cgroup: %v", err)
+	}
+	t.Cleanup(func() { os.Remove(cg) })
+	cgID, err := tracer.CgroupID(cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, port := listen(t, ns, "127.0.0.1:0")
+	inside := startPeer(t, ns, "tt-inside", "holder", ln.Addr().String())
+	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(inside.cmd.Process.Pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(inside.stdin, "go")
+	if l := inside.line(t); l != "connected" {
+		t.Fatalf("peer: %s", l)
+	}
+	accept(t, ln)
+	outside := dial(t, ns, ln.Addr().String()) // the test's own cgroup
+	defer outside.Close()
+	accept(t, ln)
+
+	c := traceWith(t, ns, tracer.Config{Cgroup: cgID}, timeline.DefaultConfig(), true)
+	inside.stdin.Close()
+	inside.wait(t)
+	r := c.record("the client in the cgroup", client(port))
+	if !r.Partial || r.Cgroup != cgID || r.Comm != "tt-inside" {
+		t.Errorf("record %s cgroup %d comm %q", describe(r), r.Cgroup, r.Comm)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corr.Flush()
+	for _, r := range c.recs {
+		if r.Cgroup != cgID {
+			t.Errorf("a record outside the cgroup: %s cgroup %d", describe(r), r.Cgroup)
+		}
+	}
+}

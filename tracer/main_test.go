@@ -24,6 +24,8 @@ func TestMain(m *testing.M) {
 		os.Exit(peerServer())
 	case "client":
 		os.Exit(peerClient(os.Getenv("TCPTRACE_TEST_ADDR")))
+	case "holder":
+		os.Exit(peerHolder(os.Getenv("TCPTRACE_TEST_ADDR")))
 	}
 	os.Exit(m.Run())
 }
@@ -57,6 +59,22 @@ func peerClient(addr string) int {
 		return 1
 	}
 	c.Write([]byte("x"))
+	c.Close()
+	return 0
+}
+
+// peerHolder waits for a line on stdin (time to move it into a cgroup),
+// connects, prints "connected", and closes when stdin ends.
+func peerHolder(addr string) int {
+	in := bufio.NewReader(os.Stdin)
+	in.ReadString('\n')
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	fmt.Println("connected")
+	io.Copy(io.Discard, in)
 	c.Close()
 	return 0
 }
