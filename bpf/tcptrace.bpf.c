@@ -92,6 +92,7 @@ struct sock_info {
 	__u8 daddr[16];
 	__u64 bytes_acked;
 	__u64 bytes_received;
+	__u64 cgroup;   /* full sockets' cgroup v2 id; 0 for the others */
 	__u32 netns;
 	__u32 uid;
 	__u32 srtt_us;
@@ -1077,6 +1078,7 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 	} else {
 		struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
 		if (tp) {
+			info.cgroup = sk_cgroup((const struct sock *)tp);
 			info.bytes_acked = tp->bytes_acked;
 			info.bytes_received = tp->bytes_received;
 			info.srtt_us = tp->srtt_us;

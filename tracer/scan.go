@@ -213,6 +213,7 @@ func decodeSocket(r *tcptraceSockInfo, s *timeline.Socket) bool {
 	s.LPort, s.RPort = r.Sport, r.Dport
 	s.NetNS = r.Netns
 	s.UID = r.Uid
+	s.Cgroup = r.Cgroup
 	s.BytesAcked, s.BytesReceived = r.BytesAcked, r.BytesReceived
 	s.SRTT = r.SrttUs >> 3
 	s.TotalRetrans = r.TotalRetrans

@@ -148,6 +148,7 @@ type tcptraceSockInfo struct {
 	Daddr         [16]uint8
 	BytesAcked    uint64
 	BytesReceived uint64
+	Cgroup        uint64
 	Netns         uint32
 	Uid           uint32
 	SrttUs        uint32

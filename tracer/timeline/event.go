@@ -143,6 +143,7 @@ type Socket struct {
 	RPort    uint16
 	NetNS    uint32
 	UID      uint32
+	Cgroup   uint64 // full sockets' cgroup v2 id; 0 for the others
 
 	BytesAcked    uint64
 	BytesReceived uint64

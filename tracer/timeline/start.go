@@ -79,6 +79,7 @@ func (c *Correlator) Seed(now int64, s *Socket, pid uint32, comm string) {
 	conn.Partial = true
 	conn.LAddr, conn.RAddr, conn.LPort, conn.RPort = s.LAddr, s.RAddr, s.LPort, s.RPort
 	conn.NetNS, conn.UID, conn.PID, conn.Comm = s.NetNS, s.UID, pid, comm
+	conn.Cgroup = s.Cgroup
 	conn.BytesSent, conn.BytesReceived, conn.SRTT, conn.SegsRetrans = s.BytesAcked, s.BytesReceived, s.SRTT, s.TotalRetrans
 	if s.State == StateListen {
 		conn.Role = RoleListener
