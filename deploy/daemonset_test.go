@@ -213,11 +213,12 @@ func TestDaemonSetMountsAreReadOnlyHostPaths(t *testing.T) {
 	// What tcptrace reads, where it reads it. No host /proc: with hostPID
 	// the container's own /proc is the host's PID view.
 	for host, want := range map[string]string{
-		"/sys/kernel/btf": "/sys/kernel/btf",
-		"/sys/fs/cgroup":  "/sys/fs/cgroup",
-		"/run/netns":      "/run/netns",
-		"/run/containerd": "/run/containerd",
-		"/var/run/crio":   "/var/run/crio",
+		"/sys/kernel/btf":     "/sys/kernel/btf",
+		"/sys/kernel/tracing": "/sys/kernel/tracing",
+		"/sys/fs/cgroup":      "/sys/fs/cgroup",
+		"/run/netns":          "/run/netns",
+		"/run/containerd":     "/run/containerd",
+		"/var/run/crio":       "/var/run/crio",
 	} {
 		if got, ok := mounted[host]; !ok || got != want {
 			t.Errorf("host %s mounted at %q, want %s", host, got, want)

@@ -3,7 +3,8 @@
 # beyond Go: clang/llvm and libbpf headers to compile bpf/ (make generate),
 # nftables for the integration tests that drop SYNs, podman and runc for the
 # container tests and the image (deploy/), prometheus (with promtool) for
-# the metrics tests and the alerting rules. Only what is missing.
+# the metrics tests and the alerting rules, nginx for the prefork-owner
+# test. Only what is missing.
 set -euo pipefail
 
 need=()
@@ -17,6 +18,8 @@ command -v runc >/dev/null || need+=(runc)
 # prometheus: promtool checks the alerting rules and the exposition, and the
 # metrics integration test scrapes tcptrace with the real server.
 command -v promtool >/dev/null || need+=(prometheus)
+# nginx: the prefork-owner test runs a real nginx with two workers.
+[ -x /usr/sbin/nginx ] || need+=(nginx-light)
 for pkg in "$@"; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -121,6 +121,9 @@ type LoadCheck struct {
 	// Owners says where owners are learned, and whether a program runs
 	// on every send() and recv() (only with --owner-io).
 	Owners string `json:"owners"`
+	// Degraded: what the loaded programs could not do here (an attach
+	// that failed), beside Refused.
+	Degraded []string `json:"degraded"`
 }
 
 // More capability numbers (include/uapi/linux/capability.h).
@@ -275,6 +278,7 @@ func RunPreflight(load, ownerIO bool) *Preflight {
 			p.problem("loading the programs failed: "+p.Load.Error, "")
 		}
 		p.Degraded = append(p.Degraded, p.Load.Refused...)
+		p.Degraded = append(p.Degraded, p.Load.Degraded...)
 	}
 
 	switch {
@@ -299,7 +303,7 @@ func (p *Preflight) problem(why, advice string) {
 func loadCheck(ownerIO bool) LoadCheck {
 	start := time.Now()
 	t, err := New(Config{OwnerIO: ownerIO})
-	lc := LoadCheck{Attached: []string{}, Refused: []string{}, Millis: float64(time.Since(start).Microseconds()) / 1e3}
+	lc := LoadCheck{Attached: []string{}, Refused: []string{}, Degraded: []string{}, Millis: float64(time.Since(start).Microseconds()) / 1e3}
 	if err != nil {
 		lc.Status, lc.Error = StatusFailed, err.Error()
 		return lc
@@ -319,6 +323,9 @@ func loadCheck(ownerIO bool) LoadCheck {
 	lc.Owners = "at connect, listen, close"
 	if t.acceptAttached {
 		lc.Owners += ", accept"
+	} else {
+		lc.Degraded = append(lc.Degraded, "syscalls:sys_exit_accept4: "+acceptPrograms[0].lacking+
+			" (is tracefs mounted at /sys/kernel/tracing?)")
 	}
 	if t.coll.Programs[tcptraceProgHandleSendLength] != nil {
 		lc.Owners += "; and at every send() and recv() (--owner-io: a BPF program on every I/O of the host)"

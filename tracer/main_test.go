@@ -26,6 +26,10 @@ func TestMain(m *testing.M) {
 		os.Exit(peerClient(os.Getenv("TCPTRACE_TEST_ADDR")))
 	case "holder":
 		os.Exit(peerHolder(os.Getenv("TCPTRACE_TEST_ADDR")))
+	case "worker":
+		os.Exit(peerWorker())
+	case "closer":
+		os.Exit(peerCloser())
 	}
 	os.Exit(m.Run())
 }
@@ -79,6 +83,37 @@ func peerHolder(addr string) int {
 	return 0
 }
 
+// peerWorker is a prefork server's worker: it accepts one connection on
+// the listener it inherited as fd 3, prints "accepted", and holds the
+// connection until stdin ends.
+func peerWorker() int {
+	ln, err := net.FileListener(os.NewFile(3, "listener"))
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	c, err := ln.Accept()
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	fmt.Println("accepted")
+	io.Copy(io.Discard, os.Stdin)
+	c.Close()
+	return 0
+}
+
+// peerCloser holds a connected socket it inherited as fd 3 (created before
+// the fork, by its parent) and closes it when a line comes on stdin.
+func peerCloser() int {
+	f := os.NewFile(3, "socket")
+	fmt.Println("holding")
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	f.Close()
+	fmt.Println("closed")
+	return 0
+}
+
 // peer is a running peer process.
 type peer struct {
 	cmd   *exec.Cmd
@@ -90,6 +125,12 @@ type peer struct {
 // takes it from the executable's file name) inside ns.
 func startPeer(t *testing.T, ns *netnstest.NS, name, mode, addr string) *peer {
 	t.Helper()
+	return startPeerWith(t, ns, name, mode, addr, nil)
+}
+
+// startPeerWith is startPeer, handing the peer extra files (fd 3 on).
+func startPeerWith(t *testing.T, ns *netnstest.NS, name, mode, addr string, files []*os.File) *peer {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +140,7 @@ func startPeer(t *testing.T, ns *netnstest.NS, name, mode, addr string) *peer {
 		t.Fatal(err)
 	}
 	p := &peer{cmd: exec.Command(link)}
+	p.cmd.ExtraFiles = files
 	p.cmd.Env = append(os.Environ(), peerEnv+"="+mode, "TCPTRACE_TEST_ADDR="+addr)
 	p.cmd.Stderr = os.Stderr
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
