@@ -57,24 +57,31 @@ type figures struct {
 	TotalRetrans  uint32
 }
 
+// Seed entries, in the fuzz encoding above: types, flags, and states as
+// new<<4 | old.
+const (
+	fzState, fzRetransmit, fzRSTSent, fzRSTReceived, fzError = 0, 1, 3, 4, 5
+	fzDead, fzDone, fzOwnerSeen, fzOwner, fzReason           = 8, 16, 32, 64, 128
+)
+
 func FuzzBatch(f *testing.F) {
-	// A client that connects, retries its SYN, closes first; a server;
-	// a reset.
+	// A client that connects, retries its SYN, closes first.
 	f.Add(byte(4), []byte{
-		1, 0x27, 0, 0, 0, 0, // CLOSE -> SYN_SENT, port 0
-		2 - 1, 0x22, 1, 0, 0x10, 0x27, // SYN retransmit in SYN_SENT
-		1 - 1 + 64, 0x12, 1, 0, 0x20, 0, // SYN_SENT -> ESTABLISHED
-		0 + 64 + 32, 0x41, 1, 0, 5, 0, // ESTABLISHED -> FIN_WAIT1
-		0 + 64, 0x54, 1, 0, 5, 0, // FIN_WAIT1 -> FIN_WAIT2
-		0 + 64 + 8 + 16, 0x75, 3, 0, 1, 0, // FIN_WAIT2 -> CLOSE
+		fzState | fzOwner | fzOwnerSeen, 0x27, 0, 0, 0, 0, // CLOSE -> SYN_SENT, port 0
+		fzRetransmit | fzOwner, 0x20, 1, 0, 0x10, 0x27, // SYN retransmit in SYN_SENT
+		fzState | fzOwner, 0x12, 1, 0, 0x20, 0, // SYN_SENT -> ESTABLISHED
+		fzState | fzOwner | fzOwnerSeen, 0x41, 1, 0, 5, 0, // ESTABLISHED -> FIN_WAIT1
+		fzState | fzOwner, 0x54, 1, 0, 5, 0, // FIN_WAIT1 -> FIN_WAIT2
+		fzState | fzOwner | fzDead | fzDone, 0x75, 3, 0, 1, 0, // FIN_WAIT2 -> CLOSE
 	})
+	// A server reset by its peer, and a RST sent after its CLOSE.
 	f.Add(byte(6), []byte{
-		0, 0x3a, 1, 0, 0, 0,
-		0, 0x13, 1, 0, 1, 0,
-		4, 0x11, 1, 0, 1, 0, // RST received
-		5, 0x11, 1, 104, 0, 0, // error ECONNRESET
-		0, 0x71, 0, 104, 0, 0,
-		3 + 128, 0x77, 0, 2, 0, 0, // RST sent after CLOSE
+		fzState, 0x3a, 1, 0, 0, 0, // LISTEN -> SYN_RECV
+		fzState, 0x13, 1, 0, 1, 0, // SYN_RECV -> ESTABLISHED
+		fzRSTReceived, 0x10, 1, 0, 1, 0,
+		fzError, 0x10, 1, 104, 0, 0, // ECONNRESET
+		fzState, 0x71, 0, 104, 0, 0, // ESTABLISHED -> CLOSE
+		fzRSTSent | fzReason, 0x70, 0, 2, 0, 0,
 	})
 	f.Fuzz(func(t *testing.T, sock byte, data []byte) {
 		d := Decoder{MonoToUnix: 1_700_000_000e9, RSTReasons: fuzzRSTReasons}
