@@ -34,6 +34,7 @@ enum {
 };
 enum {
 	BPF_F_NO_PREALLOC = 1U << 0,
+	BPF_F_NO_COMMON_LRU = 1U << 1,
 	BPF_F_CLONE = 1U << 9,
 };
 enum {

@@ -298,6 +298,18 @@ struct {
 	__type(value, struct owner);
 } owners SEC(".maps");
 
+/* The process that accept()ed a socket, by cookie, noted at accept()'s exit
+ * and taken (and deleted) by the socket's next event. Per-CPU LRU lists
+ * (BPF_F_NO_COMMON_LRU): an update takes no lock shared by all CPUs, which
+ * under connection churn cost more than the rest of the program. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct owner);
+} accepted_owners SEC(".maps");
+
 /* Listening sockets that predate tracing, by (netns, port): their accepted
  * sockets have no storage to inherit, so they take this owner. */
 struct {
@@ -477,10 +489,11 @@ static __always_inline struct owner *resolve_owner(struct sk_state *st, __u64 co
 {
 	if (st && st->owner.pid) {
 		if (st->inherited) {
-			struct owner *accepted = bpf_map_lookup_elem(&owners, &cookie);
+			struct owner *accepted = bpf_map_lookup_elem(&accepted_owners, &cookie);
 			if (accepted) {
 				st->owner = *accepted;
 				st->inherited = 0;
+				bpf_map_delete_elem(&accepted_owners, &cookie);
 			}
 		}
 		return &st->owner;
@@ -1160,10 +1173,16 @@ static __always_inline int note_accepted(struct syscall_exit_ctx *ctx)
 	if (proto == IPPROTO_TCP) {
 		/* The cookie exists: the socket's own transitions took it. */
 		cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-		t.family = BPF_CORE_READ(sk, __sk_common.skc_family);
-		t.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-		t.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-		t.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+		/* Each read through these pointers is a probe read: the tuple
+		 * only when a filter asks for it. */
+		if (filter_netns || filter_family || filter_nports) {
+			t.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+			t.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+			t.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+			t.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+		} else {
+			t.family = AF_INET; /* passes tuple_filtered's family check */
+		}
 	} else {
 		cookie = tcp_behind_untrusted(sk, proto, &t);
 	}
@@ -1171,7 +1190,7 @@ static __always_inline int note_accepted(struct syscall_exit_ctx *ctx)
 		return 0;
 	struct owner o = {};
 	owner_from_current(&o);
-	bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY);
+	bpf_map_update_elem(&accepted_owners, &cookie, &o, BPF_ANY);
 	return 0;
 }
 

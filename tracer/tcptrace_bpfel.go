@@ -164,6 +164,7 @@ type tcptraceSockInfo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	tcptraceMapAcceptedOwners           = "accepted_owners"
 	tcptraceMapCgroupAllow              = "cgroup_allow"
 	tcptraceMapCgroupMatched            = "cgroup_matched"
 	tcptraceMapEvents                   = "events"
@@ -271,13 +272,14 @@ type tcptraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcptraceMapSpecs struct {
-	CgroupAllow   *ebpf.MapSpec `ebpf:"cgroup_allow"`
-	CgroupMatched *ebpf.MapSpec `ebpf:"cgroup_matched"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	Listeners     *ebpf.MapSpec `ebpf:"listeners"`
-	Owners        *ebpf.MapSpec `ebpf:"owners"`
-	PortMatched   *ebpf.MapSpec `ebpf:"port_matched"`
-	SkStates      *ebpf.MapSpec `ebpf:"sk_states"`
+	AcceptedOwners *ebpf.MapSpec `ebpf:"accepted_owners"`
+	CgroupAllow    *ebpf.MapSpec `ebpf:"cgroup_allow"`
+	CgroupMatched  *ebpf.MapSpec `ebpf:"cgroup_matched"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
+	Owners         *ebpf.MapSpec `ebpf:"owners"`
+	PortMatched    *ebpf.MapSpec `ebpf:"port_matched"`
+	SkStates       *ebpf.MapSpec `ebpf:"sk_states"`
 }
 
 // tcptraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -328,17 +330,19 @@ func (o *tcptraceObjects) Close() error {
 //
 // It can be passed to loadTcptraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcptraceMaps struct {
-	CgroupAllow   *ebpf.Map `ebpf:"cgroup_allow"`
-	CgroupMatched *ebpf.Map `ebpf:"cgroup_matched"`
-	Events        *ebpf.Map `ebpf:"events"`
-	Listeners     *ebpf.Map `ebpf:"listeners"`
-	Owners        *ebpf.Map `ebpf:"owners"`
-	PortMatched   *ebpf.Map `ebpf:"port_matched"`
-	SkStates      *ebpf.Map `ebpf:"sk_states"`
+	AcceptedOwners *ebpf.Map `ebpf:"accepted_owners"`
+	CgroupAllow    *ebpf.Map `ebpf:"cgroup_allow"`
+	CgroupMatched  *ebpf.Map `ebpf:"cgroup_matched"`
+	Events         *ebpf.Map `ebpf:"events"`
+	Listeners      *ebpf.Map `ebpf:"listeners"`
+	Owners         *ebpf.Map `ebpf:"owners"`
+	PortMatched    *ebpf.Map `ebpf:"port_matched"`
+	SkStates       *ebpf.Map `ebpf:"sk_states"`
 }
 
 func (m *tcptraceMaps) Close() error {
 	return _TcptraceClose(
+		m.AcceptedOwners,
 		m.CgroupAllow,
 		m.CgroupMatched,
 		m.Events,
