@@ -223,11 +223,12 @@ bpf_snapshot() {
 # those not in BEFORE from zero, then "name:runs:ns" for each program that
 # ran, most runs first.
 bpf_delta() {
+	# %.0f, not %d: mawk's %d stops at 2^31, and run times pass it.
 	awk 'FILENAME == ARGV[1] { c[$1] = $2; t[$1] = $3; next }
-	{ dr = $2 - c[$1]; dn = $3 - t[$1]; r += dr; n += dn; if (dr > 0) by[++k] = dr " " $4 ":" dr ":" dn }
+	{ dr = $2 - c[$1]; dn = $3 - t[$1]; r += dr; n += dn; if (dr > 0) by[++k] = sprintf("%.0f %s:%.0f:%.0f", dr, $4, dr, dn) }
 	END {
 		for (i = 2; i <= k; i++) { v = by[i]; for (j = i - 1; j >= 1 && by[j] + 0 < v + 0; j--) by[j + 1] = by[j]; by[j + 1] = v }
-		printf "%d %d", r, n
+		printf "%.0f %.0f", r, n
 		for (i = 1; i <= k; i++) { sub(/^[0-9]+ /, "", by[i]); printf " %s", by[i] }
 		print ""
 	}' "$1" "$2"
@@ -458,7 +459,7 @@ FILENAME == ARGV[1] { command[$1] = $2; cmdorder[++ncmd] = $1; next } # commands
 	add(wl SUBSEP cfg SUBSEP "rps", rps)
 	add(wl SUBSEP cfg SUBSEP "cps", conns / wsec)
 	add(wl SUBSEP cfg SUBSEP "conns", conns)
-	run = sprintf("{\"round\":%d,\"requests\":%d,\"connections\":%d,\"wrk_seconds\":%.3f,\"wrk_errors\":%d,\"req_per_s\":%.1f,\"conn_per_s\":%.1f", round, req, conns, wsec, $6, rps, conns / wsec)
+	run = sprintf("{\"round\":%.0f,\"requests\":%.0f,\"connections\":%.0f,\"wrk_seconds\":%.3f,\"wrk_errors\":%.0f,\"req_per_s\":%.1f,\"conn_per_s\":%.1f", round, req, conns, wsec, $6, rps, conns / wsec)
 	if ($8 != "-") {
 		traced[wl, cfg] = 1
 		cpu_s = $12 / clk; start_s = $13 / clk; run_cpu = cpu_s - start_s
@@ -470,7 +471,7 @@ FILENAME == ARGV[1] { command[$1] = $2; cmdorder[++ncmd] = $1; next } # commands
 		add(wl SUBSEP cfg SUBSEP "rss", $14 / 1024)
 		add(wl SUBSEP cfg SUBSEP "rep", div($15, conns))
 		lost[wl, cfg] += $11
-		run = run sprintf(",\"tracer_seconds\":%.3f,\"events\":%d,\"ring_records\":%d,\"lost_events\":%d,\"tracer_cpu_seconds\":%.2f,\"tracer_cpu_seconds_to_attach\":%.2f,\"tracer_cpu_us_per_conn\":%s,\"tracer_cpu_us_per_request\":%.4f,\"peak_rss_kib\":%d,\"client_connections_reported\":%d,\"output_kib\":%d",
+		run = run sprintf(",\"tracer_seconds\":%.3f,\"events\":%.0f,\"ring_records\":%.0f,\"lost_events\":%.0f,\"tracer_cpu_seconds\":%.2f,\"tracer_cpu_seconds_to_attach\":%.2f,\"tracer_cpu_us_per_conn\":%s,\"tracer_cpu_us_per_request\":%.4f,\"peak_rss_kib\":%.0f,\"client_connections_reported\":%.0f,\"output_kib\":%.0f",
 			$10, $8, $9, $11, cpu_s, start_s, num(div(run_cpu * 1e6, conns), "%.3f"), run_cpu * 1e6 / req, $14, $15, $16)
 		if ($17 != "-") {
 			add(wl SUBSEP cfg SUBSEP "bpf_runs_req", $17 / req)
@@ -479,8 +480,8 @@ FILENAME == ARGV[1] { command[$1] = $2; cmdorder[++ncmd] = $1; next } # commands
 			add(wl SUBSEP cfg SUBSEP "bpf_ns_conn", div($18, conns))
 			add(wl SUBSEP cfg SUBSEP "bpf_ns_run", div($18, $17))
 			bp = ""; np = split($19, progs, " ")
-			for (p = 1; p <= np; p++) { split(progs[p], f, ":"); bp = bp (p > 1 ? "," : "") sprintf("{\"name\":\"%s\",\"runs\":%d,\"run_time_ns\":%d}", esc(f[1]), f[2], f[3]) }
-			run = run sprintf(",\"bpf_runs\":%d,\"bpf_run_time_ns\":%d,\"bpf_programs\":[%s]", $17, $18, bp)
+			for (p = 1; p <= np; p++) { split(progs[p], f, ":"); bp = bp (p > 1 ? "," : "") sprintf("{\"name\":\"%s\",\"runs\":%.0f,\"run_time_ns\":%.0f}", esc(f[1]), f[2], f[3]) }
+			run = run sprintf(",\"bpf_runs\":%.0f,\"bpf_run_time_ns\":%.0f,\"bpf_programs\":[%s]", $17, $18, bp)
 		}
 	}
 	runs[wl, cfg] = runs[wl, cfg] (runs[wl, cfg] == "" ? "" : ",") run "}"
