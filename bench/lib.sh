@@ -6,8 +6,8 @@
 # Sourced, after `set -euo pipefail`, by a script that has set script_name
 # (the prefix of its log lines: bench, soak). The functions read the script's
 # settings when called: STOP_TIMEOUT (stop), TCPTRACE (build_tcptrace),
-# KEEPALIVE_REQUESTS (start_workload), WRK_THREADS and WRK_CONNECTIONS
-# (start_wrk).
+# KEEPALIVE_REQUESTS and PIN_CPUS (start_workload), WRK_THREADS,
+# WRK_CONNECTIONS and PIN_CPUS (start_wrk).
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -176,6 +176,16 @@ json_field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p" <<<"$2"; }
 is_json_summary() { [[ $1 =~ ^\{(\"schema_version\":[0-9]+,)?\"type\":\"summary\" ]]; }
 
 # --- Namespace and server ------------------------------------------------------
+# pinned_to N: "taskset -c N", one word a line, when PIN_CPUS is 1 (the
+# default) and the machine has at least two CPUs; else nothing. nginx goes
+# on CPU 0 and wrk on CPU 1: left to the scheduler, the two share a CPU now
+# and then, and the same untraced run varied by 25% here (pinned: 3%).
+# The tracer's loader is not pinned; its programs run where nginx and wrk do.
+pinned_to() {
+	[[ ${PIN_CPUS:-1} == 1 ]] && (($(nproc) >= 2)) || return 0
+	printf '%s\n' taskset -c "$1"
+}
+
 # start_workload PREFIX: create the network namespace PREFIX-PID (sets ns,
 # nspath, ns_inode), start nginx in it on 127.0.0.1:$PORT (sets nginx_pid)
 # and write $work/report.lua for wrk. $work must exist. nginx closes a
@@ -222,8 +232,11 @@ http {
 	}
 }
 EOF
-	# ip netns exec execs nginx, so $! is nginx's master process.
-	ip netns exec "$ns" nginx -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" \
+	# ip netns exec execs taskset, which execs nginx, so $! is nginx's
+	# master process.
+	local pin=()
+	mapfile -t pin < <(pinned_to 0)
+	ip netns exec "$ns" ${pin[@]+"${pin[@]}"} nginx -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" \
 		>"$work/nginx/stdout.log" 2>&1 &
 	nginx_pid=$!
 	wait_for 10 listening || die "nginx did not start: $(cat "$work/nginx/error.log" "$work/nginx/stdout.log" 2>/dev/null)"
@@ -264,13 +277,14 @@ listening() { [[ -n $(ip netns exec "$ns" ss -Hltn "sport = :$PORT") ]]; }
 # (wrk's connections carry request after request). timeout puts wrk in a
 # process group of its own, out of the terminal's reach.
 start_wrk() {
-	local header=(-H 'Connection: close')
+	local header=(-H 'Connection: close') pin=()
+	mapfile -t pin < <(pinned_to 1)
 	case ${3:-churn} in
 	churn) ;;
 	keepalive) header=() ;;
 	*) die "start_wrk: unknown workload '$3'" ;;
 	esac
-	timeout -k 5 $(($1 + 60)) ip netns exec "$ns" \
+	timeout -k 5 $(($1 + 60)) ip netns exec "$ns" ${pin[@]+"${pin[@]}"} \
 		wrk -t "$WRK_THREADS" -c "$WRK_CONNECTIONS" -d "${1}s" -s "$work/report.lua" \
 		${header[@]+"${header[@]}"} "http://127.0.0.1:$PORT/" >"$2" 2>&1 &
 	wrk_pid=$!

@@ -70,6 +70,7 @@
 #   WORKLOADS="churn keepalive"   which, in this order
 #   CONFIGS="none bpftrace json text filtered before owner-io"   which, in this order
 #   WRK_THREADS=1  WRK_CONNECTIONS=32  KEEPALIVE_REQUESTS=1000
+#   PIN_CPUS=1           nginx on CPU 0, wrk on CPU 1 (0: wherever the scheduler puts them)
 #   BEFORE_TCPTRACE=PATH the "before" binary; else built from BEFORE_COMMIT=a948ec9
 #   BPF_STATS=1          enable kernel.bpf_stats_enabled for the run (0: leave it)
 #   RESULTS_FILE=bench/results.json
@@ -421,7 +422,7 @@ printf '%s\n' "${notes[@]+"${notes[@]}"}" >"$work/notes.txt"
 awk -F'\t' -v rounds="$ROUNDS" -v secs="$SECONDS_PER_RUN" -v clk="$clk_tck" \
 	-v threads="$WRK_THREADS" -v wconns="$WRK_CONNECTIONS" -v karq="$KEEPALIVE_REQUESTS" -v bpfstats="$BPF_STATS" \
 	-v kernel="$(uname -r)" -v cpus="$(nproc)" -v date="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-	-v load_start="$load_start" -v load_end="$load_end" -v notesfile="$work/notes.txt" \
+	-v pinned="$(pinned_to 0 | tr '\n' ' ')" -v load_start="$load_start" -v load_end="$load_end" -v notesfile="$work/notes.txt" \
 	-v commit="$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)" \
 	-v results="$RESULTS_FILE" -v outdir="$(dirname "$out")" '
 function median(list,    a, n, i, j, t) {
@@ -487,8 +488,8 @@ FILENAME == ARGV[1] { command[$1] = $2; cmdorder[++ncmd] = $1; next } # commands
 	runs[wl, cfg] = runs[wl, cfg] (runs[wl, cfg] == "" ? "" : ",") run "}"
 }
 END {
-	json = sprintf("{\"date\":\"%s\",\"commit\":\"%s\",\"kernel\":\"%s\",\"cpus\":%d,\"load_average_start\":\"%s\",\"load_average_end\":\"%s\",\"rounds\":%d,\"seconds_per_run\":%d,\"bpf_stats\":%s,\"server\":\"nginx, 1 worker, return 204, keepalive_requests %d, in its own network namespace\",\"tracer_output\":\"a file on tmpfs (under %s), read after each run\",\"notes\":[",
-		date, commit, kernel, cpus, load_start, load_end, rounds, secs, bpfstats ? "true" : "false", karq, esc(outdir))
+	json = sprintf("{\"date\":\"%s\",\"commit\":\"%s\",\"kernel\":\"%s\",\"cpus\":%d,\"load_average_start\":\"%s\",\"load_average_end\":\"%s\",\"rounds\":%d,\"seconds_per_run\":%d,\"bpf_stats\":%s,\"server\":\"nginx, 1 worker, return 204, keepalive_requests %d, in its own network namespace\",\"pinned\":%s,\"tracer_output\":\"a file on tmpfs (under %s), read after each run\",\"notes\":[",
+		date, commit, kernel, cpus, load_start, load_end, rounds, secs, bpfstats ? "true" : "false", karq, pinned != "" ? "true" : "false", esc(outdir))
 	nn = 0
 	while ((getline line < notesfile) > 0) if (line != "") { json = json (nn++ ? "," : "") "\"" esc(line) "\""; notes[nn] = line }
 	json = json "],\"workloads\":["
@@ -561,7 +562,7 @@ END {
 		json = json "],\"targets\":[" tj "]}"
 	}
 	print json "]}" > results
-	printf "\nMedians of %d rounds of %ds, interleaved; load average %s at the start, %s at the end, on %d CPUs.\n", rounds, secs, load_start, load_end, cpus
+	printf "\nMedians of %d rounds of %ds, interleaved; load average %s at the start, %s at the end, on %d CPUs%s.\n", rounds, secs, load_start, load_end, cpus, pinned != "" ? " (nginx pinned to CPU 0, wrk to CPU 1)" : ""
 	print "vs none: median of per-round ratios to the untraced run. conns: client connections made in a run (ActiveOpens)."
 	print "CPU: the tracer process (utime+stime) from attached to the end of the load. BPF: run_cnt and run_time_ns of the"
 	print "tracer'"'"'s programs over the load (kernel.bpf_stats_enabled; they run on every socket of the host, the namespace"

@@ -28,6 +28,7 @@
 #   SAMPLE_SECONDS=10    RSS/CPU sampling period
 #   FLAT_MIB=4           RSS growth tolerated as "flat", besides 10%
 #   WRK_THREADS=1  WRK_CONNECTIONS=32
+#   PIN_CPUS=1           nginx on CPU 0, wrk on CPU 1 (0: wherever the scheduler puts them)
 #   TCPTRACE=PATH        use this binary instead of building one
 #   TCPTRACE_ARGS="..."  extra tcptrace flags
 #
