@@ -69,9 +69,13 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 # Overhead benchmark (as root): nginx and wrk in a network namespace of its
-# own, untraced vs bpftrace vs tcptrace configurations; prints a table and
-# writes bench/results.json, never fails on a threshold. Settings such as
-# ROUNDS, SECONDS_PER_RUN and CONFIGS are read from the environment.
+# own, under connection churn and under keep-alive; untraced vs bpftrace vs
+# tcptrace configurations (and the build before batching, a948ec9); rates,
+# tracer CPU, BPF runs and run time (kernel.bpf_stats_enabled, restored at
+# exit), ring-buffer records. Prints a table per workload with targets
+# beside the figures and writes bench/results.json, never fails on a
+# threshold. About 8 minutes. Settings such as ROUNDS, SECONDS_PER_RUN,
+# WORKLOADS, CONFIGS and BEFORE_TCPTRACE are read from the environment.
 .PHONY: bench
 bench:
 	bash bench/overhead.sh

@@ -6,7 +6,8 @@
 # Sourced, after `set -euo pipefail`, by a script that has set script_name
 # (the prefix of its log lines: bench, soak). The functions read the script's
 # settings when called: STOP_TIMEOUT (stop), TCPTRACE (build_tcptrace),
-# WRK_THREADS and WRK_CONNECTIONS (start_wrk).
+# KEEPALIVE_REQUESTS and PIN_CPUS (start_workload), WRK_THREADS,
+# WRK_CONNECTIONS and PIN_CPUS (start_wrk).
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -70,6 +71,7 @@ work=""            # temp dir: binary, nginx prefix
 out=""             # overhead.sh: tmpfs dir for tracer output
 mounted_out=""     # overhead.sh: we mounted a tmpfs on $out
 mounted_tracefs="" # overhead.sh: we mounted tracefs for bpftrace
+bpf_stats_saved="" # overhead.sh: kernel.bpf_stats_enabled before we set it
 tracer_pid=""
 counter_pid="" # soak.sh: the process counting tcptrace's output
 nginx_pid=""
@@ -114,19 +116,12 @@ cleanup() {
 	stop "$wrk_pid" TERM
 	stop "$tracer_pid" INT
 	stop "$counter_pid" TERM
-	stop "$nginx_pid" TERM
-	if [[ -n $ns ]]; then
-		# Anything still in our namespace is ours (nginx's worker, a wrk cut
-		# short by Ctrl-C): end it by PID before deleting the namespace.
-		for p in $(ip netns pids "$ns" 2>/dev/null); do
-			kill -KILL "$p" 2>/dev/null
-		done
-		ip netns del "$ns" 2>/dev/null
-	fi
+	stop_workload
 	[[ -z $mounted_out ]] || umount "$out"
 	[[ -z $out ]] || rm -rf "$out"
 	[[ -z $work ]] || rm -rf "$work"
 	[[ -z $mounted_tracefs ]] || umount /sys/kernel/tracing
+	[[ -z $bpf_stats_saved ]] || sysctl -q -w kernel.bpf_stats_enabled="$bpf_stats_saved"
 	exit "$rc"
 }
 
@@ -176,12 +171,30 @@ cpu_ticks() {
 # json_field NAME LINE: a number from a flat JSON line.
 json_field() { sed -n "s/.*\"$1\":\([0-9.eE+-]*\).*/\1/p" <<<"$2"; }
 
+# is_json_summary LINE: true for tcptrace's JSON summary line, with the
+# leading "schema_version" of current builds or without it (older builds).
+is_json_summary() { [[ $1 =~ ^\{(\"schema_version\":[0-9]+,)?\"type\":\"summary\" ]]; }
+
 # --- Namespace and server ------------------------------------------------------
+# pinned_to N: "taskset -c N", one word a line, when PIN_CPUS is 1 (the
+# default) and the machine has at least two CPUs; else nothing. nginx goes
+# on CPU 0 and wrk on CPU 1: left to the scheduler, the two share a CPU now
+# and then, and the same untraced run varied by 25% here (pinned: 3%).
+# The tracer's loader is not pinned; its programs run where nginx and wrk do.
+pinned_to() {
+	[[ ${PIN_CPUS:-1} == 1 ]] && (($(nproc) >= 2)) || return 0
+	printf '%s\n' taskset -c "$1"
+}
+
 # start_workload PREFIX: create the network namespace PREFIX-PID (sets ns,
 # nspath, ns_inode), start nginx in it on 127.0.0.1:$PORT (sets nginx_pid)
-# and write $work/report.lua for wrk. $work must exist.
+# and write $work/report.lua for wrk. $work must exist. nginx closes a
+# keep-alive connection after KEEPALIVE_REQUESTS requests (default 1000,
+# nginx's own default), so keep-alive load still opens a connection per
+# that many requests, as it does in production.
 start_workload() {
 	ns=$1-$$
+	[[ ! -e /run/netns/$ns ]] || die "namespace $ns exists already"
 	ip netns add "$ns"
 	nspath=/run/netns/$ns
 	# shellcheck disable=SC2034 # used by overhead.sh
@@ -212,14 +225,18 @@ http {
 	fastcgi_temp_path $work/nginx/fastcgi;
 	uwsgi_temp_path $work/nginx/uwsgi;
 	scgi_temp_path $work/nginx/scgi;
+	keepalive_requests ${KEEPALIVE_REQUESTS:-1000};
 	server {
 		listen 127.0.0.1:$PORT backlog=4096;
 		location / { return 204; }
 	}
 }
 EOF
-	# ip netns exec execs nginx, so $! is nginx's master process.
-	ip netns exec "$ns" nginx -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" \
+	# ip netns exec execs taskset, which execs nginx, so $! is nginx's
+	# master process.
+	local pin=()
+	mapfile -t pin < <(pinned_to 0)
+	ip netns exec "$ns" ${pin[@]+"${pin[@]}"} nginx -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" \
 		>"$work/nginx/stdout.log" 2>&1 &
 	nginx_pid=$!
 	wait_for 10 listening || die "nginx did not start: $(cat "$work/nginx/error.log" "$work/nginx/stdout.log" 2>/dev/null)"
@@ -235,15 +252,48 @@ end
 EOF
 }
 
+# stop_workload: stop nginx and delete the namespace (and with it the
+# sockets left in TIME_WAIT), if there are.
+stop_workload() {
+	local p
+	stop "$nginx_pid" TERM
+	nginx_pid=""
+	[[ -n $ns ]] || return 0
+	# Anything still in our namespace is ours (nginx's worker, a wrk cut
+	# short by Ctrl-C): end it by PID before deleting the namespace.
+	for p in $(ip netns pids "$ns" 2>/dev/null); do
+		kill -KILL "$p" 2>/dev/null || true
+	done
+	ip netns del "$ns" 2>/dev/null || true
+	ns=""
+}
+
 listening() { [[ -n $(ip netns exec "$ns" ss -Hltn "sport = :$PORT") ]]; }
 
-# start_wrk SECONDS OUTPUT: load the server for SECONDS, in the background
-# (sets wrk_pid); wrk's report goes to OUTPUT, with a line
-# "WRK_RESULT requests microseconds errors". timeout puts wrk in a process
-# group of its own, out of the terminal's reach.
+# start_wrk SECONDS OUTPUT [WORKLOAD]: load the server for SECONDS, in the
+# background (sets wrk_pid); wrk's report goes to OUTPUT, with a line
+# "WRK_RESULT requests microseconds errors". WORKLOAD: churn (the default:
+# "Connection: close", a new connection for every request) or keepalive
+# (wrk's connections carry request after request). timeout puts wrk in a
+# process group of its own, out of the terminal's reach.
 start_wrk() {
-	timeout -k 5 $(($1 + 60)) ip netns exec "$ns" \
+	local header=(-H 'Connection: close') pin=()
+	mapfile -t pin < <(pinned_to 1)
+	case ${3:-churn} in
+	churn) ;;
+	keepalive) header=() ;;
+	*) die "start_wrk: unknown workload '$3'" ;;
+	esac
+	timeout -k 5 $(($1 + 60)) ip netns exec "$ns" ${pin[@]+"${pin[@]}"} \
 		wrk -t "$WRK_THREADS" -c "$WRK_CONNECTIONS" -d "${1}s" -s "$work/report.lua" \
-		-H 'Connection: close' "http://127.0.0.1:$PORT/" >"$2" 2>&1 &
+		${header[@]+"${header[@]}"} "http://127.0.0.1:$PORT/" >"$2" 2>&1 &
 	wrk_pid=$!
+}
+
+# active_opens: TCP connections opened by connect() in the benchmark's
+# namespace so far (ActiveOpens of its /proc/net/snmp, read through nginx,
+# which lives there): client connections, whatever the workload.
+active_opens() {
+	awk '$1 == "Tcp:" { if (!c) { for (i = 2; i <= NF; i++) if ($i == "ActiveOpens") c = i } else { print $c; exit } }' \
+		"/proc/$nginx_pid/net/snmp"
 }

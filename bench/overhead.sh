@@ -1,45 +1,85 @@
 #!/usr/bin/env bash
-# What does tracing cost a connection-heavy workload?
+# What does tracing cost a web server, under connection churn and under
+# keep-alive?
 #
-# nginx (one worker, "return 204") is loaded by wrk with "Connection: close",
-# so every request is a new TCP connection and conn/s = requests/s. Both run
-# on loopback inside a network namespace this script creates, with its own
-# ephemeral port range and tcp_tw_reuse, so the run is neither throttled by
-# TIME_WAIT nor disturbed by (or disturbing) the host's own sockets.
+# nginx (one worker, "return 204") is loaded by wrk in two workloads:
+#   churn      "Connection: close": every request is a new TCP connection,
+#              so conn/s = req/s; the worst case for a connection tracer.
+#   keepalive  wrk's 32 connections carry request after request (nginx
+#              closes one after KEEPALIVE_REQUESTS, 1000 by default as in
+#              nginx itself, and wrk opens another): what most servers do.
+#              A tracer that costs something per connection and nothing
+#              per request should be nearly free here.
+# Both run on loopback inside a network namespace this script creates, with
+# its own ephemeral port range and tcp_tw_reuse, so the run is neither
+# throttled by TIME_WAIT nor disturbed by (or disturbing) the host's own
+# sockets.
 #
 # Each configuration is one run of wrk under one tracer:
 #   none      no tracer: the baseline
 #   bpftrace  a bpftrace one-liner like tcpstates, printing every
 #             sock:inet_sock_set_state transition to a file
-#   text      tcptrace -o text
 #   json      tcptrace -o json
-#   events    tcptrace --events -o json (every kernel event too)
+#   text      tcptrace -o text
 #   filtered  tcptrace -o json --port 9: a port nothing uses, so the cost
 #             of traffic the kernel-side filter throws away
+#   before    tcptrace -o json built from BEFORE_COMMIT (a948ec9, before
+#             events were batched per socket and the per-I/O programs made
+#             opt-in), or the binary BEFORE_TCPTRACE names; left out, with
+#             a note, when neither is there
+#   owner-io  tcptrace -o json --owner-io: what the opt-in per-I/O owner
+#             programs cost
+#   events    tcptrace --events -o json (every kernel event too); not run
+#             unless named in CONFIGS
 # The tracers are limited to the benchmark's namespace (tcptrace --netns,
 # the same test in bpftrace's predicate) so that other work on the machine
 # does not count. Configurations are interleaved round by round (A B C A B C
-# ...) so drift of the machine hits all of them alike; the table shows
-# medians over the rounds.
+# ...) so drift of the machine hits all of them alike; the tables show
+# medians over the rounds, and each ratio to the untraced rate is the median
+# of the per-round ratios (pairing runs that were close in time).
+#
+# Measured for each traced run:
+#   - the tracer process's CPU (utime + stime) from attached to the end of
+#     the load, per connection and per request;
+#   - the BPF programs the tracer holds (the prog_id of every bpf-prog and
+#     bpf_link fd in /proc/PID/fdinfo): their run_cnt and run_time_ns from
+#     `bpftool prog show` before and after the load, with
+#     kernel.bpf_stats_enabled=1 for the whole benchmark (restored at exit).
+#     These programs run in the traced tasks and on every socket of the
+#     host (the namespace filter is inside them), so other work on the
+#     machine adds runs. Statistics cost each program run two clock reads
+#     (tens of ns), which the traced configurations pay in their rates;
+#     BPF_STATS=0 measures without them (no BPF columns then);
+#   - ring-buffer records: tcptrace's summary ring_records (before and
+#     bpftrace: one per event), kernel events, lost events;
+#   - connection records reported (client side) against client connections
+#     made (ActiveOpens of the namespace's /proc/net/snmp during the load);
+#   - peak RSS (VmHWM).
 #
 # Tracer output goes to a file on tmpfs rather than /dev/null: the summary
-# (events, lost events, duration) is the last line(s) of the output, and the
-# connection records are counted afterwards. Writing to tmpfs costs about
-# what writing to /dev/null does plus a memory copy, and no disk I/O.
+# (events, records, lost events, duration) is the last line(s) of the
+# output, and the connection records are counted afterwards. Writing to
+# tmpfs costs about what writing to /dev/null does plus a memory copy, and
+# no disk I/O.
 #
 # Usage:  bench/overhead.sh   (as root; or: make bench)
 # Environment:
 #   ROUNDS=3             rounds; each runs every configuration once
 #   SECONDS_PER_RUN=8    wrk's duration for each run
-#   WARMUP_SECONDS=2     an untraced run before the first round, not reported (0: none)
-#   WRK_THREADS=1  WRK_CONNECTIONS=32
-#   CONFIGS="none bpftrace text json events filtered"   which, in this order
+#   WARMUP_SECONDS=2     an untraced run before each workload, not reported (0: none)
+#   WORKLOADS="churn keepalive"   which, in this order
+#   CONFIGS="none bpftrace json text filtered before owner-io"   which, in this order
+#   WRK_THREADS=1  WRK_CONNECTIONS=32  KEEPALIVE_REQUESTS=1000
+#   PIN_CPUS=1           nginx on CPU 0, wrk on CPU 1 (0: wherever the scheduler puts them)
+#   BEFORE_TCPTRACE=PATH the "before" binary; else built from BEFORE_COMMIT=a948ec9
+#   BPF_STATS=1          enable kernel.bpf_stats_enabled for the run (0: leave it)
 #   RESULTS_FILE=bench/results.json
 #   TCPTRACE=PATH        use this binary instead of building one
 #
-# It prints figures and never fails on a threshold: it exits non-zero only
-# when the benchmark cannot run (not root, a tool missing, a tracer that
-# does not start or does not print its summary).
+# It prints figures, and targets beside them, and never fails on a
+# threshold: it exits non-zero only when the benchmark cannot run (not root,
+# a tool missing, a tracer that does not start or does not print its
+# summary).
 set -euo pipefail
 
 script_name=bench # the prefix of log lines
@@ -49,9 +89,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROUNDS=${ROUNDS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
 WARMUP_SECONDS=${WARMUP_SECONDS:-2}
+WORKLOADS=${WORKLOADS:-churn keepalive}
 WRK_THREADS=${WRK_THREADS:-1}
 WRK_CONNECTIONS=${WRK_CONNECTIONS:-32}
-CONFIGS=${CONFIGS:-none bpftrace text json events filtered}
+KEEPALIVE_REQUESTS=${KEEPALIVE_REQUESTS:-1000}
+CONFIGS=${CONFIGS:-none bpftrace json text filtered before owner-io}
+BEFORE_COMMIT=${BEFORE_COMMIT:-a948ec9}
+BEFORE_TCPTRACE=${BEFORE_TCPTRACE:-}
+BPF_STATS=${BPF_STATS:-1}
 RESULTS_FILE=${RESULTS_FILE:-$repo/bench/results.json}
 TCPTRACE=${TCPTRACE:-}
 READY_TIMEOUT=${READY_TIMEOUT:-60} # s for a tracer to attach: bpftrace takes seconds
@@ -59,24 +104,38 @@ STOP_TIMEOUT=${STOP_TIMEOUT:-30}   # s for a tracer to flush and exit after SIGI
 
 FILTER_PORT=9 # for "filtered": not the server's port and below the ephemeral range (PORT, PORT_RANGE: lib.sh)
 
-whole_numbers ROUNDS SECONDS_PER_RUN WARMUP_SECONDS WRK_THREADS WRK_CONNECTIONS READY_TIMEOUT STOP_TIMEOUT
-((ROUNDS >= 1 && SECONDS_PER_RUN >= 1 && WRK_THREADS >= 1 && WRK_CONNECTIONS >= WRK_THREADS)) ||
-	die "need ROUNDS >= 1, SECONDS_PER_RUN >= 1, WRK_CONNECTIONS >= WRK_THREADS >= 1"
+whole_numbers ROUNDS SECONDS_PER_RUN WARMUP_SECONDS WRK_THREADS WRK_CONNECTIONS KEEPALIVE_REQUESTS READY_TIMEOUT STOP_TIMEOUT
+((ROUNDS >= 1 && SECONDS_PER_RUN >= 1 && WRK_THREADS >= 1 && WRK_CONNECTIONS >= WRK_THREADS && KEEPALIVE_REQUESTS >= 1)) ||
+	die "need ROUNDS >= 1, SECONDS_PER_RUN >= 1, WRK_CONNECTIONS >= WRK_THREADS >= 1, KEEPALIVE_REQUESTS >= 1"
+[[ $BPF_STATS == [01] ]] || die "BPF_STATS must be 0 or 1, got '$BPF_STATS'"
+read -r -a workloads <<<"$WORKLOADS"
+((${#workloads[@]})) || die "WORKLOADS is empty"
+for w in "${workloads[@]}"; do
+	case $w in
+	churn | keepalive) ;;
+	*) die "unknown workload '$w' (churn keepalive)" ;;
+	esac
+done
 read -r -a configs <<<"$CONFIGS"
 ((${#configs[@]})) || die "CONFIGS is empty"
 want_bpftrace=
+want_before=
 for c in "${configs[@]}"; do
 	case $c in
-	none | text | json | events | filtered) ;;
+	none | json | text | filtered | owner-io | events) ;;
 	bpftrace) want_bpftrace=1 ;;
-	*) die "unknown configuration '$c' (none bpftrace text json events filtered)" ;;
+	before) want_before=1 ;;
+	*) die "unknown configuration '$c' (none bpftrace json text filtered before owner-io events)" ;;
 	esac
 done
 require_root
 
 # --- Tools: installed from Debian's packages when missing ---------------------
-install_tools ${want_bpftrace:+bpftrace}
-require_tools nginx wrk ip ss timeout
+extra_tools=()
+[[ -z $want_bpftrace ]] || extra_tools+=(bpftrace)
+((BPF_STATS == 0)) || extra_tools+=(bpftool)
+install_tools ${extra_tools[@]+"${extra_tools[@]}"}
+require_tools nginx wrk ip timeout ${extra_tools[@]+"${extra_tools[@]}"}
 
 trap_cleanup
 
@@ -97,61 +156,124 @@ if [[ -n $want_bpftrace && ! -d /sys/kernel/tracing/events && ! -d /sys/kernel/d
 	mounted_tracefs=1
 fi
 
-# --- tcptrace ------------------------------------------------------------------
+if ((BPF_STATS)); then
+	old=$(sysctl -n kernel.bpf_stats_enabled)
+	if [[ $old != 1 ]]; then
+		sysctl -q -w kernel.bpf_stats_enabled=1
+		bpf_stats_saved=$old # cleanup restores it
+	fi
+fi
+
+# --- tcptrace, now and before ----------------------------------------------------
 build_tcptrace
 
-# --- Namespace and server ------------------------------------------------------
-start_workload tcptrace-bench
+notes=() # printed with the tables and kept in the JSON
+before_label=""
+if [[ -n $want_before ]]; then
+	if [[ -n $BEFORE_TCPTRACE ]]; then
+		[[ -x $BEFORE_TCPTRACE ]] || die "BEFORE_TCPTRACE=$BEFORE_TCPTRACE is not an executable"
+		before_label=$(basename "$BEFORE_TCPTRACE")
+	elif git -C "$repo" cat-file -e "$BEFORE_COMMIT^{commit}" 2>/dev/null && command -v go >/dev/null; then
+		log "building tcptrace at $BEFORE_COMMIT (the 'before' configuration)"
+		mkdir "$work/before-src"
+		if git -C "$repo" archive "$BEFORE_COMMIT" | tar -x -C "$work/before-src" &&
+			(cd "$work/before-src" && go build -o "$work/tcptrace-before" .) >"$work/before-build.log" 2>&1; then
+			BEFORE_TCPTRACE=$work/tcptrace-before
+			before_label="tcptrace@$BEFORE_COMMIT"
+		else
+			notes+=("before: left out, building $BEFORE_COMMIT failed: $(tail -n 3 "$work/before-build.log" | tr '\n' ' ')")
+		fi
+	else
+		notes+=("before: left out, commit $BEFORE_COMMIT not in $repo (or no go); set BEFORE_TCPTRACE=PATH to a build of it")
+	fi
+	if [[ -z $BEFORE_TCPTRACE ]]; then
+		log "${notes[-1]}"
+		kept=()
+		for c in "${configs[@]}"; do [[ $c == before ]] || kept+=("$c"); done
+		configs=("${kept[@]}")
+	fi
+fi
 
-# wrk_run SECONDS: load the server; the result goes to $out/wrk.out. wrk
-# runs in the background and the script waits for it with the wait builtin,
-# which a trapped signal interrupts at once: Ctrl-C need not wait for the run
-# to end (and wrk is out of the terminal's reach: see start_wrk).
+# wrk_run SECONDS WORKLOAD: load the server; the result goes to
+# $out/wrk.out. wrk runs in the background and the script waits for it with
+# the wait builtin, which a trapped signal interrupts at once: Ctrl-C need
+# not wait for the run to end (and wrk is out of the terminal's reach: see
+# start_wrk).
 wrk_run() {
-	start_wrk "$1" "$out/wrk.out"
+	start_wrk "$1" "$out/wrk.out" "$2"
 	local rc=0
 	wait "$wrk_pid" || rc=$?
 	wrk_pid=""
 	((rc == 0)) || die "wrk failed (exit $rc): $(cat "$out/wrk.out")"
 }
 
+# --- BPF program statistics ----------------------------------------------------
+# bpf_snapshot PID: "id run_cnt run_time_ns name", a line for each BPF
+# program the process holds, through a program fd or a link fd (both show
+# prog_id in their fdinfo).
+bpf_snapshot() {
+	local id j
+	for id in $(grep -hs '^prog_id:' /proc/"$1"/fdinfo/* | awk '{ print $2 }' | sort -un); do
+		j=$(bpftool -j prog show id "$id" 2>/dev/null) || continue # unloaded meanwhile
+		printf '%s %s %s %s\n' "$id" "$(json_field run_cnt "$j")" "$(json_field run_time_ns "$j")" \
+			"$(sed -n 's/.*"name":"\([^"]*\)".*/\1/p' <<<"$j")"
+	done
+}
+
+# bpf_delta BEFORE AFTER: "runs ns" over the programs in AFTER, counting
+# those not in BEFORE from zero, then "name:runs:ns" for each program that
+# ran, most runs first.
+bpf_delta() {
+	# %.0f, not %d: mawk's %d stops at 2^31, and run times pass it.
+	awk 'FILENAME == ARGV[1] { c[$1] = $2; t[$1] = $3; next }
+	{ dr = $2 - c[$1]; dn = $3 - t[$1]; r += dr; n += dn; if (dr > 0) by[++k] = sprintf("%.0f %s:%.0f:%.0f", dr, $4, dr, dn) }
+	END {
+		for (i = 2; i <= k; i++) { v = by[i]; for (j = i - 1; j >= 1 && by[j] + 0 < v + 0; j--) by[j + 1] = by[j]; by[j + 1] = v }
+		printf "%.0f %.0f", r, n
+		for (i = 1; i <= k; i++) { sub(/^[0-9]+ /, "", by[i]); printf " %s", by[i] }
+		print ""
+	}' "$1" "$2"
+}
+
 # --- Tracer configurations -----------------------------------------------------
 # The bpftrace program: like tcpstates, one line per state transition of a
 # TCP socket (IPv4 addresses, which is all this workload has), here only in
 # the benchmark's namespace. BEGIN fires once every probe is attached, and
-# creates the ready file (system() needs --unsafe). READY and NETNS are
-# replaced before use.
+# creates the ready file (system() needs --unsafe). READY and NETNS (the
+# namespace's inode) are replaced before use.
 bt_prog='BEGIN { system("touch READY"); }
 tracepoint:sock:inet_sock_set_state
 /args->protocol == 6 && ((struct sock *)args->skaddr)->__sk_common.skc_net.net->ns.inum == NETNS/
 { printf("%llu %d %s %s:%d %s:%d %d->%d\n", nsecs, pid, comm,
 ntop(args->saddr), args->sport, ntop(args->daddr), args->dport, args->oldstate, args->newstate); }'
-bt_prog=${bt_prog//NETNS/$ns_inode}
 bt_prog=${bt_prog//$'\n'/ } # one line: command_for prints one word a line
 
-# command CONFIG READY-FILE: the tracer's command line, one word a line.
+# command_for CONFIG READY-FILE: the tracer's command line, one word a line.
 command_for() {
-	local tt=("$TCPTRACE" --netns "$nspath" --ready-file "$2")
+	local tt=("$TCPTRACE" --netns "$nspath" --ready-file "$2") bt=${bt_prog//NETNS/$ns_inode}
 	case $1 in
 	none) ;;
-	bpftrace) printf '%s\n' bpftrace --unsafe -o "$out/tracer.out" -e "${bt_prog//READY/$2}" ;;
-	text) printf '%s\n' "${tt[@]}" -o text ;;
+	bpftrace) printf '%s\n' bpftrace --unsafe -o "$out/tracer.out" -e "${bt//READY/$2}" ;;
 	json) printf '%s\n' "${tt[@]}" -o json ;;
-	events) printf '%s\n' "${tt[@]}" --events -o json ;;
+	text) printf '%s\n' "${tt[@]}" -o text ;;
 	filtered) printf '%s\n' "${tt[@]}" -o json --port "$FILTER_PORT" ;;
+	owner-io) printf '%s\n' "${tt[@]}" -o json --owner-io ;;
+	events) printf '%s\n' "${tt[@]}" --events -o json ;;
+	before) printf '%s\n' "$BEFORE_TCPTRACE" --netns "$nspath" --ready-file "$2" -o json ;;
 	esac
 }
 
-# The commands as the results show them.
+# The commands as the results show them, with placeholders for the
+# namespace (each workload has one of its own).
+nspath=/run/netns/NS ns_inode=NETNS
 : >"$work/commands.tsv"
 for c in "${configs[@]}"; do
 	case $c in
 	none) cmd="(no tracer)" ;;
 	bpftrace) cmd="bpftrace --unsafe -o FILE -e '$bt_prog'" ;;
+	before) cmd="$before_label $(command_for "$c" READY | tail -n +2 | tr '\n' ' ')> FILE" ;;
 	*) cmd="tcptrace $(command_for "$c" READY | tail -n +2 | tr '\n' ' ')> FILE" ;;
 	esac
-	shown=/run/netns/NS
-	cmd=${cmd//"$nspath"/"$shown"}
 	printf '%s\t%s\n' "$c" "${cmd% }" >>"$work/commands.tsv"
 done
 
@@ -168,9 +290,10 @@ go_seconds() {
 	}'
 }
 
-# run_one CONFIG ROUND: one wrk run under one tracer; appends a row to runs.tsv.
+# run_one WORKLOAD CONFIG ROUND: one wrk run under one tracer; appends a row
+# to runs.tsv.
 run_one() {
-	local cfg=$1 round=$2
+	local wl=$1 cfg=$2 round=$3
 	local tout=$out/tracer.out terr=$out/tracer.err ready=$out/ready
 	rm -f "$tout" "$terr" "$ready"
 	local t0 t1 cmd=() cpu_ready=-
@@ -186,21 +309,31 @@ run_one() {
 		fi
 		tracer_pid=$!
 		wait_for "$READY_TIMEOUT" tracer_ready "$ready" tracer "$terr" "$tout" || die "$cfg: not attached after ${READY_TIMEOUT}s"
-		# What starting cost (BTF, loading, attaching), kept apart in the JSON.
+		# What starting cost (BTF, loading, attaching), kept apart.
 		cpu_ready=$(cpu_ticks "$tracer_pid")
+		if ((BPF_STATS)); then
+			bpf_snapshot "$tracer_pid" >"$out/bpf.0"
+		fi
 	fi
 
-	wrk_run "$SECONDS_PER_RUN"
-	local requests wrk_us errors
+	local opens0 opens1
+	opens0=$(active_opens)
+	wrk_run "$SECONDS_PER_RUN" "$wl"
+	opens1=$(active_opens)
+	local requests wrk_us errors conns=$((opens1 - opens0))
 	read -r _ requests wrk_us errors < <(grep '^WRK_RESULT' "$out/wrk.out") ||
 		die "no result from wrk: $(cat "$out/wrk.out")"
 
-	local cpu_end=- rss_kib=- tracer_s=- events=- lost=- reported=-
+	local cpu_end=- rss_kib=- tracer_s=- events=- records=- lost=- reported=- bpf_runs=- bpf_ns=- bpf_progs=-
 	if [[ -n $tracer_pid ]]; then
 		# The tracer's own cost so far, read before it is stopped: CPU time
-		# (utime + stime; the BPF programs themselves run in the traced tasks'
-		# context and show in conn/s instead) and peak resident memory.
+		# (utime + stime), peak resident memory, and its BPF programs' runs
+		# (in the traced tasks' context: they show in the rate too).
 		exited "$tracer_pid" && die "$cfg: the tracer exited during the run: $(tail -n 20 "$terr")"
+		if ((BPF_STATS)); then
+			bpf_snapshot "$tracer_pid" >"$out/bpf.1"
+			read -r bpf_runs bpf_ns bpf_progs < <(bpf_delta "$out/bpf.0" "$out/bpf.1")
+		fi
 		cpu_end=$(cpu_ticks "$tracer_pid")
 		rss_kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$tracer_pid/status")
 		stop "$tracer_pid" INT
@@ -211,8 +344,9 @@ run_one() {
 		bpftrace)
 			# Transition lines start with the timestamp; "Lost N events"
 			# goes to the output or to stderr. Client connections seen:
-			# CLOSE -> SYN_SENT transitions.
+			# CLOSE -> SYN_SENT transitions. A record per event.
 			events=$(grep -c '^[0-9]' "$tout" || true)
+			records=$events
 			lost=$(cat "$tout" "$terr" | awk '/^Lost [0-9]+ events/ { n += $2 } END { print n + 0 }')
 			reported=$(grep -c ' 7->2$' "$tout" || true)
 			tracer_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }')
@@ -222,57 +356,73 @@ run_one() {
 			l1=$(grep '^--- [0-9]* connections in ' "$tout" | tail -n 1 || true)
 			l2=$(grep '^--- events ' "$tout" | tail -n 1 || true)
 			# "--- 3 connections in 2.054s: closed=3"
-			# "--- events 12, lost 0, evicted 0, recursion misses 0"
-			local re1='^--- [0-9]+ connections in ([^:]+):' re2='^--- events ([0-9]+), lost ([0-9]+),'
+			# "--- events 12, lost 0, evicted 0, recursion misses 0, ring-buffer records 4"
+			local re1='^--- [0-9]+ connections in ([^:]+):' re2='^--- events ([0-9]+), lost ([0-9]+),' re3='ring-buffer records ([0-9]+)'
 			[[ $l1 =~ $re1 ]] || die "$cfg: no summary in the output: $(tail -n 5 "$terr")"
 			tracer_s=$(go_seconds "${BASH_REMATCH[1]}")
 			[[ $l2 =~ $re2 ]] || die "$cfg: no event summary in the output: $(tail -n 5 "$terr")"
 			events=${BASH_REMATCH[1]} lost=${BASH_REMATCH[2]}
+			records=$events
+			[[ $l2 =~ $re3 ]] && records=${BASH_REMATCH[1]}
 			# Record headers: "HH:MM:SS.mmm comm[pid] laddr → raddr client ..."
 			reported=$(grep -c '^[0-9][0-9:.]* .* → [^ ]* client ' "$tout" || true)
 			;;
 		*)
 			local sum
 			sum=$(tail -n 1 "$tout")
-			[[ $sum == '{"type":"summary"'* ]] || die "$cfg: no summary in the output: $(tail -n 5 "$terr")"
+			is_json_summary "$sum" || die "$cfg: no summary in the output: $(tail -n 5 "$terr")"
 			tracer_s=$(awk -v ms="$(json_field duration_ms "$sum")" 'BEGIN { printf "%.6f", ms / 1000 }')
 			events=$(json_field events "$sum")
+			records=$(json_field ring_records "$sum")
+			[[ -n $records ]] || records=$events # before batching: a record per event
 			lost=$(json_field lost_events "$sum")
-			reported=$(grep -c '^{"type":"connection".*"role":"client"' "$tout" || true)
+			reported=$(grep -c '"type":"connection".*"role":"client"' "$tout" || true)
 			;;
 		esac
 	fi
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$cfg" "$round" "$requests" "$wrk_us" "$errors" \
-		"$events" "$tracer_s" "$lost" "$cpu_end" "$rss_kib" "$reported" "$(du -sk "$tout" 2>/dev/null | cut -f1)" "$cpu_ready" \
-		>>"$work/runs.tsv"
-	log "$(printf 'round %d/%d %-8s %7.0f conn/s  events %s  lost %s  reported %s/%s' "$round" "$ROUNDS" "$cfg" \
-		"$(awk -v r="$requests" -v u="$wrk_us" 'BEGIN { print r / (u / 1e6) }')" "$events" "$lost" "$reported" "$requests")"
+	printf '%s\t' "$wl" "$cfg" "$round" "$requests" "$wrk_us" "$errors" "$conns" "$events" "$records" "$tracer_s" \
+		"$lost" "$cpu_end" "$cpu_ready" "$rss_kib" "$reported" "$(du -sk "$tout" 2>/dev/null | cut -f1)" "$bpf_runs" \
+		"$bpf_ns" >>"$work/runs.tsv"
+	printf '%s\n' "${bpf_progs:--}" >>"$work/runs.tsv"
+	log "$(printf '%-9s round %d/%d %-8s %7.0f req/s %6d conns  records %s  events %s  lost %s  reported %s  BPF runs %s: %s' \
+		"$wl" "$round" "$ROUNDS" "$cfg" "$(awk -v r="$requests" -v u="$wrk_us" 'BEGIN { print r / (u / 1e6) }')" \
+		"$conns" "$records" "$events" "$lost" "$reported" "$bpf_runs" "${bpf_progs:--}")"
 	rm -f "$tout" "$terr" "$ready" # --events output is large
 }
 
-log "namespace $ns (inode $ns_inode), nginx on 127.0.0.1:$PORT, $ROUNDS rounds x ${#configs[@]} configurations x ${SECONDS_PER_RUN}s"
-if ((WARMUP_SECONDS > 0)); then
-	log "warm-up: ${WARMUP_SECONDS}s untraced"
-	wrk_run "$WARMUP_SECONDS"
-fi
+load_now() { cut -d' ' -f1-3 /proc/loadavg; }
+load_start=$(load_now)
+log "workloads ${workloads[*]}; $ROUNDS rounds x ${#configs[@]} configurations x ${SECONDS_PER_RUN}s; load average $load_start"
 : >"$work/runs.tsv"
-for ((r = 1; r <= ROUNDS; r++)); do
-	for c in "${configs[@]}"; do
-		run_one "$c" "$r"
+for wl in "${workloads[@]}"; do
+	# A namespace and an nginx of its own for each workload, so that one
+	# does not inherit the other's sockets (the churn leaves some 10^5 in
+	# TIME_WAIT, which tcptrace's socket scans would walk).
+	stop_workload
+	start_workload "tcptrace-$wl"
+	log "$wl: namespace $ns (inode $ns_inode), nginx on 127.0.0.1:$PORT"
+	if ((WARMUP_SECONDS > 0)); then
+		log "$wl warm-up: ${WARMUP_SECONDS}s untraced"
+		wrk_run "$WARMUP_SECONDS" "$wl"
+	fi
+	for ((r = 1; r <= ROUNDS; r++)); do
+		for c in "${configs[@]}"; do
+			run_one "$wl" "$c" "$r"
+		done
 	done
 done
+load_end=$(load_now)
 
 # --- Report --------------------------------------------------------------------
-# Per configuration, medians over the rounds. "vs none" is the median of the
-# per-round ratios to the untraced run of the same round (pairing runs that
-# were close in time). lost is the total over all rounds: one lossy round
-# matters. reported/requests: client connection records (bpftrace: SYN_SENT
-# transitions) over requests wrk completed; a little over 100% is expected,
-# since the connections wrk has open when it stops are reported too.
+# Per workload and configuration, medians over the rounds. "vs none" is the
+# median of the per-round ratios to the untraced run of the same round. lost
+# is the total over all rounds: one lossy round matters.
 mkdir -p "$(dirname "$RESULTS_FILE")"
+printf '%s\n' "${notes[@]+"${notes[@]}"}" >"$work/notes.txt"
 awk -F'\t' -v rounds="$ROUNDS" -v secs="$SECONDS_PER_RUN" -v clk="$clk_tck" \
-	-v threads="$WRK_THREADS" -v conns="$WRK_CONNECTIONS" \
+	-v threads="$WRK_THREADS" -v wconns="$WRK_CONNECTIONS" -v karq="$KEEPALIVE_REQUESTS" -v bpfstats="$BPF_STATS" \
 	-v kernel="$(uname -r)" -v cpus="$(nproc)" -v date="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+	-v pinned="$(pinned_to 0 | tr '\n' ' ')" -v load_start="$load_start" -v load_end="$load_end" -v notesfile="$work/notes.txt" \
 	-v commit="$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)" \
 	-v results="$RESULTS_FILE" -v outdir="$(dirname "$out")" '
 function median(list,    a, n, i, j, t) {
@@ -286,62 +436,140 @@ function median(list,    a, n, i, j, t) {
 	return n % 2 ? a[(n + 1) / 2] + 0 : (a[n / 2] + a[n / 2 + 1]) / 2
 }
 function add(k, v) { vals[k] = vals[k] (vals[k] == "" ? "" : " ") v }
-function esc(s) { gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); gsub(/\t/, "\\t", s); return s }
+function esc(s) { gsub(/\\/, "\\\\\\\\", s); gsub(/"/, "\\\"", s); gsub(/\t/, "\\t", s); return s }
 function num(v, fmt) { return v == "" ? "null" : sprintf(fmt, v) }
 function cell(v, fmt) { return v == "" ? "-" : sprintf(fmt, v) }
-FNR == NR { command[$1] = $2; next } # commands.tsv
+function div(a, b) { return b > 0 ? a / b : "" }
+# m(KEY): the median of a measure of the current workload and configuration.
+function m(k) { return median(vals[wl, cfg, k]) }
+# target(LABEL, VALUE, OP, LIMIT, FMT): "label: value (met|MISSED)", JSON too.
+function target(label, v, op, lim, fmt,    ok, s) {
+	if (v == "") { s = label ": -"; tj = tj (tj == "" ? "" : ",") sprintf("{\"target\":\"%s\",\"value\":null,\"met\":null}", esc(label)); return s }
+	ok = op == "<=" ? v <= lim : v >= lim
+	tj = tj (tj == "" ? "" : ",") sprintf("{\"target\":\"%s\",\"value\":%s,\"met\":%s}", esc(label), sprintf(fmt, v), ok ? "true" : "false")
+	return sprintf("%s: " fmt " (%s)", label, v, ok ? "met" : "MISSED")
+}
+FILENAME == ARGV[1] { command[$1] = $2; cmdorder[++ncmd] = $1; next } # commands.tsv
 {
-	cfg = $1; round = $2
-	if (!(cfg in seen)) { seen[cfg] = 1; order[++ncfg] = cfg }
-	cps = $3 / ($4 / 1e6)
-	rate[cfg, round] = cps
-	add(cfg SUBSEP "cps", cps)
-	run = sprintf("{\"round\":%d,\"requests\":%d,\"wrk_seconds\":%.3f,\"wrk_errors\":%d,\"conn_per_s\":%.1f", round, $3, $4 / 1e6, $5, cps)
-	if ($6 != "-") {
-		cpu_s = $9 / clk
-		add(cfg SUBSEP "evps", $6 / $7)
-		add(cfg SUBSEP "evpc", $6 / $3)
-		add(cfg SUBSEP "cpu", cpu_s * 1e6 / $3)
-		add(cfg SUBSEP "rss", $10 / 1024)
-		add(cfg SUBSEP "rep", $11 / $3)
-		lost[cfg] += $8
-		start_s = $13 / clk
-		run = run sprintf(",\"tracer_seconds\":%.3f,\"events\":%d,\"events_per_s\":%.1f,\"lost_events\":%d,\"tracer_cpu_seconds\":%.2f,\"tracer_cpu_seconds_to_attach\":%.2f,\"tracer_cpu_percent\":%.1f,\"cpu_ms_per_1k_conn\":%.3f,\"cpu_ms_per_1k_conn_after_attach\":%.3f,\"peak_rss_kib\":%d,\"client_connections_reported\":%d,\"output_kib\":%d",
-			$7, $6, $6 / $7, $8, cpu_s, start_s, 100 * cpu_s / $7, cpu_s * 1e6 / $3, (cpu_s - start_s) * 1e6 / $3, $10, $11, $12)
+	wl = $1; cfg = $2; round = $3
+	if (!(wl in wseen)) { wseen[wl] = 1; worder[++nwl] = wl }
+	if (!((wl, cfg) in seen)) { seen[wl, cfg] = 1; order[wl, ++ncfg[wl]] = cfg }
+	req = $4; wsec = $5 / 1e6; conns = $7
+	rps = req / wsec
+	rate[wl, cfg, round] = rps
+	add(wl SUBSEP cfg SUBSEP "rps", rps)
+	add(wl SUBSEP cfg SUBSEP "cps", conns / wsec)
+	add(wl SUBSEP cfg SUBSEP "conns", conns)
+	run = sprintf("{\"round\":%.0f,\"requests\":%.0f,\"connections\":%.0f,\"wrk_seconds\":%.3f,\"wrk_errors\":%.0f,\"req_per_s\":%.1f,\"conn_per_s\":%.1f", round, req, conns, wsec, $6, rps, conns / wsec)
+	if ($8 != "-") {
+		traced[wl, cfg] = 1
+		cpu_s = $12 / clk; start_s = $13 / clk; run_cpu = cpu_s - start_s
+		add(wl SUBSEP cfg SUBSEP "cpu_conn", div(run_cpu * 1e6, conns))
+		add(wl SUBSEP cfg SUBSEP "cpu_req", run_cpu * 1e6 / req)
+		add(wl SUBSEP cfg SUBSEP "rec_conn", div($9, conns))
+		add(wl SUBSEP cfg SUBSEP "rec_req", $9 / req)
+		add(wl SUBSEP cfg SUBSEP "ev_conn", div($8, conns))
+		add(wl SUBSEP cfg SUBSEP "rss", $14 / 1024)
+		add(wl SUBSEP cfg SUBSEP "rep", div($15, conns))
+		lost[wl, cfg] += $11
+		run = run sprintf(",\"tracer_seconds\":%.3f,\"events\":%.0f,\"ring_records\":%.0f,\"lost_events\":%.0f,\"tracer_cpu_seconds\":%.2f,\"tracer_cpu_seconds_to_attach\":%.2f,\"tracer_cpu_us_per_conn\":%s,\"tracer_cpu_us_per_request\":%.4f,\"peak_rss_kib\":%.0f,\"client_connections_reported\":%.0f,\"output_kib\":%.0f",
+			$10, $8, $9, $11, cpu_s, start_s, num(div(run_cpu * 1e6, conns), "%.3f"), run_cpu * 1e6 / req, $14, $15, $16)
+		if ($17 != "-") {
+			add(wl SUBSEP cfg SUBSEP "bpf_runs_req", $17 / req)
+			add(wl SUBSEP cfg SUBSEP "bpf_runs_conn", div($17, conns))
+			add(wl SUBSEP cfg SUBSEP "bpf_ns_req", $18 / req)
+			add(wl SUBSEP cfg SUBSEP "bpf_ns_conn", div($18, conns))
+			add(wl SUBSEP cfg SUBSEP "bpf_ns_run", div($18, $17))
+			bp = ""; np = split($19, progs, " ")
+			for (p = 1; p <= np; p++) { split(progs[p], f, ":"); bp = bp (p > 1 ? "," : "") sprintf("{\"name\":\"%s\",\"runs\":%.0f,\"run_time_ns\":%.0f}", esc(f[1]), f[2], f[3]) }
+			run = run sprintf(",\"bpf_runs\":%.0f,\"bpf_run_time_ns\":%.0f,\"bpf_programs\":[%s]", $17, $18, bp)
+		}
 	}
-	runs[cfg] = runs[cfg] (runs[cfg] == "" ? "" : ",") run "}"
+	runs[wl, cfg] = runs[wl, cfg] (runs[wl, cfg] == "" ? "" : ",") run "}"
 }
 END {
-	for (i = 1; i <= ncfg; i++) {
-		cfg = order[i]
-		for (r = 1; r <= rounds; r++)
-			if (("none", r) in rate && (cfg, r) in rate) add(cfg SUBSEP "ratio", rate[cfg, r] / rate["none", r])
-	}
-	hdr = sprintf("%-9s %9s %8s %10s %8s %8s %13s %9s %10s", "config", "conn/s", "vs none", "events/s", "ev/conn", "lost", "CPU ms/1k conn", "peak RSS", "reported")
-	print ""
-	print hdr
-	gsub(/./, "-", hdr); print hdr
-	json = sprintf("{\"date\":\"%s\",\"commit\":\"%s\",\"kernel\":\"%s\",\"cpus\":%d,\"rounds\":%d,\"seconds_per_run\":%d,\"wrk\":{\"threads\":%d,\"connections\":%d,\"header\":\"Connection: close\"},\"server\":\"nginx, 1 worker, return 204, in its own network namespace\",\"tracer_output\":\"a file on tmpfs (under %s), read after each run\",\"configs\":[",
-		date, commit, kernel, cpus, rounds, secs, threads, conns, esc(outdir))
-	for (i = 1; i <= ncfg; i++) {
-		cfg = order[i]
-		cps = median(vals[cfg, "cps"]); ratio = median(vals[cfg, "ratio"])
-		evps = median(vals[cfg, "evps"]); evpc = median(vals[cfg, "evpc"])
-		cpu = median(vals[cfg, "cpu"]); rss = median(vals[cfg, "rss"]); rep = median(vals[cfg, "rep"])
-		traced = vals[cfg, "evps"] != ""
-		printf "%-9s %9.0f %8s %10s %8s %8s %13s %9s %10s\n", cfg, cps, cell(ratio, "%.3f"),
-			cell(evps, "%.0f"), cell(evpc, "%.2f"), traced ? lost[cfg] + 0 : "-", cell(cpu, "%.1f"),
-			cell(rss, "%.1f MiB"), cell(rep == "" ? "" : rep * 100, "%.1f%%")
-		json = json (i > 1 ? "," : "") sprintf("{\"name\":\"%s\",\"command\":\"%s\",\"median\":{\"conn_per_s\":%s,\"ratio_to_none\":%s,\"events_per_s\":%s,\"events_per_conn\":%s,\"cpu_ms_per_1k_conn\":%s,\"peak_rss_mib\":%s,\"reported_per_request\":%s},\"lost_events_total\":%s,\"runs\":[%s]}",
-			cfg, esc(command[cfg]), num(cps, "%.1f"), num(ratio, "%.4f"), num(evps, "%.1f"), num(evpc, "%.3f"),
-			num(cpu, "%.3f"), num(rss, "%.1f"), num(rep, "%.4f"), traced ? lost[cfg] + 0 : "null", runs[cfg])
+	json = sprintf("{\"date\":\"%s\",\"commit\":\"%s\",\"kernel\":\"%s\",\"cpus\":%d,\"load_average_start\":\"%s\",\"load_average_end\":\"%s\",\"rounds\":%d,\"seconds_per_run\":%d,\"bpf_stats\":%s,\"server\":\"nginx, 1 worker, return 204, keepalive_requests %d, in its own network namespace\",\"pinned\":%s,\"tracer_output\":\"a file on tmpfs (under %s), read after each run\",\"notes\":[",
+		date, commit, kernel, cpus, load_start, load_end, rounds, secs, bpfstats ? "true" : "false", karq, pinned != "" ? "true" : "false", esc(outdir))
+	nn = 0
+	while ((getline line < notesfile) > 0) if (line != "") { json = json (nn++ ? "," : "") "\"" esc(line) "\""; notes[nn] = line }
+	json = json "],\"workloads\":["
+	for (w = 1; w <= nwl; w++) {
+		wl = worder[w]
+		ka = wl == "keepalive"
+		for (i = 1; i <= ncfg[wl]; i++) {
+			cfg = order[wl, i]
+			for (r = 1; r <= rounds; r++)
+				if ((wl, "none", r) in rate && (wl, cfg, r) in rate) add(wl SUBSEP cfg SUBSEP "ratio", rate[wl, cfg, r] / rate[wl, "none", r])
+		}
+		print ""
+		if (ka) {
+			printf "keep-alive: wrk -t%d -c%d, connections reused (nginx keepalive_requests %d)\n", threads, wconns, karq
+			hdr = sprintf("%-9s %7s %7s %6s %10s %11s %12s %10s %11s %8s %7s %6s %9s %8s",
+				"config", "req/s", "vs none", "conns", "CPU us/req", "CPU us/conn", "BPF runs/req", "BPF ns/req", "BPF ns/conn", "rec/req", "ev/conn", "lost", "peak RSS", "reported")
+		} else {
+			printf "churn: wrk -t%d -c%d, Connection: close (1 request = 1 connection, so per request = per connection)\n", threads, wconns
+			hdr = sprintf("%-9s %7s %7s %11s %13s %11s %8s %7s %6s %9s %8s",
+				"config", "conn/s", "vs none", "CPU us/conn", "BPF runs/conn", "BPF ns/conn", "rec/conn", "ev/conn", "lost", "peak RSS", "reported")
+		}
+		line = hdr; gsub(/./, "-", line)
+		gsub(/ us\//, " µs/", hdr)
+		print hdr; print line
+		json = json (w > 1 ? "," : "") sprintf("{\"name\":\"%s\",\"wrk\":{\"threads\":%d,\"connections\":%d,\"header\":%s},\"configs\":[",
+			wl, threads, wconns, ka ? "null" : "\"Connection: close\"")
+		for (i = 1; i <= ncfg[wl]; i++) {
+			cfg = order[wl, i]
+			tr = (wl, cfg) in traced
+			L = tr ? lost[wl, cfg] + 0 : ""
+			rep = m("rep"); rep = rep == "" ? "" : rep * 100
+			if (ka)
+				printf "%-9s %7.0f %7s %6s %10s %11s %12s %10s %11s %8s %7s %6s %9s %8s\n", cfg, m("rps"), cell(m("ratio"), "%.3f"),
+					cell(m("conns"), "%d"), cell(m("cpu_req"), "%.3f"), cell(m("cpu_conn"), "%.1f"), cell(m("bpf_runs_req"), "%.4f"),
+					cell(m("bpf_ns_req"), "%.1f"), cell(m("bpf_ns_conn"), "%.0f"), cell(m("rec_req"), "%.4f"), cell(m("ev_conn"), "%.2f"),
+					cell(L, "%d"), cell(m("rss"), "%.1f MiB"), cell(rep, "%.1f%%")
+			else
+				printf "%-9s %7.0f %7s %11s %13s %11s %8s %7s %6s %9s %8s\n", cfg, m("rps"), cell(m("ratio"), "%.3f"),
+					cell(m("cpu_conn"), "%.2f"), cell(m("bpf_runs_conn"), "%.2f"), cell(m("bpf_ns_conn"), "%.0f"),
+					cell(m("rec_conn"), "%.2f"), cell(m("ev_conn"), "%.2f"), cell(L, "%d"), cell(m("rss"), "%.1f MiB"), cell(rep, "%.1f%%")
+			json = json (i > 1 ? "," : "") sprintf("{\"name\":\"%s\",\"command\":\"%s\",\"median\":{\"req_per_s\":%s,\"conn_per_s\":%s,\"connections\":%s,\"ratio_to_none\":%s,\"tracer_cpu_us_per_conn\":%s,\"tracer_cpu_us_per_request\":%s,\"bpf_runs_per_request\":%s,\"bpf_runs_per_conn\":%s,\"bpf_ns_per_request\":%s,\"bpf_ns_per_conn\":%s,\"bpf_ns_per_run\":%s,\"ring_records_per_conn\":%s,\"ring_records_per_request\":%s,\"events_per_conn\":%s,\"peak_rss_mib\":%s,\"reported_per_conn\":%s},\"lost_events_total\":%s,\"runs\":[%s]}",
+				cfg, esc(command[cfg]), num(m("rps"), "%.1f"), num(m("cps"), "%.1f"), num(m("conns"), "%d"), num(m("ratio"), "%.4f"),
+				num(m("cpu_conn"), "%.3f"), num(m("cpu_req"), "%.4f"), num(m("bpf_runs_req"), "%.5f"), num(m("bpf_runs_conn"), "%.3f"),
+				num(m("bpf_ns_req"), "%.2f"), num(m("bpf_ns_conn"), "%.1f"), num(m("bpf_ns_run"), "%.1f"), num(m("rec_conn"), "%.4f"),
+				num(m("rec_req"), "%.5f"), num(m("ev_conn"), "%.3f"), num(m("rss"), "%.1f"), num(rep == "" ? "" : rep / 100, "%.4f"),
+				tr ? L : "null", runs[wl, cfg])
+		}
+		# Targets, for the default tcptrace (json) and the filtered one.
+		tj = ""; lost_tt = ""
+		for (i = 1; i <= ncfg[wl]; i++) {
+			cfg = order[wl, i]
+			if (cfg != "none" && cfg != "bpftrace" && cfg != "before" && (wl, cfg) in traced) lost_tt += lost[wl, cfg]
+		}
+		cfg = "json"
+		if (ka) {
+			t = target("json BPF runs/req <= 0.01", m("bpf_runs_req"), "<=", 0.01, "%.4f") "; " \
+				target("json BPF ns/req <= 50", m("bpf_ns_req"), "<=", 50, "%.1f") "; " \
+				target("json vs none >= 0.97", m("ratio"), ">=", 0.97, "%.3f") "; " \
+				target("lost (tcptrace) = 0", lost_tt, "<=", 0, "%d")
+		} else {
+			t = target("json vs none >= 0.93", m("ratio"), ">=", 0.93, "%.3f") "; "
+			cfg = "filtered"
+			t = t target("filtered vs none >= 0.98", m("ratio"), ">=", 0.98, "%.3f") "; "
+			cfg = "json"
+			t = t target("lost (tcptrace) = 0", lost_tt, "<=", 0, "%d") "; " \
+				target("json loader CPU <= 5 us/conn", m("cpu_conn"), "<=", 5, "%.2f")
+		}
+		gsub(/<=/, "≤", t); gsub(/>=/, "≥", t); gsub(/ us\//, " µs/", t)
+		print "targets (informative): " t
+		json = json "],\"targets\":[" tj "]}"
 	}
 	print json "]}" > results
-	printf "\nMedians of %d rounds of %ds, interleaved; wrk -t%d -c%d, Connection: close (1 request = 1 connection).\n", rounds, secs, threads, conns
-	print "vs none: median of per-round ratios to the untraced run. events/s: over the tracer'"'"'s lifetime (tcptrace: summary"
-	print "events / duration; bpftrace: output lines / wall time). lost: total over all rounds. CPU: tracer utime+stime per"
-	print "1000 requests (BPF programs run in the traced tasks and show in conn/s). peak RSS: VmHWM. reported: client"
-	print "connection records (bpftrace: SYN_SENT transitions) / requests wrk completed. Tracer output went to a tmpfs file."
-	for (i = 1; i <= ncfg; i++) printf "  %-9s %s\n", order[i], command[order[i]]
+	printf "\nMedians of %d rounds of %ds, interleaved; load average %s at the start, %s at the end, on %d CPUs%s.\n", rounds, secs, load_start, load_end, cpus, pinned != "" ? " (nginx pinned to CPU 0, wrk to CPU 1)" : ""
+	print "vs none: median of per-round ratios to the untraced run. conns: client connections made in a run (ActiveOpens)."
+	print "CPU: the tracer process (utime+stime) from attached to the end of the load. BPF: run_cnt and run_time_ns of the"
+	print "tracer'"'"'s programs over the load (kernel.bpf_stats_enabled; they run on every socket of the host, the namespace"
+	print "filter is inside them). rec: ring-buffer records (tcptrace: ring_records; before, bpftrace: one per event)."
+	print "ev: kernel events. lost: total over all rounds. peak RSS: VmHWM. reported: client connection records"
+	print "(bpftrace: SYN_SENT transitions) / client connections made. Tracer output went to a tmpfs file."
+	for (i = 1; i <= nn; i++) print "note: " notes[i]
+	for (i = 1; i <= ncmd; i++) printf "  %-9s %s\n", cmdorder[i], command[cmdorder[i]]
 }' "$work/commands.tsv" "$work/runs.tsv"
 log "results written to $RESULTS_FILE"

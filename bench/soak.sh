@@ -17,6 +17,8 @@
 #   - tracer RSS (VmRSS) every SAMPLE_SECONDS, as a series, its min and max,
 #     and whether it stays flat after the first sample (within 10% or
 #     FLAT_MIB, whichever is larger);
+#   - events and ring-buffer records (summary: ring_records; a build
+#     before batching has none, a record per event) per connection made;
 #   - tracer CPU (utime + stime): seconds, percent of one CPU, ms per 1000
 #     connections.
 #
@@ -26,6 +28,7 @@
 #   SAMPLE_SECONDS=10    RSS/CPU sampling period
 #   FLAT_MIB=4           RSS growth tolerated as "flat", besides 10%
 #   WRK_THREADS=1  WRK_CONNECTIONS=32
+#   PIN_CPUS=1           nginx on CPU 0, wrk on CPU 1 (0: wherever the scheduler puts them)
 #   TCPTRACE=PATH        use this binary instead of building one
 #   TCPTRACE_ARGS="..."  extra tcptrace flags
 #
@@ -71,12 +74,14 @@ start_workload tcptrace-soak
 # Through a FIFO so that $! is tcptrace itself (for RSS and CPU) and the
 # counter is a separate process. The counter keeps the summary line and
 # counts client records and lost lines; it writes its counts when the
-# output ends.
+# output ends. Lines start with {"schema_version":N,"type":... (older
+# builds: {"type":...).
 mkfifo "$work/out.fifo"
 awk -v counts="$work/counts" -v summary="$work/summary" -v others="$work/others" '
-index($0, "{\"type\":\"connection\"") == 1 { if (index($0, "\"role\":\"client\"")) c++; else o++; next }
-index($0, "{\"type\":\"lost\"") == 1 { l++; next }
-index($0, "{\"type\":\"summary\"") == 1 { print > summary; next }
+{ t = $0; sub(/^\{"schema_version":[0-9]+,/, "{", t) }
+index(t, "{\"type\":\"connection\"") == 1 { if (index(t, "\"role\":\"client\"")) c++; else o++; next }
+index(t, "{\"type\":\"lost\"") == 1 { l++; next }
+index(t, "{\"type\":\"summary\"") == 1 { print > summary; next }
 { if (++x <= 1000) print > others } # the first 1000, for the report
 END { printf "%d %d %d %d\n", c, o, l, x > counts }' <"$work/out.fifo" &
 counter_pid=$!
@@ -137,6 +142,8 @@ read -r clients others lost_lines other_lines <"$work/counts"
 sum=$(<"$work/summary")
 lost=$(json_field lost_events "$sum")
 events=$(json_field events "$sum")
+records=$(json_field ring_records "$sum")
+[[ -n $records ]] || records=$events # builds before batching: a record per event
 evicted=$(json_field evicted "$sum")
 connections=$(json_field connections "$sum")
 recursion=$(json_field recursion_misses "$sum")
@@ -167,8 +174,11 @@ echo "soak: ${secs}s of wrk -t$WRK_THREADS -c$WRK_CONNECTIONS, Connection: close
 printf '  connections made      %d (%.0f/s), wrk errors %d\n' "$requests" "$(awk -v r="$requests" -v s="$secs" 'BEGIN { print r / s }')" "$wrk_errors"
 printf '  client records        %d (%.2f%% of made; missing %d), other records %d\n' "$clients" \
 	"$(awk -v c="$clients" -v r="$requests" 'BEGIN { print (r ? 100 * c / r : 0) }')" "$missing" "$others"
-printf '  summary               connections %s, events %s, lost_events %s (%d lost lines), evicted %s, recursion misses %s, decode errors %s\n' \
-	"$connections" "$events" "$lost" "$lost_lines" "$evicted" "$recursion" "$decode_errors"
+printf '  summary               connections %s, events %s, ring-buffer records %s, lost_events %s (%d lost lines), evicted %s, recursion misses %s, decode errors %s\n' \
+	"$connections" "$events" "$records" "$lost" "$lost_lines" "$evicted" "$recursion" "$decode_errors"
+printf '  per connection made   %.2f events, %.2f ring-buffer records\n' \
+	"$(awk -v e="$events" -v r="$requests" 'BEGIN { print (r ? e / r : 0) }')" \
+	"$(awk -v e="$records" -v r="$requests" 'BEGIN { print (r ? e / r : 0) }')"
 printf '  RSS every %ss (MiB)  %s\n' "$SAMPLE_SECONDS" "${rss_series:-(run shorter than one sample)}"
 printf '  RSS                   attached %.1f, min %s, max %s, first %s, last %s, at exit %.1f, peak (VmHWM) %.1f MiB; flat: %s\n' \
 	"$(awk -v r="$rss0" 'BEGIN { print r / 1024 }')" "$rss_min" "$rss_max" "$rss_first" "$rss_last" \
