@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tcptrace/tcptrace/containers/cgroupv2"
@@ -46,9 +47,19 @@ type Resolver struct {
 	clients   map[Endpoint]apiClient
 	lastErr   error
 
+	// clock is a coarse now (Unix ns), advanced every clockTick by a
+	// goroutine of its own: Lookup runs for every record, and reading the
+	// time there cost a fifth of the loader's CPU under churn; the TTLs it
+	// is compared with are seconds.
+	clock     atomic.Int64
+	clockDone chan struct{}
+
 	cancel context.CancelFunc
 	done   chan struct{}
 }
+
+// clockTick is how often Resolver.clock advances.
+const clockTick = 250 * time.Millisecond
 
 // cgroupEntry is what a cgroup id is known to be.
 type cgroupEntry struct {
@@ -96,15 +107,17 @@ func NewResolver(cfg Config) *Resolver {
 		cfg.MaxContainers = 4096
 	}
 	r := &Resolver{
-		cfg:      cfg,
-		path:     cfg.CgroupPath,
-		byCgroup: newLRU[uint64, *cgroupEntry](cfg.MaxCgroups),
-		names:    newLRU[string, nameEntry](cfg.MaxContainers),
-		pending:  make(map[string]bool),
-		jobs:     make(chan Info, queueLen),
-		clients:  make(map[Endpoint]apiClient),
-		done:     make(chan struct{}),
+		cfg:       cfg,
+		path:      cfg.CgroupPath,
+		byCgroup:  newLRU[uint64, *cgroupEntry](cfg.MaxCgroups),
+		names:     newLRU[string, nameEntry](cfg.MaxContainers),
+		pending:   make(map[string]bool),
+		jobs:      make(chan Info, queueLen),
+		clients:   make(map[Endpoint]apiClient),
+		done:      make(chan struct{}),
+		clockDone: make(chan struct{}),
 	}
+	r.clock.Store(time.Now().UnixNano())
 	if r.path == nil {
 		var paths cgroupv2.Paths
 		r.path = paths.Path
@@ -112,13 +125,30 @@ func NewResolver(cfg Config) *Resolver {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go r.work(ctx)
+	go r.tick(ctx)
 	return r
+}
+
+// tick advances the coarse clock until ctx is done.
+func (r *Resolver) tick(ctx context.Context) {
+	defer close(r.clockDone)
+	t := time.NewTicker(clockTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			r.clock.Store(now.UnixNano())
+		}
+	}
 }
 
 // Close stops the worker and closes the API connections.
 func (r *Resolver) Close() {
 	r.cancel()
 	<-r.done
+	<-r.clockDone
 	r.clientsMu.Lock()
 	defer r.clientsMu.Unlock()
 	for _, c := range r.clients {
@@ -135,7 +165,7 @@ func (r *Resolver) Lookup(cgroup uint64) *Info {
 	if cgroup == 0 {
 		return nil
 	}
-	now := time.Now()
+	now := time.Unix(0, r.clock.Load())
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.byCgroup.get(cgroup)
