@@ -365,7 +365,8 @@ run_one() {
 			records=$events
 			[[ $l2 =~ $re3 ]] && records=${BASH_REMATCH[1]}
 			# Record headers: "HH:MM:SS.mmm comm[pid] laddr → raddr client ..."
-			reported=$(grep -c '^[0-9][0-9:.]* .* → [^ ]* client ' "$tout" || true)
+			# (with the peer's owner after the remote end when both are here)
+			reported=$(grep -cE '^[0-9][0-9:.]* .* → [^ ]*( [^ ]+\[[0-9]+\])? client ' "$tout" || true)
 			;;
 		*)
 			local sum

@@ -27,7 +27,7 @@ func (t *Tracer) attachFlush() error {
 	if t.flushIter, err = attachIter(p); err != nil {
 		return fmt.Errorf("preparing the queue flush scan (iter/tcp, Linux >= 5.9): %w", err)
 	}
-	t.flushEvery = time.Second
+	t.flushEvery = flushPeriod(t.cfg.StuckAfter)
 	return nil
 }
 
@@ -40,7 +40,7 @@ func (t *Tracer) Batched() bool {
 	return on != 0 && t.flushIter != nil
 }
 
-// flushStuck sends, about once a second, the queues of the sockets that
+// flushStuck sends, every flushPeriod, the queues of the sockets that
 // hold a watched state since before StuckAfter less a margin, so that
 // their alert is raised when it is due, as if every event had come at once.
 // A scan walks every traced socket: it runs no more often than 50 times
@@ -60,7 +60,14 @@ func (t *Tracer) flushStuck(h Handler) {
 		t.flushErr++
 	}
 	t.lastFlush = time.Now()
-	t.flushEvery = max(time.Second, 50*time.Since(start))
+	t.flushEvery = max(flushPeriod(t.cfg.StuckAfter), 50*time.Since(start))
+}
+
+// flushPeriod: a flush scan walks every socket of every namespace, so it
+// runs no more often than a quarter of StuckAfter (the queues it sends are
+// older than half of it), and at least every second.
+func flushPeriod(stuckAfter time.Duration) time.Duration {
+	return max(time.Second, stuckAfter/4)
 }
 
 // flushQueues runs the flush scan: every queue with all, else those of
