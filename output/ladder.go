@@ -132,28 +132,15 @@ func (st *ladderStyle) explain(b []byte, c *timeline.Connection, lead string) []
 	b = wrapLine(b, start, "      ", &st.scratch)
 	fig := len(b)
 	b = append(b, "    "...)
-	if c.SRTT != 0 {
-		b = append(b, "srtt "...)
-		b = appendDuration(b, int64(c.SRTT)*1e3)
+	cg := st.cgroup(c.Cgroup)
+	if cg == "/" {
+		cg = "" // the root: says nothing
 	}
-	if c.HandshakeRTT != 0 {
-		b = append(b, ", handshake rtt "...)
-		b = appendDuration(b, int64(c.HandshakeRTT)*1e3)
-	}
-	if c.SegsRetrans != 0 {
-		b = append(b, ", retransmitted segments "...)
-		b = strconv.AppendUint(b, uint64(c.SegsRetrans), 10)
-	}
-	if cg := st.cgroup(c.Cgroup); cg != "" && cg != "/" {
-		b = append(b, ", cgroup "...)
-		b = appendSafe(b, cg)
-	}
+	b = appendRTTFigures(b, c, cg)
 	if len(b) == fig+4 {
 		return b[:fig]
 	}
-	if b[fig+4] == ',' {
-		b = append(b[:fig+4], b[fig+6:]...)
-	}
+	b = append(b[:fig+4], b[fig+6:]...) // the ", " before the first figure
 	if st.ascii {
 		line := toASCII.Replace(string(b[fig:]))
 		b = append(b[:fig], line...)

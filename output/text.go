@@ -156,6 +156,14 @@ func appendFigures(b []byte, c *timeline.Connection, cgroup string) []byte {
 	b = appendBytes(b, c.BytesSent)
 	b = append(b, ", received "...)
 	b = appendBytes(b, c.BytesReceived)
+	b = appendRTTFigures(b, c, cgroup)
+	return append(b, '\n')
+}
+
+// appendRTTFigures writes ", srtt …, handshake rtt …, retransmitted
+// segments …, cgroup …", each only when known: a record's figures besides
+// its bytes (which the ladder writer draws).
+func appendRTTFigures(b []byte, c *timeline.Connection, cgroup string) []byte {
 	if c.SRTT != 0 {
 		b = append(b, ", srtt "...)
 		b = appendDuration(b, int64(c.SRTT)*1e3)
@@ -172,7 +180,7 @@ func appendFigures(b []byte, c *timeline.Connection, cgroup string) []byte {
 		b = append(b, ", cgroup "...)
 		b = appendSafe(b, cgroup)
 	}
-	return append(b, '\n')
+	return b
 }
 
 func appendBytes(b []byte, n uint64) []byte {
