@@ -175,26 +175,32 @@ func exitCode(err error) int {
 // connect makes one graceful connection in ns and returns the server port.
 func connect(t *testing.T, ns *netnstest.NS, addr string) uint16 {
 	t.Helper()
+	c, s, port := connected(t, ns, addr)
+	c.Close()
+	io.Copy(io.Discard, s)
+	s.Close()
+	return port
+}
+
+// connected makes a connection in ns to a listener of its own on addr,
+// closed once accepted, and returns both ends and the server port.
+func connected(t *testing.T, ns *netnstest.NS, addr string) (client, server net.Conn, port uint16) {
+	t.Helper()
 	var ln net.Listener
-	var c net.Conn
 	var err error
 	ns.Do(func() {
 		if ln, err = net.Listen("tcp", addr); err == nil {
-			c, err = net.Dial("tcp", ln.Addr().String())
+			client, err = net.Dial("tcp", ln.Addr().String())
 		}
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	s, err := ln.Accept()
-	if err != nil {
+	if server, err = ln.Accept(); err != nil {
 		t.Fatal(err)
 	}
-	c.Close()
-	io.Copy(io.Discard, s)
-	s.Close()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
+	return client, server, uint16(ln.Addr().(*net.TCPAddr).Port)
 }
 
 func TestJSONStream(t *testing.T) {

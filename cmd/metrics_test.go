@@ -316,22 +316,7 @@ func TestMetricsScrapedByPrometheus(t *testing.T) {
 // SO_LINGER {1, 0}: RST instead of FIN.
 func abortiveClose(t *testing.T, ns *netnstest.NS, addr string) {
 	t.Helper()
-	var ln net.Listener
-	var c net.Conn
-	var err error
-	ns.Do(func() {
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			c, err = net.Dial("tcp", ln.Addr().String())
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, s, _ := connected(t, ns, addr)
 	c.(*net.TCPConn).SetLinger(0)
 	c.Close()
 	// The server sees the RST.

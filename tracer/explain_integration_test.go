@@ -30,16 +30,7 @@ func stuckAfter(d time.Duration) timeline.Config {
 // which its records carry and a --cgroup filter selects.
 func TestOwnersAndCgroup(t *testing.T) {
 	ns := netnstest.New(t)
-	root := tracer.CgroupRoot()
-	cg := filepath.Join(root, fmt.Sprintf("tcptrace-test-%d", os.Getpid()))
-	if err := os.Mkdir(cg, 0o755); err != nil {
-		t.Fatalf("creating a cgroup: %v", err)
-	}
-	t.Cleanup(func() { os.Remove(cg) })
-	cgID, err := tracer.CgroupID(cg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cg, cgID := testCgroup(t, "tcptrace-test")
 	c := trace(t, ns, tracer.Config{})
 	byCgroup := trace(t, ns, tracer.Config{Cgroup: cgID})
 
@@ -69,6 +60,7 @@ func TestOwnersAndCgroup(t *testing.T) {
 		t.Errorf("cgroups: client %d server %d, want client %d", cr.Cgroup, sr.Cgroup, cgID)
 	}
 	var paths tracer.CgroupPaths
+	root := tracer.CgroupRoot()
 	if p := paths.Path(cr.Cgroup); p != strings.TrimPrefix(cg, root) {
 		t.Errorf("cgroup path %q, want %q", p, strings.TrimPrefix(cg, root))
 	}
@@ -353,16 +345,7 @@ func TestTimeWaitEnd(t *testing.T) {
 // is seeded.
 func TestSeedKeepsToCgroupFilter(t *testing.T) {
 	ns := netnstest.New(t)
-	root := tracer.CgroupRoot()
-	cg := filepath.Join(root, fmt.Sprintf("tcptrace-seed-%d", os.Getpid()))
-	if err := os.Mkdir(cg, 0o755); err != nil {
-		t.Fatalf("creating a cgroup: %v", err)
-	}
-	t.Cleanup(func() { os.Remove(cg) })
-	cgID, err := tracer.CgroupID(cg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cg, cgID := testCgroup(t, "tcptrace-seed")
 	ln, port := listen(t, ns, "127.0.0.1:0")
 	inside := startPeer(t, ns, "tt-inside", "holder", ln.Addr().String())
 	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(inside.cmd.Process.Pid)), 0); err != nil {
@@ -392,4 +375,20 @@ func TestSeedKeepsToCgroupFilter(t *testing.T) {
 			t.Errorf("a record outside the cgroup: %s cgroup %d", describe(r), r.Cgroup)
 		}
 	}
+}
+
+// testCgroup creates a cgroup v2 directory for the test (removed at its
+// end) and returns its path and id.
+func testCgroup(t *testing.T, name string) (string, uint64) {
+	t.Helper()
+	cg := filepath.Join(tracer.CgroupRoot(), fmt.Sprintf("%s-%d", name, os.Getpid()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatalf("creating a cgroup: %v", err)
+	}
+	t.Cleanup(func() { os.Remove(cg) })
+	id, err := tracer.CgroupID(cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cg, id
 }
