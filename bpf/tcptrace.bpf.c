@@ -681,8 +681,9 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 	if (tuple_filtered(&t, cookie))
 		return 0;
 	/* Every event of a full socket carries its cgroup, also a connection
-	 * older than tcptrace whose first transition is not its first. */
-	__u64 cgroup = sk_cgroup(sk);
+	 * older than tcptrace whose first transition is not its first. Read
+	 * here for a filter; a queued event's batch reads it when sent. */
+	__u64 cgroup = cgroup_filter_on() ? sk_cgroup(sk) : 0;
 	if (cgroup_filtered(cgroup, cookie))
 		return 0;
 	if (cgroup_filter_on() && newstate == TCP_CLOSE) {
@@ -770,7 +771,7 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 	e->flags = flags;
 	e->reason = sk->sk_err;
 	e->uid = sk->sk_uid.val;
-	e->cgroup = cgroup;
+	e->cgroup = cgroup ? cgroup : sk_cgroup(sk);
 	/* The figures are used at the handshake (its RTT) and at the end. */
 	if (newstate == TCP_ESTABLISHED || newstate == TCP_CLOSE)
 		read_tcp_stats(sk, e);
