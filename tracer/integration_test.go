@@ -270,6 +270,26 @@ func (c *capture) settle() {
 	c.t.Errorf("events still coming after %s", waitTimeout)
 }
 
+// sockets waits until a scan of the traced namespace's TCP sockets
+// satisfies cond, polling at every drain of the ring buffer.
+func (c *capture) sockets(desc string, cond func([]timeline.Socket) bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		var ss []timeline.Socket
+		if err := c.tr.ScanSockets(func(s *timeline.Socket) { ss = append(ss, *s) }); err != nil {
+			c.t.Fatalf("scanning sockets: %v", err)
+		}
+		if cond(ss) {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("no sockets for %s within %s", desc, waitTimeout)
+		}
+		c.drained()
+	}
+}
+
 // alert waits for an alert that matches, or fails the test. With a
 // shadow, it also waits for the shadow's: a test that goes on at the first
 // would end the state before the other's periodic check raised it.
