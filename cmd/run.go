@@ -43,6 +43,10 @@ type session struct {
 	scanErr       error
 
 	metrics *sessionMetrics // --metrics; nil when off (cmd/metrics.go)
+
+	// misses: the tracer's recursion misses as last read, at missesRead.
+	misses     uint64
+	missesRead time.Time
 }
 
 func (s *session) Event(e *timeline.Event) {
@@ -71,6 +75,16 @@ func (s *session) Tick(now time.Time) {
 		s.scan(now, false)
 	case s.corr.WantsScan() && now.Sub(s.lastScan) >= s.scanEvery:
 		s.scan(now, true)
+	}
+	// Events of a program the kernel skipped (a softirq landing in it)
+	// are lost too: a skipped CLOSE takes the socket's queued events with
+	// it. Read once a second: a syscall per program.
+	if now.Sub(s.missesRead) >= time.Second {
+		s.missesRead = now
+		if m := s.tracer.RecursionMisses(); m > s.misses {
+			s.Lost(m - s.misses)
+			s.misses = m
+		}
 	}
 	if s.metrics != nil {
 		s.metricsTick(now)

@@ -70,7 +70,10 @@ type Handler interface {
 	Event(e *timeline.Event)
 	// Tick is called at least every PollInterval with the current time.
 	Tick(now time.Time)
-	// Lost is called when the kernel reports n more dropped events.
+	// Lost is called when the kernel reports n more events it could not
+	// put in the ring buffer. Recursion misses, which LostEvents also
+	// counts, cost a syscall per program to read: the caller polls them
+	// (RecursionMisses) as often as it sees fit.
 	Lost(n uint64)
 }
 
@@ -96,10 +99,7 @@ type Tracer struct {
 	lost      uint64 // last value read from the kernel
 	decodeErr uint64
 	flushErr  uint64 // flush scans that failed
-	// misses: RecursionMisses as last read, at missesRead.
-	misses     uint64
-	missesRead time.Time
-	records    uint64 // ring-buffer and flush-scan records read
+	records   uint64 // ring-buffer and flush-scan records read
 
 	acceptAttached bool // an accept() exit program is attached
 	// scanStates: sockets by state in the last Scan (scanstates.go).
@@ -396,12 +396,7 @@ func (t *Tracer) readAvailable(h Handler, rec *ringbuf.Record, ev *timeline.Even
 
 func (t *Tracer) tick(h Handler) {
 	t.flushStuck(h)
-	// Recursion misses cost a syscall per program to read: once a second.
-	if now := time.Now(); now.Sub(t.missesRead) >= time.Second {
-		t.missesRead = now
-		t.misses = t.RecursionMisses()
-	}
-	if lost := t.ringLost() + t.misses; lost > t.lost {
+	if lost := t.ringLost(); lost > t.lost {
 		h.Lost(lost - t.lost)
 		t.lost = lost
 	}
