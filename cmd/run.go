@@ -50,14 +50,16 @@ type session struct {
 }
 
 func (s *session) Event(e *timeline.Event) {
-	if e.Cgroup != 0 {
-		// A socket's first event: learn its container now, while its
-		// cgroup exists, so that its record names it.
+	if e.Cgroup != 0 && e.Type == timeline.EventState &&
+		(e.OldState == timeline.StateClose || e.OldState == timeline.StateListen || e.OldState == timeline.StateSynRecv) {
+		// A socket's first transition (connect, listen, accepted): learn
+		// its container now, while its cgroup exists, so that its record
+		// names it. Not at every event: each carries the cgroup.
 		s.containers.Lookup(e.Cgroup)
 	}
 	if s.events {
 		if e.Cgroup == 0 && e.Cookie != 0 {
-			e.Cgroup = s.corr.Cgroup(e.Cookie) // only the first event carries it
+			e.Cgroup = s.corr.Cgroup(e.Cookie) // a timewait socket's events carry none
 		}
 		s.out.Event(e)
 	}
