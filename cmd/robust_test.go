@@ -173,18 +173,7 @@ func TestSecondSIGINTWhileStuckOnFullPipe(t *testing.T) {
 }
 
 // waitFor polls cond every 10 ms until it holds or d passes.
-func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition, with a deadline
-	}
-}
+func waitFor(d time.Duration, cond func() bool) bool { return poll(d, 10*time.Millisecond, cond) }
 
 // bpfObjects lists the BPF programs, maps, links and BTF objects a process
 // holds open, from the fdinfo of its descriptors.

@@ -98,7 +98,6 @@ type Tracer struct {
 
 	lost      uint64 // last value read from the kernel
 	decodeErr uint64
-	flushErr  uint64 // flush scans that failed
 	records   uint64 // ring-buffer and flush-scan records read
 
 	acceptAttached bool // an accept() exit program is attached
