@@ -47,6 +47,18 @@ enum event_type {
 	EVENT_RST_SENT = 4,           /* tcp_send_reset */
 	EVENT_RST_RECEIVED = 5,       /* tcp_receive_reset */
 	EVENT_ERROR = 6,              /* inet_sk_error_report; reason = errno */
+	EVENT_DROP = 7,               /* kfree_skb of a TCP packet; reason = enum skb_drop_reason,
+				       * oldstate = the segment's TCP flags (drops.h) */
+	EVENT_SYSCALL_ERROR = 8,      /* connect/bind/listen/accept failed; reason = errno,
+				       * syscall = enum syscall_id (syscalls.h) */
+};
+
+/* The system calls whose errors are reported (EVENT_SYSCALL_ERROR). */
+enum syscall_id {
+	SYSCALL_CONNECT = 1,
+	SYSCALL_BIND = 2,
+	SYSCALL_LISTEN = 3,
+	SYSCALL_ACCEPT = 4,
 };
 
 enum event_flags {
@@ -56,6 +68,9 @@ enum event_flags {
 	EVENT_F_REASON = 1 << 3,       /* reason holds an enum sk_rst_reason value */
 	EVENT_F_OWNER_SEEN = 1 << 4,   /* pid/comm were taken from current, in the owner's syscall */
 	EVENT_F_OWNER = 1 << 5,        /* batch entries: the event had an owner (the batch's) */
+	/* At X -> CLOSE: no file ever held the socket and it was not orphaned:
+	 * an accepted connection still in its listener's accept queue. */
+	EVENT_F_NO_FILE = 1 << 6,
 };
 
 #define COMM_LEN 16
@@ -83,6 +98,17 @@ struct event {
 	__u64 bytes_received;
 	__u32 srtt_us;        /* smoothed RTT in 1/8 us, as the kernel keeps it */
 	__u32 total_retrans;  /* segments retransmitted */
+	__u32 user_timeout;   /* TCP_USER_TIMEOUT (ms), 0: none */
+	__u8 syn_retries;     /* TCP_SYNCNT, 0: the sysctl */
+	__u8 pad;
+	__u16 syscall;        /* EVENT_SYSCALL_ERROR: enum syscall_id */
+	/* A listener's accept queue, on events that concern one (a SYN+ACK
+	 * retry, a drop at a listener, a failed accept()): length, limit and
+	 * the listener's drop count. */
+	__u32 qlen;
+	__u32 qmax;
+	__u32 drops;
+	__u32 pad2;
 };
 
 /* One socket, as the iter/tcp program reports it. */
@@ -102,6 +128,11 @@ struct sock_info {
 	__u16 family;
 	__u8 state;     /* TIME_WAIT for timewait sockets, NEW_SYN_RECV for requests */
 	__u8 substate;  /* timewait sockets: TIME_WAIT, or FIN_WAIT2 for an orphan */
+	/* Listeners: accept queue length and limit, and drops (as struct event). */
+	__u32 qlen;
+	__u32 qmax;
+	__u32 drops;
+	__u32 pad;
 };
 
 /* One socket file of a process, as the iter/task_file program reports it. */
@@ -147,6 +178,9 @@ struct tcp_figures {
 	__u64 bytes_received;
 	__u32 srtt_us;
 	__u32 total_retrans;
+	__u32 user_timeout;
+	__u8 syn_retries;
+	__u8 pad[3];
 };
 
 /* The queued events of one socket, as the ring buffer (or a flush scan)
@@ -179,6 +213,7 @@ const enum event_flags *unused_event_flags __attribute__((unused));
 const struct sock_info *unused_sock_info __attribute__((unused));
 const struct owner_info *unused_owner_info __attribute__((unused));
 const struct batch *unused_batch __attribute__((unused));
+const enum syscall_id *unused_syscall_id __attribute__((unused));
 
 struct owner {
 	__u32 pid;
@@ -417,6 +452,28 @@ static __always_inline __u64 sk_cgroup(const struct sock *sk)
 	return cg ? cg->kn->id : 0;
 }
 
+/* The packets a socket dropped: sk_drops, or since Linux 6.18 per-NUMA
+ * counters for the sockets that have them (sk_drops_read()). */
+static __always_inline __u32 sk_drops_of(const struct sock *sk)
+{
+	__u32 n = BPF_CORE_READ(sk, sk_drops.counter);
+
+	if (bpf_core_field_exists(sk->sk_drop_counters)) {
+		struct numa_drop_counters *dc = BPF_CORE_READ(sk, sk_drop_counters);
+		if (dc)
+			n += BPF_CORE_READ(dc, drops0.counter) + BPF_CORE_READ(dc, drops1.counter);
+	}
+	return n;
+}
+
+/* A listener's accept queue, as the events that concern one carry it. */
+static __always_inline void read_listener(const struct sock *sk, __u32 *qlen, __u32 *qmax, __u32 *drops)
+{
+	*qlen = BPF_CORE_READ(sk, sk_ack_backlog);
+	*qmax = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	*drops = sk_drops_of(sk);
+}
+
 static __always_inline bool cgroup_filter_on(void)
 {
 	return filter_cgroup || filter_cgroup_map;
@@ -445,6 +502,10 @@ static __always_inline void read_tcp_stats(const struct sock *sk, struct event *
 	e->bytes_received = tp->bytes_received;
 	e->srtt_us = tp->srtt_us;
 	e->total_retrans = tp->total_retrans;
+	/* The socket's own settings, which override the namespace's sysctls
+	 * in the kernel's timers: explanations quote what was in force. */
+	e->syn_retries = ((struct inet_connection_sock *)tp)->icsk_syn_retries;
+	e->user_timeout = ((struct inet_connection_sock *)tp)->icsk_user_timeout;
 }
 
 static __always_inline bool owner_filtered(const struct owner *o)
@@ -545,6 +606,14 @@ static __always_inline void fill_event(struct event *e, __u8 type, __u64 cookie,
 	e->bytes_received = 0;
 	e->srtt_us = 0;
 	e->total_retrans = 0;
+	e->user_timeout = 0;
+	e->syn_retries = 0;
+	e->pad = 0;
+	e->syscall = 0;
+	e->qlen = 0;
+	e->qmax = 0;
+	e->drops = 0;
+	e->pad2 = 0;
 	if (o) {
 		e->pid = o->pid;
 		__builtin_memcpy(e->comm, o->comm, COMM_LEN);
@@ -564,6 +633,8 @@ static __always_inline void read_figures(const struct sock *sk, struct tcp_figur
 	f->bytes_received = tp->bytes_received;
 	f->srtt_us = tp->srtt_us;
 	f->total_retrans = tp->total_retrans;
+	f->syn_retries = ((struct inet_connection_sock *)tp)->icsk_syn_retries;
+	f->user_timeout = ((struct inet_connection_sock *)tp)->icsk_user_timeout;
 }
 
 /* Fill what a batch says of its socket, read when it is sent: none of it
@@ -671,6 +742,11 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 
 	struct tuple t;
 	read_tuple(&sk->__sk_common, &t);
+	/* At X -> CLOSE, tcp_set_state() has released the local port
+	 * (inet_put_port() zeroes skc_num) before the tracepoint fires; the
+	 * socket still knows the port it had. */
+	if (!t.sport && newstate == TCP_CLOSE)
+		t.sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	/* Before Linux 6.15, inet_csk_clone_lock() reports LISTEN -> SYN_RECV
 	 * before it sets the new socket's addresses, while the socket still
 	 * carries a copy of its listener's cookie. Nothing in that event is the
@@ -728,6 +804,11 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 		flags |= EVENT_F_SOCK_DEAD;
 	if (skflags & (1UL << SOCK_DONE))
 		flags |= EVENT_F_SOCK_DONE;
+	/* inet_child_forget() resets the connections a closing listener still
+	 * holds in its accept queue: tcp_disconnect() moves each to CLOSE
+	 * before sock_orphan(), and no file ever held it. */
+	if (newstate == TCP_CLOSE && !(skflags & (1UL << SOCK_DEAD)) && !sk->sk_socket && !listener)
+		flags |= EVENT_F_NO_FILE;
 
 	/* Listeners go out at once: the loader counts a listener's SYN+ACK
 	 * retransmissions on its record and knows servers by their listening
@@ -828,10 +909,28 @@ static __always_inline int emit_sock_event(const struct sock *sk, __u8 type, __u
 	return 0;
 }
 
+/* Attempts that sent nothing (Linux >= 6.17 passes their error: -EAGAIN
+ * when the previous copy is still queued below TCP, -EBUSY, -ENOMEM). */
+__u64 retransmit_failed = 0;
+
+/* Linux >= 6.17: the tracepoint also fires for a retransmission that
+ * failed and sent nothing; only those sent are counted as retransmissions.
+ * The loader picks this program or the next from the prototype. */
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(handle_retransmit_err, const struct sock *sk, const struct sk_buff *skb, int err)
+{
+	if (err) {
+		__sync_fetch_and_add(&retransmit_failed, 1);
+		return 0;
+	}
+	/* In SYN_SENT the retransmitted segment is the SYN itself. */
+	return emit_sock_event(sk, EVENT_RETRANSMIT, 0, 0);
+}
+
+/* Older kernels: only retransmissions that were sent fire it. */
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(handle_retransmit, const struct sock *sk)
 {
-	/* In SYN_SENT the retransmitted segment is the SYN itself. */
 	return emit_sock_event(sk, EVENT_RETRANSMIT, 0, 0);
 }
 
@@ -863,6 +962,10 @@ int BPF_PROG(handle_retransmit_synack, const struct sock *sk, const struct reque
 		return 0;
 	fill_event(e, EVENT_SYNACK_RETRANSMIT, cookie, &t, o);
 	e->cgroup = cgroup;
+	/* A full accept queue drops the final ACK (tcp_check_req() ->
+	 * syn_recv_sock fails) and the SYN+ACK is sent again: the listener's
+	 * queue now says whether that is why. */
+	read_listener(sk, &e->qlen, &e->qmax, &e->drops);
 	read_addrs(&req->__req_common, t.family, e);
 	e->newstate = TCP_SYN_RECV;
 	submit_event(e);
@@ -1085,6 +1188,11 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 		bpf_probe_read_kernel(info.daddr, 4, &skc->skc_daddr);
 	}
 	info.state = skc->skc_state;
+	if (info.state == TCP_LISTEN) {
+		struct tcp_sock *ltp = bpf_skc_to_tcp_sock(skc);
+		if (ltp)
+			read_listener((const struct sock *)ltp, &info.qlen, &info.qmax, &info.drops);
+	}
 	if (info.state == TCP_TIME_WAIT) {
 		struct tcp_timewait_sock *tw = bpf_skc_to_tcp_timewait_sock(skc);
 		if (tw)
@@ -1195,17 +1303,8 @@ static __always_inline int note_accepted(struct syscall_exit_ctx *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int handle_accept4(struct syscall_exit_ctx *ctx)
-{
-	return note_accepted(ctx);
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept")
-int handle_accept(struct syscall_exit_ctx *ctx)
-{
-	return note_accepted(ctx);
-}
+#include "syscalls.h"
+#include "drops.h"
 
 /* The socket states the loader alerts on when one is held too long. */
 static __always_inline bool watched_state(__u8 s)

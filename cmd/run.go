@@ -44,6 +44,9 @@ type session struct {
 
 	metrics *sessionMetrics // --metrics; nil when off (cmd/metrics.go)
 
+	// listeners: when the listeners' accept queues were last looked at.
+	listeners *tracer.ListenWatch
+
 	// misses: the tracer's recursion misses as last read, at missesRead.
 	misses     uint64
 	missesRead time.Time
@@ -70,6 +73,10 @@ func (s *session) Tick(now time.Time) {
 	s.corr.Advance(now.UnixNano())
 	if s.pairs != nil {
 		s.pairs.Advance(now.UnixNano())
+	}
+	if err := s.tracer.PollListeners(s.listeners, s.corr, now); err != nil && s.scanErr == nil {
+		fmt.Fprintf(os.Stderr, "tcptrace: %v\n", err)
+		s.scanErr = err
 	}
 	asked := s.timeWaitAsked.Swap(false)
 	switch {
@@ -219,12 +226,14 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 	opts := output.Options{CgroupPath: cgroups.Path, Container: resolver.Lookup}
 	out := newOutput(o, stdout, opts)
 	s := &session{tracer: t, out: out, events: o.events, onlyAnomalies: o.onlyAnomalies, containers: resolver, limit: o.count,
-		stop: cancel, scanEvery: time.Second, metrics: sm}
+		stop: cancel, scanEvery: time.Second, metrics: sm, listeners: tracer.NewListenWatch()}
 	sys := t.Sysctls()
 	corrCfg := timeline.DefaultConfig()
 	corrCfg.MaxConnections = o.maxConnections
 	corrCfg.StuckAfter = int64(o.stuckAfter)
 	corrCfg.ScansNetNS = t.ScansNetNS
+	corrCfg.ScanNetNS = t.ScanNetNS
+	corrCfg.DropsTraced = t.DropsTraced()
 	// The end of each TIME_WAIT is a line per connection this host closed
 	// first: shown with the other per-event detail only.
 	corrCfg.FollowTimeWait = o.events

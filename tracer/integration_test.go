@@ -42,6 +42,7 @@ type capture struct {
 	ticks  int       // ring buffer drains so far
 	now    time.Time // of the last tick
 	notify chan struct{}
+	lw     *tracer.ListenWatch
 	// shadow, when set, traces the same namespace with events one by one;
 	// alert waits for both to raise it (see traceWith).
 	shadow *capture
@@ -66,6 +67,10 @@ func (c *capture) Tick(now time.Time) {
 		if err := c.tr.Follow(c.corr, now.UnixNano()); err != nil {
 			c.t.Errorf("scan: %v", err)
 		}
+	}
+	// ... and look at the listeners' accept queues when they dropped.
+	if err := c.tr.PollListeners(c.lw, c.corr, now); err != nil {
+		c.t.Errorf("listeners: %v", err)
 	}
 	c.mu.Unlock()
 	c.wake()
@@ -146,9 +151,11 @@ func startCapture(t *testing.T, ns *netnstest.NS, cfg tracer.Config, ccfg timeli
 	if err != nil {
 		t.Fatalf("tracer.New: %v", err)
 	}
-	c := &capture{t: t, tr: tr, notify: make(chan struct{}, 1)}
+	c := &capture{t: t, tr: tr, notify: make(chan struct{}, 1), lw: tracer.NewListenWatch()}
 	sys := tr.Sysctls()
 	ccfg.ScansNetNS = tr.ScansNetNS
+	ccfg.ScanNetNS = tr.ScanNetNS
+	ccfg.DropsTraced = tr.DropsTraced()
 	// emit and the alert callback run with c.mu held (from Event, Tick or Flush).
 	c.corr = timeline.New(ccfg, func(conn *timeline.Connection) {
 		c.recs = append(c.recs, conn.Clone())

@@ -32,11 +32,16 @@ type program struct {
 var programs = []program{
 	{tcptraceProgHandleSetState, "inet_sock_set_state", "", false},
 	{tcptraceProgHandleRetransmit, "tcp_retransmit_skb", "", false},
+	{tcptraceProgHandleRetransmitErr, "tcp_retransmit_skb", "", false},
 	{tcptraceProgHandleRetransmitSynack, "tcp_retransmit_synack", "", false},
 	{tcptraceProgHandleSendReset, "tcp_send_reset", "", false},
 	{tcptraceProgHandleSendResetNoreason, "tcp_send_reset", "", false},
 	{tcptraceProgHandleReceiveReset, "tcp_receive_reset", "", false},
 	{tcptraceProgHandleErrorReport, "inet_sk_error_report", "the errors reported to applications (Linux >= 5.15)", false},
+	// Once per dropped packet (any protocol; TCP ones become events): a
+	// cost that scales with drops, not traffic (bpf/drops.h).
+	{tcptraceProgHandleKfreeSkb, "kfree_skb", dropsLacking, false},
+	{tcptraceProgHandleKfreeSkbNorxsk, "kfree_skb", dropsLacking, false},
 	// These two run on every send() and recv() of every socket on the host,
 	// whatever the filters: a cost per I/O, not per connection. Only with
 	// --owner-io, for the rare owner that neither accept() nor close() shows.
@@ -47,12 +52,28 @@ var programs = []program{
 // acceptPrograms are classic tracepoints on the exit of accept() and
 // accept4(): once per accepted connection, in the accepting process, the
 // owner a prefork server's worker is. No tp_btf tracepoint fires there.
+// The others note each connect(), bind(), listen() and accept() at entry
+// and report the calls that fail (bpf/syscalls.h): a cost per call.
 var acceptPrograms = []program{
 	{name: tcptraceProgHandleAccept4, tracepoint: "sys_exit_accept4",
 		lacking: "owners of accepted sockets taken at accept(): they are taken at close() instead (a prefork server's RST-closed connections keep the listener's owner)"},
 	{name: tcptraceProgHandleAccept, tracepoint: "sys_exit_accept",
 		lacking: "owners of sockets taken by accept() (not accept4()): they are taken at close() instead"},
+	{name: tcptraceProgHandleEnterAccept4, tracepoint: "sys_enter_accept4", lacking: syscallsLacking},
+	{name: tcptraceProgHandleEnterAccept, tracepoint: "sys_enter_accept", lacking: syscallsLacking},
+	{name: tcptraceProgHandleEnterConnect, tracepoint: "sys_enter_connect", lacking: syscallsLacking},
+	{name: tcptraceProgHandleExitConnect, tracepoint: "sys_exit_connect", lacking: syscallsLacking},
+	{name: tcptraceProgHandleEnterBind, tracepoint: "sys_enter_bind", lacking: syscallsLacking},
+	{name: tcptraceProgHandleExitBind, tracepoint: "sys_exit_bind", lacking: syscallsLacking},
+	{name: tcptraceProgHandleEnterListen, tracepoint: "sys_enter_listen", lacking: syscallsLacking},
+	{name: tcptraceProgHandleExitListen, tracepoint: "sys_exit_listen", lacking: syscallsLacking},
 }
+
+// What goes missing without the kfree_skb and syscall programs.
+const (
+	dropsLacking    = "packet drops with the kernel's reason (skb:kfree_skb with a reason, Linux >= 5.17)"
+	syscallsLacking = "the errors of connect(), bind(), listen() and accept() (EADDRNOTAVAIL, EADDRINUSE, EMFILE...)"
+)
 
 // flushProgram sends the event queues of sockets held in a state that is
 // alerted on, and every queue at exit. Without it, events are not queued.
@@ -71,6 +92,15 @@ type Kernel struct {
 	RSTReason bool
 	// RSTReasons names the enum's values, "SK_RST_REASON_" prefix removed.
 	RSTReasons []string
+	// DropReasons names enum skb_drop_reason's values, "SKB_DROP_REASON_"
+	// prefix removed; empty when kfree_skb carries no reason.
+	DropReasons []string
+	// RetransmitErr: tcp_retransmit_skb says whether the attempt failed
+	// (Linux >= 6.17); before, a failed attempt is not traced at all.
+	RetransmitErr bool
+	// DropSocket: kfree_skb names the socket a dropped packet was for
+	// (Linux >= 6.11); before, received packets are matched by 4-tuple.
+	DropSocket bool
 	// MissingTracepoints lists required tracepoints this kernel lacks.
 	MissingTracepoints []string
 	// Degraded says what tcptrace can't do on this kernel, and why.
@@ -113,6 +143,7 @@ func ProbeKernel() (*Kernel, error) {
 		k.skip[tcptraceProgHandleSendReset] = true
 		k.Degraded = append(k.Degraded, "RST reasons: tcp_send_reset has no reason argument before Linux 6.10")
 	}
+	k.pickVariants(spec)
 	for _, p := range programs {
 		if _, err := tracepointProto(spec, p.tracepoint); err == nil {
 			continue
@@ -128,19 +159,72 @@ func ProbeKernel() (*Kernel, error) {
 			k.Degraded = append(k.Degraded, p.tracepoint+": "+p.lacking)
 		}
 	}
-	var reasons *btf.Enum
-	if err := spec.TypeByName("sk_rst_reason", &reasons); err == nil {
-		for _, v := range reasons.Values {
-			if v.Value >= 256 {
-				continue
-			}
-			for uint64(len(k.RSTReasons)) <= v.Value {
-				k.RSTReasons = append(k.RSTReasons, "")
-			}
-			k.RSTReasons[v.Value] = strings.TrimPrefix(v.Name, "SK_RST_REASON_")
-		}
+	k.RSTReasons = enumNames(spec, "sk_rst_reason", "SK_RST_REASON_")
+	if !k.skip[tcptraceProgHandleKfreeSkb] || !k.skip[tcptraceProgHandleKfreeSkbNorxsk] {
+		k.DropReasons = enumNames(spec, "skb_drop_reason", "SKB_DROP_REASON_")
 	}
 	return k, nil
+}
+
+// pickVariants keeps, of each tracepoint with variants, the program whose
+// arguments this kernel's prototype has (void *__data first).
+func (k *Kernel) pickVariants(spec *btf.Spec) {
+	params := func(tp string) int {
+		proto, err := tracepointProto(spec, tp)
+		if err != nil {
+			return 0
+		}
+		return len(proto.Params)
+	}
+	// sk, skb [, err]: the error came in Linux 6.17.
+	k.RetransmitErr = params("tcp_retransmit_skb") >= 4
+	if k.RetransmitErr {
+		k.skip[tcptraceProgHandleRetransmit] = true
+	} else {
+		k.skip[tcptraceProgHandleRetransmitErr] = true
+	}
+	// skb, location [, reason [, rx_sk]]: reason in 5.17, rx_sk in 6.11.
+	switch n := params("kfree_skb"); {
+	case n >= 5:
+		k.DropSocket = true
+		k.skip[tcptraceProgHandleKfreeSkbNorxsk] = true
+	case n == 4:
+		k.skip[tcptraceProgHandleKfreeSkb] = true
+	default:
+		k.skip[tcptraceProgHandleKfreeSkb] = true
+		k.skip[tcptraceProgHandleKfreeSkbNorxsk] = true
+		k.Degraded = append(k.Degraded, "kfree_skb: "+dropsLacking)
+	}
+}
+
+// enumNames reads a kernel enum's names by value, prefix removed; values
+// past 1023 are left out.
+func enumNames(spec *btf.Spec, enum, prefix string) []string {
+	var e *btf.Enum
+	if err := spec.TypeByName(enum, &e); err != nil {
+		return nil
+	}
+	var names []string
+	for _, v := range e.Values {
+		if v.Value >= 1024 {
+			continue
+		}
+		for uint64(len(names)) <= v.Value {
+			names = append(names, "")
+		}
+		names[v.Value] = strings.TrimPrefix(v.Name, prefix)
+	}
+	return names
+}
+
+// dropConsumed is SKB_CONSUMED's value: the reasons up to it are no drop.
+func (k *Kernel) dropConsumed() uint32 {
+	for i, n := range k.DropReasons {
+		if n == "SKB_CONSUMED" {
+			return uint32(i)
+		}
+	}
+	return 1
 }
 
 // tracepointProto finds a tracepoint's prototype: for each tracepoint the

@@ -217,6 +217,10 @@ func decodeSocket(r *tcptraceSockInfo, s *timeline.Socket) bool {
 	s.BytesAcked, s.BytesReceived = r.BytesAcked, r.BytesReceived
 	s.SRTT = r.SrttUs >> 3
 	s.TotalRetrans = r.TotalRetrans
+	s.Queue = timeline.Queue{}
+	if s.State == timeline.StateListen {
+		s.Queue = timeline.Queue{Len: r.Qlen, Max: r.Qmax, Drops: r.Drops, Known: true}
+	}
 	return true
 }
 

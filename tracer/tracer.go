@@ -170,6 +170,10 @@ func New(cfg Config) (*Tracer, error) {
 
 	t := &Tracer{cfg: cfg, kernel: kernel}
 	t.decoder.RSTReasons = kernel.RSTReasons
+	t.decoder.DropReasons = kernel.DropReasons
+	if err := spec.Variables["drop_reason_consumed"].Set(kernel.dropConsumed()); err != nil {
+		return nil, fmt.Errorf("setting drop_reason_consumed: %w", err)
+	}
 	t.decoder.MonoToUnix = monoToUnix()
 	if err := t.openNetNS(); err != nil {
 		t.Close()
@@ -424,6 +428,22 @@ func (t *Tracer) Records() uint64 { return t.records }
 
 // DecodeErrors is how many samples could not be decoded.
 func (t *Tracer) DecodeErrors() uint64 { return t.decodeErr }
+
+// DropsTraced: the kernel reports TCP packet drops with their reason (a
+// kfree_skb program is attached).
+func (t *Tracer) DropsTraced() bool {
+	return t.coll.Programs[tcptraceProgHandleKfreeSkb] != nil || t.coll.Programs[tcptraceProgHandleKfreeSkbNorxsk] != nil
+}
+
+// RetransmitsFailed is how many retransmission attempts sent nothing
+// (Linux >= 6.17 reports them): not counted as retransmissions.
+func (t *Tracer) RetransmitsFailed() uint64 {
+	var n uint64
+	if v := t.coll.Variables["retransmit_failed"]; v != nil {
+		_ = v.Get(&n)
+	}
+	return n
+}
 
 // RecursionMisses sums, over all programs, the times the kernel skipped a
 // program because another BPF program was running on the same CPU.

@@ -29,6 +29,12 @@ type Config struct {
 	// long is packed to a tenth of its size until its next event (cold.go).
 	// 0 never packs.
 	FreezeAfter int64
+	// ScanNetNS walks the TCP sockets of one namespace, for the numbers
+	// behind a failed bind() or connect() (calls.go); nil: not known.
+	ScanNetNS func(netns uint32, fn func(*Socket)) error
+	// DropsTraced: the kernel reports dropped packets (kfree_skb with a
+	// reason), so a drop not seen here did not happen on this host.
+	DropsTraced bool
 }
 
 // DefaultConfig is what the CLI uses unless told otherwise.
@@ -67,6 +73,17 @@ type Correlator struct {
 	sys     map[uint32]*Sysctls // by namespace (sysctls.go)
 	orphans map[uint64]*orphan
 	scanGen uint64
+	// What the host said of sockets and flows whose records are not out
+	// yet (host.go), listeners' accept queues (listener.go), failed
+	// calls alerted on (calls.go).
+	notes            map[uint64]*note
+	flowNotes        map[flowKey]*note
+	listeners        map[portKey]*listenerState
+	callAlerts       map[callKey]*callAlertState
+	wantListenerLook bool
+	lastHostPrune    int64
+	clock            int64 // the latest time Advance was given
+
 	tw      map[Endpoint]uint64 // TIME_WAIT sockets per remote, last scan
 	twTotal uint64
 	scanned bool
@@ -90,15 +107,19 @@ func New(cfg Config, emit func(*Connection)) *Correlator {
 		cfg.CloseGrace = 0
 	}
 	c := &Correlator{
-		cfg:       cfg,
-		emit:      emit,
-		alert:     func(*Alert) {},
-		live:      make(map[uint64]*Connection),
-		synAcks:   make(map[flowKey]synAckRetries),
-		noSocket:  make(map[flowKey]int64),
-		listening: make(map[portKey]int),
-		orphans:   make(map[uint64]*orphan),
-		tw:        make(map[Endpoint]uint64),
+		cfg:        cfg,
+		emit:       emit,
+		alert:      func(*Alert) {},
+		live:       make(map[uint64]*Connection),
+		synAcks:    make(map[flowKey]synAckRetries),
+		noSocket:   make(map[flowKey]int64),
+		listening:  make(map[portKey]int),
+		orphans:    make(map[uint64]*orphan),
+		tw:         make(map[Endpoint]uint64),
+		notes:      make(map[uint64]*note),
+		flowNotes:  make(map[flowKey]*note),
+		listeners:  make(map[portKey]*listenerState),
+		callAlerts: make(map[callKey]*callAlertState),
 	}
 	c.stats.ByReason = make(map[string]uint64)
 	c.stats.failures = make(map[Endpoint]uint64)
@@ -129,6 +150,14 @@ func (c *Correlator) MarkLost() {
 // Add feeds one event.
 func (c *Correlator) Add(e *Event) {
 	c.stats.Events++
+	switch e.Type {
+	case EventDrop:
+		c.addDrop(e)
+		return
+	case EventSyscallError:
+		c.syscallFailed(e)
+		return
+	}
 	if e.Cookie == 0 {
 		if e.Type == EventRSTSent {
 			c.stats.ResetsNoSocket++
@@ -137,6 +166,9 @@ func (c *Correlator) Add(e *Event) {
 		return
 	}
 	if e.Type == EventSynAckRetransmit {
+		// The listener's queue at the retry: full, the final ACK was
+		// dropped for it.
+		c.observeListener(e.NetNS, e.LAddr, e.LPort, 0, e.Queue, e.Time)
 		c.addSynAck(e)
 		return
 	}
@@ -188,6 +220,9 @@ func (c *Correlator) Add(e *Event) {
 	case EventRetransmit:
 		if e.NewState == StateSynSent {
 			conn.SynRetries++
+			if c.listeners[portKey{conn.NetNS, conn.RPort}] != nil {
+				c.wantListenerLook = true // a listener on this host: was it full?
+			}
 			c.addStep(conn, Step{Time: e.Time, Kind: StepSynRetransmit, From: e.NewState, To: e.NewState,
 				N: conn.SynRetries, Since: e.Time - conn.lastSyn})
 			conn.lastSyn = e.Time
@@ -226,6 +261,7 @@ func (c *Correlator) Add(e *Event) {
 // before now (Unix ns) and raises the alerts that are due. Call it
 // regularly, also when no events arrive.
 func (c *Correlator) Advance(now int64) {
+	c.clock = now
 	for conn := c.closing.head; conn != nil && now-conn.closedAt >= c.cfg.CloseGrace; conn = c.closing.head {
 		c.finish(conn)
 	}
@@ -237,6 +273,11 @@ func (c *Correlator) Advance(now int64) {
 	}
 	if c.cfg.FreezeAfter > 0 {
 		c.freezeIdle(now)
+	}
+	if now-c.lastHostPrune > 10e9 {
+		c.lastHostPrune = now
+		c.pruneNotes(now)
+		c.pruneListeners(now)
 	}
 	if now-c.lastPrune > 1e9 {
 		c.lastPrune = now

@@ -64,6 +64,8 @@ const (
 	EventRSTSent          EventType = 4 // tcp:tcp_send_reset
 	EventRSTReceived      EventType = 5 // tcp:tcp_receive_reset
 	EventError            EventType = 6 // sock:inet_sk_error_report
+	EventDrop             EventType = 7 // skb:kfree_skb of a TCP packet
+	EventSyscallError     EventType = 8 // connect(), bind(), listen() or accept() failed
 )
 
 var eventTypeNames = [...]string{
@@ -73,6 +75,8 @@ var eventTypeNames = [...]string{
 	EventRSTSent:          "rst_sent",
 	EventRSTReceived:      "rst_received",
 	EventError:            "error",
+	EventDrop:             "drop",
+	EventSyscallError:     "syscall_error",
 }
 
 func (t EventType) String() string {
@@ -120,7 +124,66 @@ type Event struct {
 	BytesReceived uint64
 	SRTT          uint32 // smoothed RTT, microseconds
 	TotalRetrans  uint32 // segments retransmitted
+	// The socket's own settings, on the same events: TCP_SYNCNT (0: the
+	// namespace's tcp_syn_retries) and TCP_USER_TIMEOUT in ms (0: none).
+	SockSynRetries uint8
+	UserTimeout    uint32
+	// NoFile: at X -> CLOSE no file held the socket and it was not
+	// orphaned: accepted by the kernel, never by the application.
+	NoFile bool
+
+	// DropReason: EventDrop: the kernel's enum skb_drop_reason name,
+	// without the SKB_DROP_REASON_ prefix.
+	DropReason string
+	// TCPFlags: EventDrop: the dropped segment's TCP flags.
+	TCPFlags uint8
+	// Syscall: EventSyscallError: the call that failed, Errno its error.
+	Syscall Syscall
+	// Queue: a listener's accept queue, on the events that concern one
+	// (SYN+ACK retries, drops at a listener, a failed accept()).
+	Queue Queue
 }
+
+// TCP flags of a segment (EventDrop).
+const (
+	TCPFlagFIN = 0x01
+	TCPFlagSYN = 0x02
+	TCPFlagRST = 0x04
+	TCPFlagACK = 0x10
+)
+
+// Syscall names a system call whose failures are traced.
+type Syscall uint8
+
+// Traced system calls; the numbers match enum syscall_id in bpf/.
+const (
+	SyscallConnect Syscall = 1
+	SyscallBind    Syscall = 2
+	SyscallListen  Syscall = 3
+	SyscallAccept  Syscall = 4
+)
+
+var syscallNames = [...]string{"", "connect", "bind", "listen", "accept"}
+
+func (s Syscall) String() string {
+	if int(s) < len(syscallNames) && s != 0 {
+		return syscallNames[s]
+	}
+	return ""
+}
+
+// Queue is a listener's accept queue as the kernel keeps it: the
+// connections waiting for accept() (sk_ack_backlog), the limit
+// (sk_max_ack_backlog: the listen() backlog capped by net.core.somaxconn;
+// the queue is full past it), and the SYNs and final ACKs the listener
+// dropped since it was made (sk_drops).
+type Queue struct {
+	Len, Max, Drops uint32
+	Known           bool
+}
+
+// Full: a new connection finds no room (sk_acceptq_is_full()).
+func (q Queue) Full() bool { return q.Known && q.Len > q.Max }
 
 // Family is "ipv4" or "ipv6".
 func (e *Event) Family() string { return family(e.LAddr) }
@@ -149,6 +212,7 @@ type Socket struct {
 	BytesReceived uint64
 	SRTT          uint32 // microseconds
 	TotalRetrans  uint32
+	Queue         Queue // listeners: their accept queue
 }
 
 // Sysctls are the TCP sysctls of one network namespace; -1 where unknown
@@ -162,4 +226,9 @@ type Sysctls struct {
 	// LocalPorts is ip_local_port_range, where connect() picks the local
 	// port of a client; zero when unknown.
 	LocalPorts [2]uint16
+	// Somaxconn caps every listen() backlog (net.core.somaxconn).
+	Somaxconn int
+	// MaxOrphans is tcp_max_orphans (host-wide): past it the kernel resets
+	// orphaned connections (TCP_ABORT_ON_MEMORY).
+	MaxOrphans int
 }

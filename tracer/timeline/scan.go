@@ -53,6 +53,9 @@ func (c *Correlator) ScanSocket(s *Socket) {
 	if c.synAcksScanned > 0 {
 		c.scanSynAck(s)
 	}
+	if s.State == StateListen {
+		c.ObserveListener(s, c.clock)
+	}
 	if s.State != StateTimeWait {
 		return
 	}

@@ -8,6 +8,7 @@ func (c *Correlator) transition(conn *Connection, e *Event) {
 	if e.BytesAcked != 0 || e.BytesReceived != 0 || e.SRTT != 0 {
 		conn.BytesSent, conn.BytesReceived = e.BytesAcked, e.BytesReceived
 		conn.SRTT, conn.SegsRetrans = e.SRTT, e.TotalRetrans
+		conn.SockSynRetries, conn.UserTimeout = e.SockSynRetries, e.UserTimeout
 	}
 	switch e.NewState {
 	case StateEstablished:
@@ -32,6 +33,7 @@ func (c *Correlator) transition(conn *Connection, e *Event) {
 		conn.ClosedBy = ClosedByBoth
 	case StateListen:
 		c.listening[portKey{conn.NetNS, conn.LPort}]++
+		c.listenStarted(conn)
 	case StateClose:
 		c.closed(conn, e, &step)
 	}
@@ -54,7 +56,12 @@ func (c *Correlator) closed(conn *Connection, e *Event, step *Step) {
 		if c.listening[k]--; c.listening[k] <= 0 {
 			delete(c.listening, k)
 		}
+		c.listenStopped(conn)
 	}
+	conn.closedDead = e.SockDead
+	// Reset with its listener, never accept()ed: the owner it inherited
+	// from the listener never had it.
+	conn.NeverAccepted = e.NoFile && conn.Role == RoleServer
 	// tcp_time_wait() replaces the full socket with a timewait socket and the
 	// tracepoint reports X -> CLOSE; no transition into TIME_WAIT is ever
 	// reported. SOCK_DONE means the peer's FIN was processed: real
