@@ -92,8 +92,9 @@ static __always_inline int tcp_drop(const struct sk_buff *skb, __u32 reason, con
 	if (tuple_filtered(&t, cookie))
 		return 0;
 	__u64 cgroup = 0;
+	/* sk came from a probe read: its fields are probe reads too. */
 	if (sk && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV)
-		cgroup = sk_cgroup(sk);
+		cgroup = BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
 	if (cgroup_filtered(cgroup, cookie))
 		return 0;
 	struct owner *o = cookie ? bpf_map_lookup_elem(&owners, &cookie) : 0;

@@ -152,6 +152,7 @@ func writeCheckText(w io.Writer, p *tracer.Preflight) error {
 			p.Load.Programs, len(p.Load.Attached), p.Load.Millis)
 		line("events        %s", p.Load.Events)
 		line("owners        %s", p.Load.Owners)
+		line("host causes   %s", p.Load.Host)
 	default:
 		line("load test     %-8s %s", checkMark(p.Load.Status), p.Load.Error)
 	}

@@ -291,6 +291,7 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 	sum.RingRecords = t.Records()
 	sum.RecursionMisses = t.RecursionMisses()
 	sum.DecodeErrors = t.DecodeErrors()
+	sum.RetransmitsFailed = t.RetransmitsFailed()
 	sum.TimeWaitTotal, sum.TimeWaitTop, sum.TimeWaitKnown = s.corr.TimeWait(5)
 	if s.pairs != nil {
 		sum.Paired = s.pairs.Paired()

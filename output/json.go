@@ -12,12 +12,14 @@ import (
 )
 
 // SchemaVersion is the first field of every JSON line ("schema_version").
-// Version 1 (no such field) had no "container"; version 2 added it. Fields
-// are added within a version, never renamed or removed.
-const SchemaVersion = 2
+// Version 1 (no such field) had no "container"; version 2 added it;
+// version 3 added what the host did (drops, failed calls, accept queues),
+// the socket's own settings, and the host-side alerts. Fields are added,
+// never renamed or removed.
+const SchemaVersion = 3
 
 // lineStart opens every JSON line: the schema version, then the type.
-const lineStart = `{"schema_version":2,"type":`
+const lineStart = `{"schema_version":3,"type":`
 
 // JSON writes one JSON object per line. The schema is documented in the
 // README and kept stable: fields are added, never renamed or removed.
@@ -122,6 +124,7 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 	}
 	b = append(b, ']')
 	b = appendUintField(b, "timeline_dropped", uint64(c.StepsDropped))
+	b = appendHostFields(b, c)
 	b = append(b, "}\n"...)
 	j.buf = b
 	return j.write()
@@ -178,6 +181,15 @@ func (j *JSON) Event(e *timeline.Event) error {
 	if e.RSTReason != "" {
 		b = appendStringField(b, "reason", e.RSTReason)
 	}
+	if e.DropReason != "" {
+		b = appendStringField(b, "drop_reason", e.DropReason)
+	}
+	if e.Syscall != 0 {
+		b = appendStringField(b, "syscall", e.Syscall.String())
+	}
+	if e.Queue.Known {
+		b = appendQueue(b, e.Queue)
+	}
 	if e.Type == timeline.EventState && (e.SockDead || e.SockDone) {
 		b = appendBoolField(b, "sock_dead", e.SockDead)
 		b = appendBoolField(b, "sock_done", e.SockDone)
@@ -204,6 +216,7 @@ func (j *JSON) Alert(a *timeline.Alert) error {
 	b = appendContainer(b, j.opts.container(a.Cgroup))
 	b = appendUintField(b, "retries", uint64(a.Retries))
 	b = appendNullableString(b, "ended", a.Ended)
+	b = appendHostAlertFields(b, a)
 	b = append(appendKey(b, "explanation"), '"')
 	start := len(b)
 	b = timeline.AppendAlertExplanation(b, a)
@@ -295,6 +308,7 @@ func (j *JSON) Summary(s *Summary) error {
 	b = appendUintField(b, "stray_events", s.StrayEvents)
 	b = appendUintField(b, "resets_without_socket", s.ResetsNoSocket)
 	b = appendUintField(b, "paired", s.Paired)
+	b = appendHostSummary(b, s)
 	b = append(b, "}\n"...)
 	j.buf = b
 	if err := j.write(); err != nil {

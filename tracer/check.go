@@ -124,6 +124,9 @@ type LoadCheck struct {
 	// Degraded: what the loaded programs could not do here (an attach
 	// that failed), beside Refused.
 	Degraded []string `json:"degraded"`
+	// Host says what this kernel tells of host-side causes: drops and
+	// their reasons, failed system calls, failed retransmission attempts.
+	Host string `json:"host"`
 }
 
 // More capability numbers (include/uapi/linux/capability.h).
@@ -332,10 +335,43 @@ func loadCheck(ownerIO bool) LoadCheck {
 	} else {
 		lc.Owners += " (per connection; nothing runs per I/O; --owner-io adds send() and recv())"
 	}
+	lc.Host = hostCauses(t)
 	if err := t.Close(); err != nil {
 		lc.Status, lc.Error = StatusFailed, "detaching: "+err.Error()
 	}
 	return lc
+}
+
+// hostCauses says what the loaded programs tell of host-side causes.
+func hostCauses(t *Tracer) string {
+	var parts []string
+	switch {
+	case t.coll.Programs[tcptraceProgHandleKfreeSkb] != nil:
+		parts = append(parts, fmt.Sprintf("drops with %d reasons, by socket or 4-tuple", countNames(t.kernel.DropReasons)))
+	case t.coll.Programs[tcptraceProgHandleKfreeSkbNorxsk] != nil:
+		parts = append(parts, fmt.Sprintf("drops with %d reasons (received ones by 4-tuple: no rx_sk before Linux 6.11)", countNames(t.kernel.DropReasons)))
+	default:
+		parts = append(parts, "no drops (kfree_skb has no reason before Linux 5.17)")
+	}
+	if t.coll.Programs[tcptraceProgHandleExitConnect] != nil {
+		parts = append(parts, "failed connect/bind/listen/accept (a program per call)")
+	}
+	if t.kernel.RetransmitErr {
+		parts = append(parts, "failed retransmission attempts told apart")
+	} else {
+		parts = append(parts, "failed retransmission attempts not traced (before Linux 6.17)")
+	}
+	return strings.Join(parts, "; ")
+}
+
+func countNames(names []string) int {
+	n := 0
+	for _, s := range names {
+		if s != "" && !strings.HasPrefix(s, "SKB_") {
+			n++
+		}
+	}
+	return n
 }
 
 // tracepointGroup is the trace event system of a tracepoint tcptrace uses.

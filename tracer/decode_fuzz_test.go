@@ -176,7 +176,7 @@ func decodeSeeds() map[string][]byte {
 			}
 		}),
 		"comm_hostile": with(func(r *rawEvent) { r.Comm = fuzzComm("\x1b]0;pwn\x07\xff\xfe\x1b[2J") }),
-		"bad_type":     with(func(r *rawEvent) { r.Type = 7 }),
+		"bad_type":     with(func(r *rawEvent) { r.Type = 9 }),
 		"bad_family":   with(func(r *rawEvent) { r.Family = 1 }),
 		"bad_state":    with(func(r *rawEvent) { r.Oldstate, r.Newstate = 200, 255 }),
 		"short":        rawSample(base)[:RawEventSize-1],

@@ -892,7 +892,7 @@ func TestLostEventsCountedAndFlagged(t *testing.T) {
 		t.Fatal("no event lost with a one-page ring buffer and no reader")
 	}
 
-	c := &capture{t: t, tr: tr, notify: make(chan struct{}, 1)}
+	c := &capture{t: t, tr: tr, notify: make(chan struct{}, 1), lw: tracer.NewListenWatch()}
 	c.corr = timeline.New(timeline.DefaultConfig(), func(conn *timeline.Connection) { c.recs = append(c.recs, conn.Clone()) })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

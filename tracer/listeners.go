@@ -38,7 +38,7 @@ func NewListenWatch() *ListenWatch {
 // correlator asks, scans the listeners so the correlator sees their
 // queues. Returns the scan's error, if one ran and failed.
 func (t *Tracer) PollListeners(w *ListenWatch, c *timeline.Correlator, now time.Time) error {
-	if t.scanErr != nil {
+	if t.scanErr != nil || w == nil {
 		return nil
 	}
 	w.want = w.want || c.WantsListenerLook()

@@ -8,7 +8,10 @@
 
 package timeline
 
-import "net/netip"
+import (
+	"net/netip"
+	"sort"
+)
 
 type listenerState struct {
 	addr   netip.Addr
@@ -174,4 +177,30 @@ func (c *Correlator) pruneListeners(now int64) {
 			delete(c.listeners, k)
 		}
 	}
+}
+
+// ListenerInfo is one listener's accept queue as last looked at.
+type ListenerInfo struct {
+	NetNS uint32
+	Addr  netip.Addr
+	Port  uint16
+	Queue Queue
+}
+
+// Listeners lists the listeners whose queues are known, fullest first.
+func (c *Correlator) Listeners() []ListenerInfo {
+	out := make([]ListenerInfo, 0, len(c.listeners))
+	for k, st := range c.listeners {
+		if st.q.Known && !st.closed && st.q.Max > 0 {
+			out = append(out, ListenerInfo{k.netns, st.addr, k.port, st.q})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].Queue, out[j].Queue
+		if a.Len*b.Max != b.Len*a.Max {
+			return uint64(a.Len)*uint64(b.Max) > uint64(b.Len)*uint64(a.Max)
+		}
+		return a.Drops > b.Drops
+	})
+	return out
 }

@@ -8,6 +8,9 @@ func (c *Correlator) transition(conn *Connection, e *Event) {
 	if e.BytesAcked != 0 || e.BytesReceived != 0 || e.SRTT != 0 {
 		conn.BytesSent, conn.BytesReceived = e.BytesAcked, e.BytesReceived
 		conn.SRTT, conn.SegsRetrans = e.SRTT, e.TotalRetrans
+	}
+	if e.SockSynRetries != 0 || e.UserTimeout != 0 {
+		// Read with the figures, which a socket closed in SYN_SENT lacks.
 		conn.SockSynRetries, conn.UserTimeout = e.SockSynRetries, e.UserTimeout
 	}
 	switch e.NewState {

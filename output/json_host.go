@@ -1,0 +1,147 @@
+package output
+
+import (
+	"maps"
+	"slices"
+	"strconv"
+
+	"github.com/tcptrace/tcptrace/tracer/timeline"
+)
+
+// The JSON of what the host did to a connection (schema version 3): its
+// packets the kernel dropped here, a system call that failed, a local
+// listener's full queue, the socket's own settings; and the fields of the
+// host-side alerts. Documented in docs/json-schema.md.
+
+func appendHostFields(b []byte, c *timeline.Connection) []byte {
+	b = append(b, `,"drops":{`...)
+	for i, d := range c.Drops {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, d.Reason)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(d.Count), 10)
+	}
+	b = append(b, '}')
+	if c.SyscallErrno == 0 {
+		b = append(b, `,"syscall":null,"syscall_errno":null`...)
+	} else {
+		b = appendStringField(b, "syscall", c.Syscall.String())
+		b = appendStringField(b, "syscall_errno", timeline.ErrnoName(c.SyscallErrno))
+	}
+	if u := c.PortUse; u.Range > 0 || u.Known {
+		b = append(b, `,"local_ports":{"range":`...)
+		b = strconv.AppendInt(b, int64(u.Range), 10)
+		if u.Known {
+			b = appendUintField(b, "in_use", uint64(u.InUse))
+			b = appendUintField(b, "time_wait", uint64(u.TimeWait))
+		}
+		b = append(b, '}')
+	} else {
+		b = append(b, `,"local_ports":null`...)
+	}
+	if lf := c.ListenerFull; lf.Known {
+		b = append(b, `,"listener_full":{`...)
+		b = append(b, `"addr":`...)
+		b = appendString(b, lf.Addr.String())
+		b = appendUintField(b, "port", uint64(lf.Port))
+		b = appendUintField(b, "dropped", lf.Dropped)
+		b = appendQueue(b, lf.Queue)
+		b = append(b, '}')
+	} else {
+		b = append(b, `,"listener_full":null`...)
+	}
+	b = appendBoolField(b, "never_accepted", c.NeverAccepted)
+	b = appendUintField(b, "sock_syn_retries", uint64(c.SockSynRetries))
+	return appendUintField(b, "user_timeout_ms", uint64(c.UserTimeout))
+}
+
+// appendQueue writes "queue":{"len":2,"max":1,"drops":5}.
+func appendQueue(b []byte, q timeline.Queue) []byte {
+	b = append(b, `,"queue":{"len":`...)
+	b = strconv.AppendUint(b, uint64(q.Len), 10)
+	b = appendUintField(b, "max", uint64(q.Max))
+	b = appendUintField(b, "drops", uint64(q.Drops))
+	return append(b, '}')
+}
+
+func appendHostAlertFields(b []byte, a *timeline.Alert) []byte {
+	switch a.Kind {
+	case timeline.AlertListenOverflow:
+		b = appendQueue(b, a.Queue)
+		b = appendUintField(b, "dropped", a.Dropped)
+		if a.Somaxconn >= 0 {
+			b = appendUintField(b, "somaxconn", uint64(a.Somaxconn))
+		}
+		b = append(b, `,"accept_errors":{`...)
+		for i, ec := range a.AcceptErrors {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, timeline.ErrnoName(ec.Errno))
+			b = append(b, ':')
+			b = strconv.AppendUint(b, ec.Count, 10)
+		}
+		b = append(b, '}')
+	case timeline.AlertPortInUse, timeline.AlertSyscallError:
+		b = appendStringField(b, "syscall", a.Syscall.String())
+		b = appendStringField(b, "errno", timeline.ErrnoName(a.Errno))
+		b = appendUintField(b, "count", a.Count)
+		if a.Queue.Known {
+			b = appendQueue(b, a.Queue)
+		}
+		if a.Kind == timeline.AlertPortInUse && a.Holders.Known {
+			b = append(b, `,"holders":{"listeners":[`...)
+			for i, l := range a.Holders.Listeners {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, `{"cookie":`...)
+				b = strconv.AppendUint(b, l.Cookie, 10)
+				b = appendUintField(b, "pid", uint64(l.PID))
+				b = appendStringField(b, "comm", l.Comm)
+				b = append(b, '}')
+			}
+			b = append(b, ']')
+			b = appendUintField(b, "time_wait", uint64(a.Holders.TimeWait))
+			b = appendUintField(b, "other", uint64(a.Holders.Other))
+			b = append(b, '}')
+		}
+	}
+	return b
+}
+
+// appendHostSummary writes the summary's host-side counts, keys sorted.
+func appendHostSummary(b []byte, s *Summary) []byte {
+	b = append(b, `,"drops":{`...)
+	for i, r := range slices.Sorted(maps.Keys(s.Drops)) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, r)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, s.Drops[r], 10)
+	}
+	b = append(b, `},"syscall_errors":{`...)
+	keys := make([]string, 0, len(s.SyscallErrors))
+	counts := make(map[string]uint64, len(s.SyscallErrors))
+	for k, n := range s.SyscallErrors {
+		name := k.Syscall.String() + " " + timeline.ErrnoName(k.Errno)
+		keys = append(keys, name)
+		counts[name] += n
+	}
+	slices.Sort(keys)
+	for i, k := range slices.Compact(keys) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, counts[k], 10)
+	}
+	b = append(b, '}')
+	b = appendUintField(b, "listen_drops", s.ListenDrops)
+	b = appendUintField(b, "notes_lost", s.NotesLost)
+	return appendUintField(b, "retransmits_failed", s.RetransmitsFailed)
+}
