@@ -535,7 +535,7 @@ func pairRows(a, b []row) []row {
 			// A state the segment caused at its receiver: beside the
 			// arrow, when it is the row just before and has room.
 			k := byIndex[r.dup-1]
-			if k >= 0 && k >= len(out)-2 && out[k].label[slotOf(r)] == "" {
+			if k >= 0 && k >= len(out)-2 && out[k].label[slotOf(r)] == "" && !laterOwn(out[k+1:], r) {
 				out[k].label[slotOf(r)] = r.label[slotOf(r)]
 				continue
 			}
@@ -547,6 +547,17 @@ func pairRows(a, b []row) []row {
 		out = append(out, r)
 	}
 	return out
+}
+
+// laterOwn says whether rows has a timed row of r's end before r: then r's
+// state came after it, and is not written beside an arrow above it.
+func laterOwn(rows []row, r row) bool {
+	for _, o := range rows {
+		if o.from == r.from && o.timed && (!r.timed || o.t < r.t) {
+			return true
+		}
+	}
+	return false
 }
 
 func slotOf(r row) int {
