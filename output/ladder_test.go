@@ -9,8 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unicode/utf8"
 
+	"github.com/tcptrace/tcptrace/internal/linecheck"
 	"github.com/tcptrace/tcptrace/tracer/timeline"
 )
 
@@ -378,39 +378,13 @@ func TestLadderGolden(t *testing.T) {
 	}
 }
 
-// sameState is a raw state "change" to the same state: FIN_WAIT1 → FIN_WAIT1.
-var sameState = regexp.MustCompile(`\b([A-Z][A-Z_0-9]+[0-9A-Z]) (→|->) ([A-Z_0-9]+)\b`)
-
-// checkLines checks what every text and ladder output must be: no line
-// wider than 80 columns (runes, colour off), no raw X → X transition, no
-// diagram row that says nothing, no note touching the lines.
+// checkLines checks what every text and ladder output must be
+// (internal/linecheck): no line wider than 80 columns, no raw X → X, no
+// diagram row that says nothing, no note running into the lines.
 func checkLines(t *testing.T, out []byte) {
 	t.Helper()
-	for i, line := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
-		if n := utf8.RuneCountInString(line); n > width {
-			t.Errorf("line %d is %d columns wide, more than %d: %q", i+1, n, width, line)
-		}
-		for _, m := range sameState.FindAllStringSubmatch(line, -1) {
-			if m[1] == m[3] {
-				t.Errorf("line %d shows a raw %s: %q", i+1, m[0], line)
-			}
-		}
-		for _, l := range []string{"│", "┆", "|", ":"} {
-			// A diagram row: the two lines 41 columns apart.
-			r := []rune(line)
-			if len(r) <= leftLine+middleCols || string(r[leftLine-1]) != l || string(r[leftLine+middleCols]) != l {
-				continue
-			}
-			left, middle := strings.TrimSpace(string(r[:leftLine-1])), string(r[leftLine:leftLine+middleCols])
-			right := strings.TrimSpace(string(r[leftLine+middleCols+1:]))
-			if left == "" && strings.TrimSpace(middle) == "" && right == "" {
-				t.Errorf("line %d is an empty diagram row: %q", i+1, line)
-			}
-			if m := []rune(middle); strings.TrimSpace(middle) != "" && !strings.ContainsAny(middle, "▶◀<>") &&
-				(m[0] != ' ' || m[len(m)-1] != ' ') {
-				t.Errorf("line %d: a note runs into the lines: %q", i+1, line)
-			}
-		}
+	for _, p := range linecheck.Problems(string(out)) {
+		t.Error(p)
 	}
 }
 

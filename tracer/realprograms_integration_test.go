@@ -18,15 +18,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-	"unicode/utf8"
 
+	"github.com/tcptrace/tcptrace/internal/linecheck"
 	"github.com/tcptrace/tcptrace/internal/netnstest"
 	"github.com/tcptrace/tcptrace/output"
 	"github.com/tcptrace/tcptrace/tracer"
@@ -263,35 +262,14 @@ func render(t *testing.T, c *capture, sc *scenario) string {
 	return buf.String()
 }
 
-// sameState is a raw state "change" to the same state: FIN_WAIT1 → FIN_WAIT1.
-var sameState = regexp.MustCompile(`\b([A-Z][A-Z_0-9]*[A-Z0-9]) (→|->) ([A-Z][A-Z_0-9]*[A-Z0-9])\b`)
-
-// checkOutput checks what holds for any output, beyond the golden: no
-// line wider than 80 columns, no raw X → X, no diagram row that says
-// nothing, no note running into the lines, and the wanted strings.
+// checkOutput checks what holds for any output, beyond the golden
+// (internal/linecheck): no line wider than 80 columns, no raw X → X, no
+// diagram row that says nothing or only repeats a state, no note running
+// into the lines; and the wanted strings.
 func checkOutput(t *testing.T, out string, want ...string) {
 	t.Helper()
-	for i, line := range strings.Split(out, "\n") {
-		if n := utf8.RuneCountInString(line); n > 80 {
-			t.Errorf("line %d is %d columns wide: %q", i+1, n, line)
-		}
-		for _, m := range sameState.FindAllStringSubmatch(line, -1) {
-			if m[1] == m[3] {
-				t.Errorf("line %d shows a raw %s: %q", i+1, m[0], line)
-			}
-		}
-		r := []rune(line)
-		// Diagram rows: the lines at columns 23 and 64.
-		if len(r) > 63 && strings.ContainsRune("│┆", r[22]) && strings.ContainsRune("│┆", r[63]) {
-			middle := string(r[23:63])
-			if strings.TrimSpace(string(r[:22])+middle+string(r[64:])) == "" {
-				t.Errorf("line %d is an empty diagram row: %q", i+1, line)
-			}
-			if strings.TrimSpace(middle) != "" && !strings.ContainsAny(middle, "▶◀") &&
-				(r[23] != ' ' || r[62] != ' ') {
-				t.Errorf("line %d: a note runs into the lines: %q", i+1, line)
-			}
-		}
+	for _, p := range linecheck.Problems(out) {
+		t.Error(p)
 	}
 	for _, w := range want {
 		if !strings.Contains(out, w) {
