@@ -363,6 +363,10 @@ func curlHeld(t *testing.T, ns *netnstest.NS, url string, hold func()) string {
 			t.Fatalf("reading curl's output: %v", err)
 		}
 	case <-time.After(waitTimeout):
+		// Let the reader's open() return: a writer of our own, closed.
+		if w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			w.Close()
+		}
 		t.Fatal("curl never opened its output")
 	}
 	return stdout.String()
