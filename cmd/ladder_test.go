@@ -10,8 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unicode/utf8"
 
+	"github.com/tcptrace/tcptrace/internal/linecheck"
 	"github.com/tcptrace/tcptrace/internal/netnstest"
 )
 
@@ -34,10 +34,10 @@ func checkDiagram(t *testing.T, name string, d []string, want ...string) {
 			t.Errorf("%s: no %q in the diagram", name, w)
 		}
 	}
+	for _, p := range linecheck.Problems(all) {
+		t.Errorf("%s: %s", name, p)
+	}
 	for _, line := range d {
-		if n := utf8.RuneCountInString(line); n > 80 {
-			t.Errorf("%s: line %d columns wide: %q", name, n, line)
-		}
 		if strings.Contains(line, "\x1b") {
 			t.Errorf("%s: colour on a pipe: %q", name, line)
 		}

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/tcptrace/tcptrace/containers"
 	"github.com/tcptrace/tcptrace/tracer/timeline"
@@ -108,18 +107,9 @@ func (st *ladderStyle) header(b []byte, c *timeline.Connection, lead string) []b
 	b = append(b, lead...)
 	b, what := appendHeader(b, c, st.loc, st.container(c.Cgroup))
 	line := st.text(string(b[start:]))
-	what = len(st.text(string(b[start:what])))
+	rel := len(st.text(string(b[start:what])))
 	b = append(b[:start], line...)
-	switch {
-	case utf8.RuneCount(b[start:]) <= width:
-	case utf8.RuneCountInString(line[:what]) > width: // long IPv6 addresses
-		return wrapLine(b, start, "    ", &st.scratch)
-	default:
-		b = b[:start+what-1] // the blank before the role
-		b = append(b, "\n    "...)
-		b = append(b, line[what:]...)
-	}
-	return append(b, '\n')
+	return fitHeader(b, start, rel, &st.scratch)
 }
 
 // explain writes the record's explanation as the text writer does, and

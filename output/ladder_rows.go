@@ -53,6 +53,9 @@ type row struct {
 	// dotted draws the lines dotted: before tracing began, after the end.
 	dotted bool
 	tail   bool // after the last event: what the kernel does next
+	// after: an untimed row that sorts with the row before it (the bytes
+	// exchanged, after the handshake), not with the next timed one.
+	after bool
 
 	// For pairing the two ends.
 	from   side  // whose record the row comes from
@@ -273,7 +276,7 @@ func (g *rowBuilder) data() {
 	b = append(b, " sent, "...)
 	b = appendBytes(b, c.BytesReceived)
 	b = append(b, " received"...)
-	g.add(row{note: "⇄ " + string(b)})
+	g.add(row{note: "⇄ " + string(b), after: true})
 }
 
 // transition adds the rows of one state change and returns when the last
@@ -281,6 +284,18 @@ func (g *rowBuilder) data() {
 func (g *rowBuilder) transition(s, next *timeline.Step, lastSyn int64) int64 {
 	c := g.c
 	to := s.To.String()
+	if s.From == s.To && !s.TimewaitSocket {
+		// close() after shutdown(): the state set again, unchanged (the
+		// FIN went out at shutdown()). No segment, no new state.
+		if afterShutdown(s.To) {
+			note := "close() after shutdown()"
+			if g.from == right {
+				note = "peer's " + note
+			}
+			g.add(row{t: s.Time - g.base, timed: true, note: note})
+		}
+		return lastSyn
+	}
 	if s.TimewaitSocket {
 		switch {
 		case s.To == timeline.StateFinWait2:
@@ -381,7 +396,11 @@ func (g *rowBuilder) end() {
 		note(who + "still open when tracing stopped")
 	case last != nil && last.TimewaitSocket && (last.To == timeline.StateTimeWait || g.finToOrphan):
 		// 2MSL is TCP_TIMEWAIT_LEN, fixed at 60 s in Linux.
-		note(who + "TIME_WAIT for 2MSL (60 s), then gone")
+		if who == "" {
+			note("TIME_WAIT for 2MSL (60 s), then gone")
+		} else {
+			note(who + "TIME_WAIT 2MSL (60 s), then gone")
+		}
 	case last != nil && last.TimewaitSocket:
 		note(who + "orphaned FIN_WAIT2: waits for the FIN")
 		fin := "at most tcp_fin_timeout (60 s default)"
@@ -516,7 +535,7 @@ func pairRows(a, b []row) []row {
 			// A state the segment caused at its receiver: beside the
 			// arrow, when it is the row just before and has room.
 			k := byIndex[r.dup-1]
-			if k >= 0 && k >= len(out)-2 && out[k].label[slotOf(r)] == "" {
+			if k >= 0 && k >= len(out)-2 && out[k].label[slotOf(r)] == "" && !laterOwn(out[k+1:], r) {
 				out[k].label[slotOf(r)] = r.label[slotOf(r)]
 				continue
 			}
@@ -528,6 +547,17 @@ func pairRows(a, b []row) []row {
 		out = append(out, r)
 	}
 	return out
+}
+
+// laterOwn says whether rows has a timed row of r's end before r: then r's
+// state came after it, and is not written beside an arrow above it.
+func laterOwn(rows []row, r row) bool {
+	for _, o := range rows {
+		if o.from == r.from && o.timed && (!r.timed || o.t < r.t) {
+			return true
+		}
+	}
+	return false
 }
 
 func slotOf(r row) int {
@@ -564,7 +594,7 @@ func sortKeys(rows []row) {
 	}
 	last := int64(-1)
 	for i := range rows {
-		if rows[i].key < 0 {
+		if rows[i].key < 0 || rows[i].after && i > 0 {
 			rows[i].key = last
 		}
 		last = rows[i].key

@@ -114,13 +114,15 @@ type Holder struct {
 // For is how long the connection has been in its state.
 func (a *Alert) For() int64 { return a.Time - a.Since }
 
-// Endpoint is a remote address and port.
+// Endpoint is a remote address and port, or with Local one of this host's
+// where it serves (TIME_WAIT counts).
 type Endpoint struct {
-	Addr netip.Addr
-	Port uint16
+	Addr  netip.Addr
+	Port  uint16
+	Local bool
 }
 
-// EndpointCount is a count for one remote endpoint.
+// EndpointCount is a count for one endpoint.
 type EndpointCount struct {
 	Endpoint
 	Count uint64

@@ -32,7 +32,7 @@ func (c *Correlator) finish(conn *Connection) {
 	c.stats.ByOutcome[conn.Outcome]++
 	c.stats.ByReason[conn.Reason]++
 	if isFailure(conn.Outcome) {
-		ep := Endpoint{conn.RAddr, conn.RPort}
+		ep := Endpoint{Addr: conn.RAddr, Port: conn.RPort}
 		if conn.Role == RoleServer {
 			ep.Port = 0 // a client's ephemeral port says nothing: count per address
 		}
