@@ -17,6 +17,12 @@
 /* SKB_CONSUMED on this kernel, from its BTF (set by the loader): not a
  * drop, though older kernels traced some through kfree_skb. */
 const volatile __u32 drop_reason_consumed = 1;
+/* NOT_SPECIFIED and QUEUE_PURGE (set by the loader from BTF): the kernel
+ * gives them in every connection's life — the queues freed when a socket
+ * goes, a late segment to a TIME_WAIT socket — and they tell no cause.
+ * Left out, so that ordinary connections cost no event here. */
+const volatile __u32 drop_ignored_a = 0xffffffff;
+const volatile __u32 drop_ignored_b = 0xffffffff;
 
 /* The TCP header of a packet, from its network header: false when the
  * packet is not TCP over IPv4 or IPv6. */
@@ -59,7 +65,7 @@ static __always_inline bool tcp_of_packet(const struct sk_buff *skb, struct tupl
 
 static __always_inline int tcp_drop(const struct sk_buff *skb, __u32 reason, const struct sock *rx_sk)
 {
-	if (reason <= drop_reason_consumed)
+	if (reason <= drop_reason_consumed || reason == drop_ignored_a || reason == drop_ignored_b)
 		return 0;
 	struct tuple pkt = {};
 	__u8 psaddr[16] = {}, pdaddr[16] = {};

@@ -360,11 +360,17 @@ func appendEndpointCounts(b []byte, eps []timeline.EndpointCount) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"raddr":`...)
+		// A server's TIME_WAIT sockets are grouped by its service
+		// (laddr, lport); a client's by the remote they went to.
+		addr, port := `{"raddr":`, "rport"
+		if e.Local {
+			addr, port = `{"laddr":`, "lport"
+		}
+		b = append(b, addr...)
 		b = append(b, '"')
 		b = e.Addr.AppendTo(b)
 		b = append(b, '"')
-		b = appendUintField(b, "rport", uint64(e.Port))
+		b = appendUintField(b, port, uint64(e.Port))
 		b = appendUintField(b, "count", e.Count)
 		b = append(b, '}')
 	}

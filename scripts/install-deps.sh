@@ -13,6 +13,8 @@ command -v clang >/dev/null || need+=(clang)
 command -v llvm-strip >/dev/null || need+=(llvm)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 command -v nft >/dev/null || need+=(nftables)
+# tcpdump: tests check records against the wire.
+command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v ip >/dev/null || need+=(iproute2)
 command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)

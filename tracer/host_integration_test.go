@@ -309,14 +309,17 @@ func TestFirewallDropsSYNs(t *testing.T) {
 	ln, port := listen(t, ns, "127.0.0.1:0")
 	defer ln.Close()
 	ns.DropSYNs(t, port)
-	fd, err := rawConnect(t, ns, port, 1)
-	if err != nil {
+	wire := ns.Tcpdump(t, "lo", fmt.Sprintf("tcp port %d", port))
+	if _, err := rawConnect(t, ns, port, 1); err != nil {
 		t.Fatal(err)
 	}
-	_ = fd
 	r := c.record("client", func(r *timeline.Connection) bool {
 		return r.Role == timeline.RoleClient && r.RPort == port && r.Outcome == timeline.OutcomeTimeout
 	})
+	// The wire: every SYN the client sent, each one dropped.
+	if syns := netnstest.Count(wire.Stop(t), "> 127.0.0.1."+strconv.Itoa(int(port))+":", "Flags [S]"); syns != r.SynRetries+1 {
+		t.Errorf("tcpdump saw %d SYNs; the record says %d retries", syns, r.SynRetries)
+	}
 	requireDrops(t, c)
 	// Every SYN sent died in the rule: the first and each retry.
 	if n := r.DroppedBy("NETFILTER_DROP"); n != r.SynRetries+1 {
@@ -451,5 +454,99 @@ func requireDrops(t *testing.T, c *capture) {
 	}
 	if !c.tr.DropsTraced() {
 		t.Fatalf("the kernel has drop reasons but the kfree_skb program did not load: %v", c.tr.Kernel().Refused)
+	}
+}
+
+// fillAndClose makes a connection whose client never reads, fills the
+// server's send queue, and closes the server: an orphan in FIN_WAIT1 that
+// stays (the peer's window is shut), or, past tcp_max_orphans, an abort.
+func fillAndClose(t *testing.T, ns *netnstest.NS, ln *net.TCPListener) uint16 {
+	t.Helper()
+	cli := dial(t, ns, ln.Addr().String())
+	t.Cleanup(func() { cli.Close() })
+	srv := accept(t, ln)
+	raw, err := srv.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 256<<10)
+	var werr error
+	for i := 0; i < 256 && !errors.Is(werr, unix.EAGAIN); i++ { // at most 64 MiB
+		raw.Write(func(fd uintptr) bool {
+			_, werr = unix.Write(int(fd), buf)
+			return true // one try: EAGAIN ends the loop, no wait
+		})
+	}
+	if !errors.Is(werr, unix.EAGAIN) {
+		t.Fatalf("the send queue never filled: %v", werr)
+	}
+	port := uint16(srv.RemoteAddr().(*net.TCPAddr).Port)
+	srv.Close()
+	return port
+}
+
+// orphans reads the host's orphaned TCP sockets from /proc/net/sockstat.
+func orphans(t *testing.T) int {
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	for i := range f {
+		if f[i] == "orphan" && i+1 < len(f) {
+			n, _ := strconv.Atoi(f[i+1])
+			return n
+		}
+	}
+	return 0
+}
+
+func TestOrphanLimitReset(t *testing.T) {
+	netnstest.RequireRoot(t)
+	const sysctl = "/proc/sys/net/ipv4/tcp_max_orphans"
+	old, err := os.ReadFile(sysctl)
+	if err != nil {
+		t.Skipf("no %s: %v", sysctl, err)
+	}
+	ns := netnstest.New(t)
+	c := trace(t, ns, tracer.Config{})
+	ln, _ := listen(t, ns, "127.0.0.1:0")
+	defer ln.Close()
+	// Host-wide: restored as soon as the test is done with it.
+	if err := os.WriteFile(sysctl, []byte("0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(sysctl, old, 0o644) })
+	fillAndClose(t, ns, ln)
+	deadline := time.Now().Add(waitTimeout)
+	for orphans(t) == 0 && time.Now().Before(deadline) {
+		c.drained()
+	}
+	// The kernel compares a cached count (updated every 100 ms) with the
+	// limit: the next closes are reset once it counts the first orphan.
+	var aborted *timeline.Connection
+	for i := 0; i < 20 && aborted == nil && time.Now().Before(deadline); i++ {
+		cport := fillAndClose(t, ns, ln)
+		until := time.Now().Add(2 * time.Second)
+		for aborted == nil && time.Now().Before(until) {
+			c.drained()
+			c.mu.Lock()
+			for _, r := range c.recs {
+				if r.Role == timeline.RoleServer && r.RPort == cport && r.Outcome != timeline.OutcomeOpen {
+					aborted = r
+				}
+			}
+			c.mu.Unlock()
+		}
+	}
+	os.WriteFile(sysctl, old, 0o644)
+	if aborted == nil {
+		t.Fatal("no close was reset past tcp_max_orphans=0")
+	}
+	if !kernelRSTReason(t) {
+		t.Skip("no RST reasons on this kernel")
+	}
+	if aborted.Reason != timeline.ReasonAbortOnMemory || !strings.Contains(aborted.Explanation(), "tcp_max_orphans") {
+		t.Errorf("aborted: %s %s (%s): %s", aborted.Outcome, aborted.Reason, aborted.RSTReason, aborted.Explanation())
 	}
 }

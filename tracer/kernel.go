@@ -217,15 +217,20 @@ func enumNames(spec *btf.Spec, enum, prefix string) []string {
 	return names
 }
 
-// dropConsumed is SKB_CONSUMED's value: the reasons up to it are no drop.
-func (k *Kernel) dropConsumed() uint32 {
+// dropReason is the value of a drop reason's name, or def.
+func (k *Kernel) dropReason(name string, def uint32) uint32 {
 	for i, n := range k.DropReasons {
-		if n == "SKB_CONSUMED" {
+		if n == name {
 			return uint32(i)
 		}
 	}
-	return 1
+	return def
 }
+
+// IgnoredDrops are the drop reasons left out: every connection has them
+// (the queues freed at its end, a late segment to its TIME_WAIT socket),
+// and they name no cause.
+var IgnoredDrops = []string{"NOT_SPECIFIED", "QUEUE_PURGE"}
 
 // tracepointProto finds a tracepoint's prototype: for each tracepoint the
 // kernel declares typedef void (*btf_trace_<name>)(void *, args...).

@@ -226,6 +226,8 @@ const (
 	tcptraceVarBatchEvents              = "batch_events"
 	tcptraceVarBatchNetns               = "batch_netns"
 	tcptraceVarBatchStopped             = "batch_stopped"
+	tcptraceVarDropIgnoredA             = "drop_ignored_a"
+	tcptraceVarDropIgnoredB             = "drop_ignored_b"
 	tcptraceVarDropReasonConsumed       = "drop_reason_consumed"
 	tcptraceVarFilterCgroup             = "filter_cgroup"
 	tcptraceVarFilterCgroupMap          = "filter_cgroup_map"
@@ -341,6 +343,8 @@ type tcptraceVariableSpecs struct {
 	BatchEvents        *ebpf.VariableSpec `ebpf:"batch_events"`
 	BatchNetns         *ebpf.VariableSpec `ebpf:"batch_netns"`
 	BatchStopped       *ebpf.VariableSpec `ebpf:"batch_stopped"`
+	DropIgnoredA       *ebpf.VariableSpec `ebpf:"drop_ignored_a"`
+	DropIgnoredB       *ebpf.VariableSpec `ebpf:"drop_ignored_b"`
 	DropReasonConsumed *ebpf.VariableSpec `ebpf:"drop_reason_consumed"`
 	FilterCgroup       *ebpf.VariableSpec `ebpf:"filter_cgroup"`
 	FilterCgroupMap    *ebpf.VariableSpec `ebpf:"filter_cgroup_map"`
@@ -417,6 +421,8 @@ type tcptraceVariables struct {
 	BatchEvents        *ebpf.Variable `ebpf:"batch_events"`
 	BatchNetns         *ebpf.Variable `ebpf:"batch_netns"`
 	BatchStopped       *ebpf.Variable `ebpf:"batch_stopped"`
+	DropIgnoredA       *ebpf.Variable `ebpf:"drop_ignored_a"`
+	DropIgnoredB       *ebpf.Variable `ebpf:"drop_ignored_b"`
 	DropReasonConsumed *ebpf.Variable `ebpf:"drop_reason_consumed"`
 	FilterCgroup       *ebpf.Variable `ebpf:"filter_cgroup"`
 	FilterCgroupMap    *ebpf.Variable `ebpf:"filter_cgroup_map"`

@@ -171,8 +171,14 @@ func New(cfg Config) (*Tracer, error) {
 	t := &Tracer{cfg: cfg, kernel: kernel}
 	t.decoder.RSTReasons = kernel.RSTReasons
 	t.decoder.DropReasons = kernel.DropReasons
-	if err := spec.Variables["drop_reason_consumed"].Set(kernel.dropConsumed()); err != nil {
-		return nil, fmt.Errorf("setting drop_reason_consumed: %w", err)
+	for name, v := range map[string]uint32{
+		"drop_reason_consumed": kernel.dropReason("SKB_CONSUMED", 1),
+		"drop_ignored_a":       kernel.dropReason(IgnoredDrops[0], 0xffffffff),
+		"drop_ignored_b":       kernel.dropReason(IgnoredDrops[1], 0xffffffff),
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("setting %s: %w", name, err)
+		}
 	}
 	t.decoder.MonoToUnix = monoToUnix()
 	if err := t.openNetNS(); err != nil {
