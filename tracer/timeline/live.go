@@ -9,16 +9,19 @@ import "net/netip"
 // identity, owner, current state and since when. It is a copy.
 type LiveConn struct {
 	Cookie uint64
-	LAddr  netip.Addr
-	RAddr  netip.Addr
-	LPort  uint16
-	RPort  uint16
-	NetNS  uint32
-	Role   Role
-	PID    uint32
-	Comm   string
-	Cgroup uint64
-	State  State
+	Start  int64 // Unix ns of its first event (or of the scan that found it)
+	// Partial: its start was not seen (it predates tracing).
+	Partial bool
+	LAddr   netip.Addr
+	RAddr   netip.Addr
+	LPort   uint16
+	RPort   uint16
+	NetNS   uint32
+	Role    Role
+	PID     uint32
+	Comm    string
+	Cgroup  uint64
+	State   State
 	// Since is when it entered State (Unix ns); SinceUnknown when it was
 	// already there when tracing began (Since is then that moment).
 	Since        int64
@@ -67,7 +70,7 @@ func (c *Correlator) LiveConn(cookie uint64, lc *LiveConn) bool {
 }
 
 func liveOf(conn *Connection, lc *LiveConn) {
-	*lc = LiveConn{Cookie: conn.Cookie, LAddr: conn.LAddr, RAddr: conn.RAddr, LPort: conn.LPort, RPort: conn.RPort,
+	*lc = LiveConn{Cookie: conn.Cookie, Start: conn.Start, Partial: conn.Partial, LAddr: conn.LAddr, RAddr: conn.RAddr, LPort: conn.LPort, RPort: conn.RPort,
 		NetNS: conn.NetNS, Role: conn.Role, PID: conn.PID, Comm: conn.Comm, Cgroup: conn.Cgroup,
 		State: conn.LastState(), Since: conn.stateSince, SinceUnknown: conn.sinceUnknown}
 	if lc.Since == 0 {
@@ -82,7 +85,7 @@ func (c *Correlator) liveOfCold(cc *coldConn, lc *LiveConn) {
 	if n := int(cc.counts & 15); n > 1 {
 		since += int64(cc.later[n-2])
 	}
-	*lc = LiveConn{Cookie: cc.cookie, LAddr: ctx.laddr, RAddr: netip.AddrFrom4(cc.raddr), LPort: cc.lport,
+	*lc = LiveConn{Cookie: cc.cookie, Start: cc.start, Partial: cc.flags&coldPartial != 0, LAddr: ctx.laddr, RAddr: netip.AddrFrom4(cc.raddr), LPort: cc.lport,
 		RPort: cc.rport, NetNS: ctx.netns, Role: Role(cc.flags & 3), PID: ctx.pid, Comm: ctx.comm, Cgroup: ctx.cgroup,
 		State: StateEstablished, Since: since, SinceUnknown: cc.flags&coldSinceUnknown != 0}
 }
