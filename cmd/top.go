@@ -159,6 +159,12 @@ func (s *topSession) count(e *timeline.Event) {
 	if !known {
 		lc = timeline.LiveConn{PID: e.PID, Comm: e.Comm, Cgroup: e.Cgroup, LAddr: e.LAddr, RAddr: e.RAddr,
 			LPort: e.LPort, RPort: e.RPort}
+		if e.Cookie == 0 && e.Type == timeline.EventRSTSent {
+			// The stack's answer to a segment for no socket (a SYN to a
+			// closed port): this host is the side that was asked, a
+			// service; grouped by its port, not the peer's.
+			lc.Role = timeline.RoleServer
+		}
 	}
 	c := top.LiveOf(&lc)
 	switch e.Type {

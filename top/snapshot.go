@@ -129,7 +129,8 @@ type Snapshot struct {
 // BeginLive and Live for g.
 func (m *Model) Snapshot(g GroupBy, now int64, counts Counts) *Snapshot {
 	s := &Snapshot{Time: time.Unix(0, now), GroupBy: g.String(), Group: g, Counts: counts,
-		RateWindowS: float64(m.cfg.RateWindow) / 1e9, GroupsDropped: m.dropped[g], AlertsTotal: m.alertN}
+		RateWindowS: float64(m.cfg.RateWindow) / 1e9, GroupsDropped: m.dropped[g], AlertsTotal: m.alertN,
+		Rows: []Row{}, Alerts: []Alert{}}
 	span := min(m.cfg.RateWindow, now-m.start)
 	for _, gr := range m.groups[g] {
 		s.Counts.Open += gr.openTotal()
