@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -139,6 +140,9 @@ type topSession struct {
 	scanErr              error
 	misses               uint64
 	missesRead           time.Time
+	// panicAfter > 0: panic at that snapshot (TCPTRACE_TOP_TEST_PANIC, for
+	// the test that the terminal is given back).
+	panicAfter int
 }
 
 func (s *topSession) Event(e *timeline.Event) {
@@ -198,6 +202,11 @@ func (s *topSession) Tick(now time.Time) {
 	}
 	if now.Sub(s.lastSnap) >= s.interval || top.GroupBy(s.want.Load()) != s.shown {
 		s.snapshot(now)
+		if s.panicAfter > 0 {
+			if s.panicAfter--; s.panicAfter == 0 {
+				panic("TCPTRACE_TOP_TEST_PANIC")
+			}
+		}
 	}
 }
 
@@ -306,6 +315,7 @@ func newTopSession(o *topOptions, t *tracer.Tracer, resolver *containers.Resolve
 	mcfg.Container = resolver.Lookup
 	s := &topSession{t: t, ctrs: resolver, model: top.New(mcfg, time.Now().UnixNano()), interval: o.interval,
 		scanEvery: time.Second, fullEvery: 5 * time.Second, publish: func(*top.Snapshot) {}}
+	s.panicAfter, _ = strconv.Atoi(os.Getenv("TCPTRACE_TOP_TEST_PANIC"))
 	corrCfg := timeline.DefaultConfig()
 	corrCfg.MaxConnections = o.maxConnections
 	corrCfg.StuckAfter = int64(o.stuckAfter)

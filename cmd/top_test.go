@@ -415,6 +415,44 @@ func TestTopSignalsRestoreTerminal(t *testing.T) {
 	}
 }
 
+// A panic while tracing, a resized terminal and a closed one: the
+// terminal is given back (or, closed, tcptrace exits).
+func TestTopPanicResizeHangup(t *testing.T) {
+	ns := netnstest.New(t)
+	t.Run("panic", func(t *testing.T) {
+		dir := t.TempDir()
+		shell := fmt.Sprintf("stty -g > %s/before; TCPTRACE_TOP_TEST_PANIC=3 %s top --netns %s --interval 200ms 2> %s/err; "+
+			"echo TOP EXITED $?; stty -g > %s/after; sleep 60", dir, binary, ns.Path, dir, dir)
+		tm := newTerm(t, 80, 24, shell)
+		s := tm.waitScreen(timeout, "tcptrace exited", func(s string) bool { return strings.Contains(s, "TOP EXITED") })
+		if !strings.Contains(s, "TOP EXITED 1") || strings.Contains(s, "tcptrace top") {
+			t.Errorf("after a panic, want exit 1 and the screen as it was:\n%s", s)
+		}
+		sameTerminal(t, dir)
+		if msg, _ := os.ReadFile(filepath.Join(dir, "err")); !strings.Contains(string(msg), "panic while tracing: TCPTRACE_TOP_TEST_PANIC") {
+			t.Errorf("no report of the panic on stderr: %s", msg)
+		}
+	})
+	t.Run("resize-and-hangup", func(t *testing.T) {
+		dir := t.TempDir()
+		ready := filepath.Join(dir, "ready")
+		tm := newTerm(t, 80, 24, fmt.Sprintf("%s top --netns %s --ready-file %s", binary, ns.Path, ready))
+		s := tm.waitScreen(timeout, "the screen at 80x24", func(s string) bool { return strings.Contains(s, " GROUP ") })
+		if strings.Contains(s, "HS p99") {
+			t.Errorf("the handshake times fit in 80 columns?\n%s", s)
+		}
+		pid := topPID(t, ready)
+		tm.tmux("resize-window", "-t", "top", "-x", "120", "-y", "40")
+		tm.waitScreen(timeout, "the screen redrawn at 120x40", func(s string) bool {
+			return strings.Contains(s, "HS p99") && len(strings.Split(strings.TrimRight(s, "\n"), "\n")) == 40
+		})
+		tm.tmux("kill-server") // the terminal goes: SIGHUP
+		if !waitFor(timeout, func() bool { return unix.Kill(pid, 0) != nil }) {
+			t.Errorf("tcptrace top still runs %s after its terminal closed", timeout)
+		}
+	})
+}
+
 // topPID finds the tcptrace top process given this ready file.
 func topPID(t *testing.T, ready string) int {
 	t.Helper()
