@@ -162,7 +162,14 @@ type Model struct {
 	alertAt int
 	alertN  uint64
 	dropped [numGroupBy]uint64 // groups evicted
+	// recent are the groups last used, per grouping: consecutive events
+	// are mostly of the same few groups, and comparing keys costs less
+	// than hashing them.
+	recent [numGroupBy][recentGroups]*group
+	next   [numGroupBy]int
 }
+
+const recentGroups = 4
 
 // New returns an empty model started at now (Unix ns).
 func New(cfg Config, now int64) *Model {
@@ -186,19 +193,17 @@ func New(cfg Config, now int64) *Model {
 	return m
 }
 
-// keyOf is the group of c under g, and its label.
-func (m *Model) keyOf(g GroupBy, c *Conn) (groupKey, func() string) {
+// keyOf is the group of c under g.
+func (m *Model) keyOf(g GroupBy, c *Conn) groupKey {
 	switch g {
 	case ByProcess:
-		k := groupKey{pid: c.PID, comm: c.Comm}
-		return k, func() string { return processLabel(c.PID, c.Comm) }
+		return groupKey{pid: c.PID, comm: c.Comm}
 	case ByContainer, ByPod:
-		info := m.container(c.Cgroup)
-		id, label := containerID(g, info)
-		return groupKey{id: id}, func() string { return label }
+		id, _ := containerID(g, m.container(c.Cgroup))
+		return groupKey{id: id}
 	case ByPort:
 		port, out := servicePort(c)
-		return groupKey{port: port, out: out}, func() string { return portLabel(port, out) }
+		return groupKey{port: port, out: out}
 	}
 	k := groupKey{addr: c.RAddr}
 	if c.Role != timeline.RoleServer {
@@ -206,7 +211,21 @@ func (m *Model) keyOf(g GroupBy, c *Conn) (groupKey, func() string) {
 		// ports of their choosing, one per connection: by address only.
 		k.port = c.RPort
 	}
-	return k, func() string { return endpointLabel(k.addr, k.port) }
+	return k
+}
+
+// labelOf is what the row of group k of c under g is called.
+func (m *Model) labelOf(g GroupBy, c *Conn, k groupKey) string {
+	switch g {
+	case ByProcess:
+		return processLabel(c.PID, c.Comm)
+	case ByContainer, ByPod:
+		_, label := containerID(g, m.container(c.Cgroup))
+		return label
+	case ByPort:
+		return portLabel(k.port, k.out)
+	}
+	return endpointLabel(k.addr, k.port)
 }
 
 func (m *Model) container(cgroup uint64) *containers.Info {
@@ -299,22 +318,41 @@ rewrite:
 // get finds or makes the group of c under g, evicting the least recently
 // active one when full.
 func (m *Model) get(g GroupBy, c *Conn, now int64) *group {
-	k, label := m.keyOf(g, c)
-	gr := m.groups[g][k]
+	k := m.keyOf(g, c)
+	var gr *group
+	for _, r := range &m.recent[g] {
+		if r != nil && r.key == k {
+			gr = r
+			break
+		}
+	}
+	if gr == nil {
+		gr = m.groups[g][k]
+		if gr != nil {
+			m.remember(g, gr)
+		}
+	}
 	if gr == nil {
 		if len(m.groups[g]) >= m.cfg.MaxGroups {
 			m.evict(g)
 		}
-		gr = &group{key: k, label: label()}
+		gr = &group{key: k, label: m.labelOf(g, c, k)}
 		m.groups[g][k] = gr
-	} else if g == ByContainer {
-		gr.label = label() // the runtime's name may come later than the id
+		m.remember(g, gr)
+	} else if g == ByContainer && k.id != "" && gr.label == k.id[:min(12, len(k.id))] {
+		gr.label = m.labelOf(g, c, k) // the runtime's name may come later than the id
 	}
 	gr.active = now
 	return gr
 }
 
+func (m *Model) remember(g GroupBy, gr *group) {
+	m.recent[g][m.next[g]] = gr
+	m.next[g] = (m.next[g] + 1) % recentGroups
+}
+
 func (m *Model) evict(g GroupBy) {
+	m.recent[g] = [recentGroups]*group{}
 	var victim *group
 	for _, gr := range m.groups[g] {
 		if victim == nil || gr.active < victim.active {

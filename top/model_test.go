@@ -284,3 +284,18 @@ func TestTopPalette(t *testing.T) {
 		}
 	}
 }
+
+// What the model costs per connection: its start counted, its handshake,
+// its record kept, under every grouping (make bench measures it all).
+func BenchmarkTopConnection(b *testing.B) {
+	m := New(DefaultConfig(), base)
+	c := refused(base, 1, 40000)
+	c.Outcome = timeline.OutcomeClosed
+	b.ReportAllocs()
+	for i := range b.N {
+		now := base + int64(i)*1000
+		m.Count(NewConn, &curl, now)
+		m.Handshake(&curl, ms, now)
+		m.Record(c, now)
+	}
+}
