@@ -333,6 +333,9 @@ func TestTopScreen(t *testing.T) {
 			strings.Contains(s, "SYN_SENT") && strings.Contains(s, "ECONNREFUSED")
 	})
 	t.Logf("the detail view:\n%s", s)
+	if e := tm.tmux("capture-pane", "-p", "-e", "-t", "top"); strings.Contains(e, "\x1b[") {
+		t.Errorf("NO_COLOR is set, yet the screen has colours or styles:\n%q", e)
+	}
 	tm.keys("Escape")
 	tm.waitScreen(timeout, "the table again", func(s string) bool { return strings.Contains(s, " GROUP ") })
 	tm.keys("p")
@@ -393,6 +396,10 @@ func TestTopSignalsRestoreTerminal(t *testing.T) {
 				t.Fatalf("not ready after %s:\n%s", timeout, tm.screen())
 			}
 			tm.waitScreen(timeout, "the screen", func(s string) bool { return strings.Contains(s, "HS p99") })
+			// Colour on a terminal when NO_COLOR is not set.
+			if e := tm.tmux("capture-pane", "-p", "-e", "-t", "top"); !strings.Contains(e, "\x1b[") {
+				t.Errorf("no colour or style on a terminal without NO_COLOR:\n%q", e)
+			}
 			switch how {
 			case "Ctrl-C":
 				tm.keys("C-c")

@@ -269,7 +269,7 @@ func containerID(g GroupBy, info *containers.Info) (id, label string) {
 		return info.PodUID, "pod " + Sanitize(info.PodUID)
 	}
 	switch {
-	case info == nil:
+	case info == nil || info.ID == "" && info.Name == "":
 		return "", "(host)"
 	case info.Name != "":
 		return info.ID, Sanitize(info.Name)
