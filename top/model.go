@@ -125,7 +125,7 @@ type group struct {
 	active int64 // last touched (ns), for eviction
 
 	buckets [rateBuckets]bucket
-	tw      [twBuckets]bucket // handed to TIME_WAIT, per second
+	tw      [twBuckets]twBucket // handed to TIME_WAIT, per second
 	hs      []int64           // last handshake times (ns), a ring
 	hsNext  int
 	records []*timeline.Connection // a ring
@@ -146,8 +146,14 @@ type bucket struct {
 	n   [numCounters]uint32
 }
 
+// twBucket counts the connections handed to TIME_WAIT in one second.
+type twBucket struct {
+	sec int64
+	n   uint32
+}
+
 const (
-	rateBuckets = 64 // seconds: the longest rate window
+	rateBuckets = 16 // seconds: the longest rate window, and 2 more
 	twBuckets   = 64 // TIME_WAIT lasts 60 s (the kernel's TCP_TIMEWAIT_LEN)
 	twSeconds   = 60
 	maxHS       = 128 // handshake samples per group
@@ -416,9 +422,9 @@ func (m *Model) Record(c *timeline.Connection, now int64) {
 			sec := now / 1e9
 			b := &gr.tw[sec%twBuckets]
 			if b.sec != sec {
-				*b = bucket{sec: sec}
+				*b = twBucket{sec: sec}
 			}
-			b.n[0]++
+			b.n++
 		}
 		gr.keep(cp, m.cfg.Records)
 	}

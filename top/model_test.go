@@ -299,3 +299,32 @@ func BenchmarkTopConnection(b *testing.B) {
 		m.Record(c, now)
 	}
 }
+
+// A connection handed to TIME_WAIT counts for 60 s; rates fall to zero
+// once their events are out of the window.
+func TestTopTimeWaitAndRatesExpire(t *testing.T) {
+	m := New(DefaultConfig(), base)
+	c := refused(base, 1, 40000)
+	c.Outcome = timeline.OutcomeClosed
+	c.Steps = append(c.Steps, timeline.Step{Time: base, Kind: timeline.StepState, From: timeline.StateFinWait2,
+		To: timeline.StateTimeWait, TimewaitSocket: true})
+	m.Record(c, base)
+	m.Count(NewConn, &curl, base)
+	row := func(at int64) Row {
+		t.Helper()
+		s := m.Snapshot(ByProcess, base+at, Counts{})
+		if len(s.Rows) != 1 {
+			t.Fatalf("%d rows", len(s.Rows))
+		}
+		return s.Rows[0]
+	}
+	if r := row(2 * sec); r.TimeWait != 1 || r.New != 0.5 {
+		t.Errorf("at 2 s: TIME_WAIT %d, new %.2f/s; want 1 and 0.5 (1 over 2 s)", r.TimeWait, r.New)
+	}
+	if r := row(6 * sec); r.New != 0 || r.TimeWait != 1 {
+		t.Errorf("at 6 s: new %.2f/s, TIME_WAIT %d; want 0 (out of the 5 s window) and 1", r.New, r.TimeWait)
+	}
+	if r := row(61 * sec); r.TimeWait != 0 {
+		t.Errorf("at 61 s: TIME_WAIT %d, want 0", r.TimeWait)
+	}
+}

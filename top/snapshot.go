@@ -178,7 +178,7 @@ func (gr *group) row(now, span int64) Row {
 	r.Retrans, r.RST = rate(cRetrans), rate(cRST)
 	for i := range gr.tw {
 		if b := &gr.tw[i]; b.sec > sec-twSeconds && b.sec <= sec {
-			r.TimeWait += int(b.n[0])
+			r.TimeWait += int(b.n)
 		}
 	}
 	if r.HandshakeN = len(gr.hs); r.HandshakeN > 0 {
