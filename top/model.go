@@ -126,7 +126,7 @@ type group struct {
 
 	buckets [rateBuckets]bucket
 	tw      [twBuckets]twBucket // handed to TIME_WAIT, per second
-	hs      []int64           // last handshake times (ns), a ring
+	hs      []int64             // last handshake times (ns), a ring
 	hsNext  int
 	records []*timeline.Connection // a ring
 	recNext int
