@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -306,7 +307,7 @@ func runTop(parent context.Context, o *topOptions, stdout io.Writer) error {
 	case o.headless:
 		return topHeadless(ctx, o, s, started, stdout)
 	}
-	return topScreen(ctx, o, s, group, sortBy, resolver)
+	return topScreen(ctx, s, group, sortBy, resolver)
 }
 
 func newTopSession(o *topOptions, t *tracer.Tracer, resolver *containers.Resolver) *topSession {
@@ -341,7 +342,7 @@ func topOnce(ctx context.Context, o *topOptions, s *topSession, sortBy int, stdo
 	s.lastFull = time.Time{}
 	s.scan(time.Now())
 	s.snapshot(time.Now())
-	view := top.View{Sort: sortBy, Interval: o.interval}
+	view := top.View{Sort: sortBy}
 	snap.Rows = view.Rows(snap)
 	var err error
 	if o.output == "json" {
@@ -368,7 +369,7 @@ func topOnce(ctx context.Context, o *topOptions, s *topSession, sortBy int, stdo
 func topHeadless(ctx context.Context, o *topOptions, s *topSession, started time.Time, stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	view := top.View{Interval: o.interval}
+	var view top.View
 	s.publish = func(x *top.Snapshot) {
 		_ = top.Render(x, &view, &top.Screen{Width: 120, Height: 40, Loc: time.UTC})
 	}
@@ -394,20 +395,35 @@ func topHeadless(ctx context.Context, o *topOptions, s *topSession, started time
 // topScreen runs the full-screen view until q, Ctrl-C, SIGINT, SIGTERM or
 // SIGHUP (the terminal closed), and gives the terminal back as it was,
 // also if the tracing goroutine panics.
-func topScreen(ctx context.Context, o *topOptions, s *topSession, group top.GroupBy, sortBy int,
-	resolver *containers.Resolver) error {
-	renderer := lipgloss.NewRenderer(os.Stdout)
-	_, noColor := os.LookupEnv("NO_COLOR")
-	var pal top.Palette
-	if !noColor && renderer.ColorProfile() != termenv.Ascii {
-		pal = palette(renderer)
-	}
-	sc := top.Screen{Palette: pal, Output: output.Options{Container: resolver.Lookup}}
-	ui := top.NewUI(top.View{Sort: sortBy, Interval: o.interval}, group, sc, func(g top.GroupBy) { s.want.Store(uint32(g)) })
+func topScreen(ctx context.Context, s *topSession, group top.GroupBy, sortBy int, resolver *containers.Resolver) error {
+	sc := top.Screen{Palette: screenPalette(), Output: output.Options{Container: resolver.Lookup}}
+	ui := top.NewUI(top.View{Sort: sortBy}, group, sc, func(g top.GroupBy) { s.want.Store(uint32(g)) })
 	p := tea.NewProgram(ui, tea.WithAltScreen(), tea.WithContext(ctx))
+	forwardSnapshots(ctx, s, p)
+	defer quitOnHangup(ctx, p)()
 
-	// The newest snapshot waits in a mailbox of one: the tracer never
-	// blocks on the screen, and a slow screen skips to the latest.
+	tctx, stopTracing := context.WithCancel(ctx)
+	traced := traceForScreen(tctx, s, p)
+	_, uiErr := p.Run()
+	stopTracing()
+	res := <-traced
+	if res.panic != "" {
+		fmt.Fprintf(os.Stderr, "tcptrace: panic while tracing: %s", res.panic)
+		return fmt.Errorf("tcptrace top stopped on an internal error (above); please report it")
+	}
+	if res.err != nil {
+		return res.err
+	}
+	if uiErr != nil && !errors.Is(uiErr, tea.ErrProgramKilled) && !errors.Is(uiErr, tea.ErrInterrupted) && ctx.Err() == nil {
+		return fmt.Errorf("drawing the screen: %w", uiErr)
+	}
+	return nil
+}
+
+// forwardSnapshots hands the session's snapshots to the screen through a
+// mailbox of one: the tracer never blocks on the screen, and a slow
+// screen (a terminal over SSH) skips to the newest.
+func forwardSnapshots(ctx context.Context, s *topSession, p *tea.Program) {
 	mailbox := make(chan *top.Snapshot, 1)
 	s.publish = func(x *top.Snapshot) {
 		select {
@@ -426,49 +442,62 @@ func topScreen(ctx context.Context, o *topOptions, s *topSession, group top.Grou
 			}
 		}
 	}()
+}
+
+// quitOnHangup ends the program when the terminal goes away (SIGHUP);
+// Bubble Tea itself handles SIGINT and SIGTERM.
+func quitOnHangup(ctx context.Context, p *tea.Program) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	done := make(chan struct{})
 	go func() {
 		select {
 		case <-hup:
 			p.Quit()
 		case <-ctx.Done():
+		case <-done:
 		}
 	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
+}
 
-	tctx, stopTracing := context.WithCancel(ctx)
-	var crash atomic.Pointer[string]
-	traced := make(chan error, 1)
+type traceResult struct {
+	err   error
+	panic string // with its stack
+}
+
+// traceForScreen traces until ctx ends. If tracing fails the program is
+// told to quit; if it panics, the program is killed first, which gives
+// the terminal back, so that the report can be read.
+func traceForScreen(ctx context.Context, s *topSession, p *tea.Program) <-chan traceResult {
+	traced := make(chan traceResult, 1)
 	go func() {
 		defer func() {
 			if r := recover(); r != nil {
-				msg := fmt.Sprintf("%v\n%s", r, debug.Stack())
-				crash.Store(&msg)
-				p.Kill() // the terminal first, then the report
-				traced <- nil
+				p.Kill()
+				traced <- traceResult{panic: fmt.Sprintf("%v\n%s", r, debug.Stack())}
 			}
 		}()
-		err := s.t.Run(tctx, s)
+		err := s.t.Run(ctx, s)
 		if err != nil {
 			p.Quit()
 		}
-		traced <- err
+		traced <- traceResult{err: err}
 	}()
-	_, uiErr := p.Run()
-	stopTracing()
-	runErr := <-traced
-	if msg := crash.Load(); msg != nil {
-		fmt.Fprintf(os.Stderr, "tcptrace: panic while tracing: %s", *msg)
-		return fmt.Errorf("tcptrace top stopped on an internal error (above); please report it")
+	return traced
+}
+
+// screenPalette colours the screen, only on a terminal that has colours
+// and when NO_COLOR (https://no-color.org) is not set.
+func screenPalette() top.Palette {
+	r := lipgloss.NewRenderer(os.Stdout)
+	if _, noColor := os.LookupEnv("NO_COLOR"); noColor || r.ColorProfile() == termenv.Ascii {
+		return top.Palette{}
 	}
-	if runErr != nil {
-		return runErr
-	}
-	if uiErr != nil && uiErr != tea.ErrProgramKilled && uiErr != tea.ErrInterrupted && ctx.Err() == nil {
-		return fmt.Errorf("drawing the screen: %w", uiErr)
-	}
-	return nil
+	return palette(r)
 }
 
 func palette(r *lipgloss.Renderer) top.Palette {

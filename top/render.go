@@ -26,7 +26,6 @@ type View struct {
 	Paused   bool
 	// NoSelection marks no row (a snapshot printed by --once).
 	NoSelection bool
-	Interval    time.Duration
 }
 
 // Palette colours parts of the screen; the zero Palette colours nothing.
