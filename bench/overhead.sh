@@ -31,6 +31,9 @@
 #             programs cost
 #   events    tcptrace --events -o json (every kernel event too); not run
 #             unless named in CONFIGS
+#   top       tcptrace top --headless: top's work (every event sent on its
+#             own, a snapshot and a screen drawn every second) without a
+#             terminal; it reports no records ("reported" is 0)
 # The tracers are limited to the benchmark's namespace (tcptrace --netns,
 # the same test in bpftrace's predicate) so that other work on the machine
 # does not count. Configurations are interleaved round by round (A B C A B C
@@ -68,7 +71,7 @@
 #   SECONDS_PER_RUN=8    wrk's duration for each run
 #   WARMUP_SECONDS=2     an untraced run before each workload, not reported (0: none)
 #   WORKLOADS="churn keepalive"   which, in this order
-#   CONFIGS="none bpftrace json text filtered before owner-io"   which, in this order
+#   CONFIGS="none bpftrace json text filtered before owner-io top"   which, in this order
 #   WRK_THREADS=1  WRK_CONNECTIONS=32  KEEPALIVE_REQUESTS=1000
 #   PIN_CPUS=1           nginx on CPU 0, wrk on CPU 1 (0: wherever the scheduler puts them)
 #   BEFORE_TCPTRACE=PATH the "before" binary; else built from BEFORE_COMMIT=a948ec9
@@ -93,7 +96,7 @@ WORKLOADS=${WORKLOADS:-churn keepalive}
 WRK_THREADS=${WRK_THREADS:-1}
 WRK_CONNECTIONS=${WRK_CONNECTIONS:-32}
 KEEPALIVE_REQUESTS=${KEEPALIVE_REQUESTS:-1000}
-CONFIGS=${CONFIGS:-none bpftrace json text filtered before owner-io}
+CONFIGS=${CONFIGS:-none bpftrace json text filtered before owner-io top}
 BEFORE_COMMIT=${BEFORE_COMMIT:-a948ec9}
 BEFORE_TCPTRACE=${BEFORE_TCPTRACE:-}
 BPF_STATS=${BPF_STATS:-1}
@@ -122,10 +125,10 @@ want_bpftrace=
 want_before=
 for c in "${configs[@]}"; do
 	case $c in
-	none | json | text | filtered | owner-io | events) ;;
+	none | json | text | filtered | owner-io | events | top) ;;
 	bpftrace) want_bpftrace=1 ;;
 	before) want_before=1 ;;
-	*) die "unknown configuration '$c' (none bpftrace json text filtered before owner-io events)" ;;
+	*) die "unknown configuration '$c' (none bpftrace json text filtered before owner-io events top)" ;;
 	esac
 done
 require_root
@@ -259,6 +262,7 @@ command_for() {
 	filtered) printf '%s\n' "${tt[@]}" -o json --port "$FILTER_PORT" ;;
 	owner-io) printf '%s\n' "${tt[@]}" -o json --owner-io ;;
 	events) printf '%s\n' "${tt[@]}" --events -o json ;;
+	top) printf '%s\n' "$TCPTRACE" top --netns "$nspath" --ready-file "$2" --headless -o json ;;
 	before) printf '%s\n' "$BEFORE_TCPTRACE" --netns "$nspath" --ready-file "$2" -o json ;;
 	esac
 }

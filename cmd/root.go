@@ -155,6 +155,7 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the tracing to this file")
 	_ = f.MarkHidden("cpu-profile")
 	cmd.AddCommand(newCheckCommand())
+	cmd.AddCommand(newTopCommand())
 	cmd.CompletionOptions.DisableDefaultCmd = true
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	cmd.SetVersionTemplate("tcptrace {{.Version}}\n")
