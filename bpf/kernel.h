@@ -147,17 +147,53 @@ struct inet_sock {
 struct inet_connection_sock {
 	__u8 icsk_syn_retries;
 	__u32 icsk_user_timeout;
+	/* Congestion state (TCP_CA_Loss after a timeout, TCP_CA_Recovery in
+	 * fast recovery), the timer that fired, timeouts backed off, zero-
+	 * window probes unanswered. */
+	__u8 icsk_ca_state : 5;
+	__u8 icsk_pending;
+	__u8 icsk_backoff;
+	__u8 icsk_probes_out;
+	struct {
+		__u16 rcv_mss;
+	} icsk_ack;
 } __attribute__((preserve_access_index));
 
 struct mptcp_sock {
 	struct sock *first;
 } __attribute__((preserve_access_index));
 
+struct minmax_sample {
+	__u32 t;
+	__u32 v;
+} __attribute__((preserve_access_index));
+struct minmax {
+	struct minmax_sample s[3];
+} __attribute__((preserve_access_index));
 struct tcp_sock {
 	__u64 bytes_received;
 	__u64 bytes_acked;
 	__u32 srtt_us;
 	__u32 total_retrans;
+	/* Sequence space: the oldest unacked byte, the next byte expected,
+	 * the end of what the application wrote (a FIN takes one). */
+	__u32 snd_una;
+	__u32 rcv_nxt;
+	__u32 write_seq;
+	/* What tcp_info reports (tcp_get_info()). */
+	__u32 snd_cwnd;
+	__u32 snd_ssthresh;
+	struct minmax rtt_min;
+	__u32 delivered;
+	__u32 lost_out;
+	__u32 reordering;
+	__u32 mss_cache;
+	__u32 dsack_dups;
+	/* The chrono statistics in jiffies: busy, limited by the peer's
+	 * receive window, by the send buffer; the one running since start. */
+	__u8 chrono_type : 2;
+	__u32 chrono_start;
+	__u32 chrono_stat[3];
 } __attribute__((preserve_access_index));
 
 struct inet_timewait_sock {

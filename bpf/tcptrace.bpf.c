@@ -75,6 +75,45 @@ enum event_flags {
 
 #define COMM_LEN 16
 
+/* What a socket's ESTABLISHED transition tells: its first RTT, the
+ * SYN+ACK retries an accepted socket starts with, and both initial
+ * sequence numbers (snd_una and rcv_nxt are one past them then). Kept in
+ * each socket's storage until its batch goes, so kept small. */
+struct est_figures {
+	__u64 bytes_acked;    /* bytes sent and acknowledged by the peer */
+	__u64 bytes_received;
+	__u64 jiffies;        /* bpf_jiffies64(): the loader learns HZ from it */
+	__u32 srtt_us;        /* smoothed RTT in 1/8 us, as the kernel keeps it */
+	__u32 total_retrans;  /* segments retransmitted */
+	__u32 snd_una;
+	__u32 rcv_nxt;
+};
+
+/* What a socket's end tells (and struct event carries at ESTABLISHED and
+ * CLOSE): the figures above, the FIN's sequence number (write_seq is one
+ * past it), what tcp_info would say, and the socket's own settings. */
+struct tcp_figures {
+	struct est_figures base;
+	__u32 write_seq;
+	__u32 user_timeout;   /* TCP_USER_TIMEOUT (ms), 0: none */
+	__u32 cwnd;
+	__u32 ssthresh;
+	__u32 min_rtt_us;
+	__u32 delivered;      /* segments delivered */
+	__u32 lost;           /* segments lost now (lost_out) */
+	__u32 reordering;
+	__u32 snd_mss;
+	__u32 rcv_mss;
+	__u32 dsack_dups;     /* retransmissions the peer had already: spurious */
+	/* Chrono statistics in jiffies, the running one included. */
+	__u32 busy;
+	__u32 rwnd_limited;
+	__u32 sndbuf_limited;
+	__u8 syn_retries;     /* TCP_SYNCNT, 0: the sysctl */
+	__u8 probes;          /* zero-window probes unanswered */
+	__u8 pad[2];
+};
+
 struct event {
 	__u64 ts_ns;      /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 cookie;     /* socket cookie; 0 when there is no socket */
@@ -93,15 +132,10 @@ struct event {
 	__u8 flags;       /* enum event_flags */
 	char comm[COMM_LEN];
 	__u64 cgroup;     /* cgroup v2 id of the socket (its creator's cgroup) */
-	/* From struct tcp_sock, on state events of full sockets: */
-	__u64 bytes_acked;    /* bytes sent and acknowledged by the peer */
-	__u64 bytes_received;
-	__u32 srtt_us;        /* smoothed RTT in 1/8 us, as the kernel keeps it */
-	__u32 total_retrans;  /* segments retransmitted */
-	__u32 user_timeout;   /* TCP_USER_TIMEOUT (ms), 0: none */
-	__u8 syn_retries;     /* TCP_SYNCNT, 0: the sysctl */
-	__u8 pad;
+	/* From struct tcp_sock, at ESTABLISHED and CLOSE of full sockets. */
+	struct tcp_figures fig;
 	__u16 syscall;        /* EVENT_SYSCALL_ERROR: enum syscall_id */
+	__u16 pad;
 	/* A listener's accept queue, on events that concern one (a SYN+ACK
 	 * retry, a drop at a listener, a failed accept()): length, limit and
 	 * the listener's drop count. */
@@ -172,16 +206,7 @@ static __always_inline __u32 entry_index(__u32 i)
 	return i & BATCH_MASK;
 }
 
-/* tcp_sock figures, as struct event carries them. */
-struct tcp_figures {
-	__u64 bytes_acked;
-	__u64 bytes_received;
-	__u32 srtt_us;
-	__u32 total_retrans;
-	__u32 user_timeout;
-	__u8 syn_retries;
-	__u8 pad[3];
-};
+
 
 /* The queued events of one socket, as the ring buffer (or a flush scan)
  * delivers them. established: the figures at the ESTABLISHED entry; closed:
@@ -197,7 +222,7 @@ struct batch {
 	__u16 family;
 	char comm[COMM_LEN];
 	__u64 cgroup;
-	struct tcp_figures established;
+	struct est_figures established;
 	struct tcp_figures closed;
 	__u32 n;
 	__u32 magic;      /* BATCH_MAGIC: tells a batch from a struct event */
@@ -214,6 +239,7 @@ const struct sock_info *unused_sock_info __attribute__((unused));
 const struct owner_info *unused_owner_info __attribute__((unused));
 const struct batch *unused_batch __attribute__((unused));
 const enum syscall_id *unused_syscall_id __attribute__((unused));
+const enum retransmit_kind *unused_retransmit_kind __attribute__((unused));
 
 struct owner {
 	__u32 pid;
@@ -247,7 +273,7 @@ struct sk_state {
 	 * the socket lock serialises) and the flush scan (which runs beside
 	 * them, without that lock) never both send an entry, nor lose one. */
 	__u32 n;
-	struct tcp_figures established;
+	struct est_figures established;
 	struct batch_entry ev[BATCH_LEN];
 };
 
@@ -492,20 +518,50 @@ static __always_inline bool cgroup_filtered(__u64 cgroup, __u64 cookie)
 	return !bpf_map_lookup_elem(&cgroup_allow, &cgroup);
 }
 
-static __always_inline void read_tcp_stats(const struct sock *sk, struct event *e)
+/* The figures of ESTABLISHED. */
+static __always_inline void read_est_figures(const struct tcp_sock *tp, struct est_figures *f)
+{
+	f->bytes_acked = tp->bytes_acked;
+	f->bytes_received = tp->bytes_received;
+	f->jiffies = bpf_jiffies64();
+	f->srtt_us = tp->srtt_us;
+	f->total_retrans = tp->total_retrans;
+	f->snd_una = tp->snd_una;
+	f->rcv_nxt = tp->rcv_nxt;
+}
+
+/* The figures of a socket's end: read once per connection, never per
+ * packet. The chrono running now is added as tcp_get_info() does. */
+static __always_inline void read_figures(const struct sock *sk, struct tcp_figures *f)
 {
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
 
 	if (!tp)
 		return;
-	e->bytes_acked = tp->bytes_acked;
-	e->bytes_received = tp->bytes_received;
-	e->srtt_us = tp->srtt_us;
-	e->total_retrans = tp->total_retrans;
+	read_est_figures(tp, &f->base);
+	struct inet_connection_sock *icsk = (struct inet_connection_sock *)tp;
+	f->write_seq = tp->write_seq;
 	/* The socket's own settings, which override the namespace's sysctls
 	 * in the kernel's timers: explanations quote what was in force. */
-	e->syn_retries = ((struct inet_connection_sock *)tp)->icsk_syn_retries;
-	e->user_timeout = ((struct inet_connection_sock *)tp)->icsk_user_timeout;
+	f->syn_retries = icsk->icsk_syn_retries;
+	f->user_timeout = icsk->icsk_user_timeout;
+	f->probes = icsk->icsk_probes_out;
+	f->rcv_mss = icsk->icsk_ack.rcv_mss;
+	f->cwnd = tp->snd_cwnd;
+	f->ssthresh = tp->snd_ssthresh;
+	f->min_rtt_us = tp->rtt_min.s[0].v;
+	f->delivered = tp->delivered;
+	f->lost = tp->lost_out;
+	f->reordering = tp->reordering;
+	f->snd_mss = tp->mss_cache;
+	f->dsack_dups = tp->dsack_dups;
+	__u32 stat[3] = { tp->chrono_stat[0], tp->chrono_stat[1], tp->chrono_stat[2] };
+	__u32 running = BPF_CORE_READ_BITFIELD_PROBED(tp, chrono_type);
+	if (running >= 1 && running <= 3)
+		stat[running - 1] += (__u32)f->base.jiffies - tp->chrono_start;
+	f->busy = stat[0];
+	f->rwnd_limited = stat[1];
+	f->sndbuf_limited = stat[2];
 }
 
 static __always_inline bool owner_filtered(const struct owner *o)
@@ -602,12 +658,7 @@ static __always_inline void fill_event(struct event *e, __u8 type, __u64 cookie,
 	e->reason = 0;
 	e->uid = 0;
 	e->cgroup = 0;
-	e->bytes_acked = 0;
-	e->bytes_received = 0;
-	e->srtt_us = 0;
-	e->total_retrans = 0;
-	e->user_timeout = 0;
-	e->syn_retries = 0;
+	__builtin_memset(&e->fig, 0, sizeof(e->fig));
 	e->pad = 0;
 	e->syscall = 0;
 	e->qlen = 0;
@@ -623,19 +674,6 @@ static __always_inline void fill_event(struct event *e, __u8 type, __u64 cookie,
 	}
 }
 
-static __always_inline void read_figures(const struct sock *sk, struct tcp_figures *f)
-{
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
-
-	if (!tp)
-		return;
-	f->bytes_acked = tp->bytes_acked;
-	f->bytes_received = tp->bytes_received;
-	f->srtt_us = tp->srtt_us;
-	f->total_retrans = tp->total_retrans;
-	f->syn_retries = ((struct inet_connection_sock *)tp)->icsk_syn_retries;
-	f->user_timeout = ((struct inet_connection_sock *)tp)->icsk_user_timeout;
-}
 
 /* Fill what a batch says of its socket, read when it is sent: none of it
  * changes over the socket's life but the local port, which each entry
@@ -827,7 +865,9 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 		};
 		bool send = newstate == TCP_CLOSE || batch_stopped;
 		if (newstate == TCP_ESTABLISHED) {
-			read_figures(sk, &st->established);
+			struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+			if (tp)
+				read_est_figures(tp, &st->established);
 			/* An accepted socket whose SYN+ACK was retransmitted
 			 * (tcp_create_openreq_child() starts total_retrans at the
 			 * request's count): the loader holds those retries by
@@ -855,7 +895,7 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 	e->cgroup = cgroup ? cgroup : sk_cgroup(sk);
 	/* The figures are used at the handshake (its RTT) and at the end. */
 	if (newstate == TCP_ESTABLISHED || newstate == TCP_CLOSE)
-		read_tcp_stats(sk, e);
+		read_figures(sk, &e->fig);
 	submit_event(e);
 	return 0;
 }
@@ -909,6 +949,38 @@ static __always_inline int emit_sock_event(const struct sock *sk, __u8 type, __u
 	return 0;
 }
 
+/* Kinds of retransmission (the reason of an EVENT_RETRANSMIT; the RTO
+ * backoff count in its high byte), from the socket's state as the
+ * tracepoint fires: a retransmission timeout puts the socket in
+ * TCP_CA_Loss first (tcp_enter_loss), fast recovery in TCP_CA_Recovery; a
+ * tail-loss probe runs from the loss-probe timer (icsk_pending). */
+enum retransmit_kind {
+	RETRANS_OTHER = 0,
+	RETRANS_RTO = 1,
+	RETRANS_FAST = 2,
+	RETRANS_TLP = 3,
+};
+
+#define TCP_CA_RECOVERY 3
+#define TCP_CA_LOSS 4
+#define ICSK_TIME_LOSS_PROBE 5
+
+static __always_inline __u16 retransmit_kind(const struct sock *sk)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+	if (!tp)
+		return RETRANS_OTHER;
+	struct inet_connection_sock *icsk = (struct inet_connection_sock *)tp;
+	__u8 ca = BPF_CORE_READ_BITFIELD_PROBED(icsk, icsk_ca_state);
+	if (icsk->icsk_pending == ICSK_TIME_LOSS_PROBE)
+		return RETRANS_TLP;
+	if (ca == TCP_CA_LOSS)
+		return RETRANS_RTO | (__u16)icsk->icsk_backoff << 8;
+	if (ca == TCP_CA_RECOVERY)
+		return RETRANS_FAST;
+	return RETRANS_OTHER;
+}
+
 /* Attempts that sent nothing (Linux >= 6.17 passes their error: -EAGAIN
  * when the previous copy is still queued below TCP, -EBUSY, -ENOMEM). */
 __u64 retransmit_failed = 0;
@@ -924,14 +996,14 @@ int BPF_PROG(handle_retransmit_err, const struct sock *sk, const struct sk_buff 
 		return 0;
 	}
 	/* In SYN_SENT the retransmitted segment is the SYN itself. */
-	return emit_sock_event(sk, EVENT_RETRANSMIT, 0, 0);
+	return emit_sock_event(sk, EVENT_RETRANSMIT, retransmit_kind(sk), 0);
 }
 
 /* Older kernels: only retransmissions that were sent fire it. */
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(handle_retransmit, const struct sock *sk)
 {
-	return emit_sock_event(sk, EVENT_RETRANSMIT, 0, 0);
+	return emit_sock_event(sk, EVENT_RETRANSMIT, retransmit_kind(sk), 0);
 }
 
 SEC("tp_btf/tcp_retransmit_synack")

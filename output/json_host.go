@@ -54,7 +54,66 @@ func appendHostFields(b []byte, c *timeline.Connection) []byte {
 	}
 	b = appendBoolField(b, "never_accepted", c.NeverAccepted)
 	b = appendUintField(b, "sock_syn_retries", uint64(c.SockSynRetries))
-	return appendUintField(b, "user_timeout_ms", uint64(c.UserTimeout))
+	b = appendUintField(b, "user_timeout_ms", uint64(c.UserTimeout))
+	return appendSocketFields(b, c)
+}
+
+// appendSocketFields writes what the socket knew: sequence numbers
+// (absolute, as the wire carries them), retransmissions by kind, and
+// tcp_info at the end.
+func appendSocketFields(b []byte, c *timeline.Connection) []byte {
+	seq := func(b []byte, key string, v uint32, ok bool) []byte {
+		if !ok {
+			return append(appendKey(b, key), "null"...)
+		}
+		return appendUintField(b, key, uint64(v))
+	}
+	b = seq(b, "isn", c.Seq.ISN, c.Seq.HasISN)
+	b = seq(b, "peer_isn", c.Seq.PeerISN, c.Seq.HasISN)
+	b = seq(b, "fin_seq", c.Seq.FIN, c.Seq.HasFIN)
+	b = seq(b, "peer_fin_seq", c.Seq.PeerFIN, c.Seq.HasPeerFIN)
+	b = append(b, `,"retransmits_by_kind":{`...)
+	for i, k := range timeline.RetransKinds() {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k.String())
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(c.RetransByKind[k]), 10)
+	}
+	b = append(b, '}')
+	b = appendUintField(b, "rto_backoff", uint64(c.MaxBackoff))
+	in := &c.Info
+	if !in.End {
+		return append(b, `,"tcp_info":null`...)
+	}
+	b = append(b, `,"tcp_info":{"cwnd":`...)
+	b = strconv.AppendUint(b, uint64(in.Cwnd), 10)
+	if in.Ssthresh >= 0x7fffffff { // TCP_INFINITE_SSTHRESH: slow start never ended
+		b = append(b, `,"ssthresh":null`...)
+	} else {
+		b = appendUintField(b, "ssthresh", uint64(in.Ssthresh))
+	}
+	b = appendMillisField(b, "min_rtt_ms", int64(in.MinRTT)*1e3)
+	b = appendUintField(b, "delivered", uint64(in.Delivered))
+	b = appendUintField(b, "lost", uint64(in.Lost))
+	b = appendUintField(b, "retransmitted", uint64(c.SegsRetrans))
+	b = appendUintField(b, "reordering", uint64(in.Reordering))
+	b = appendUintField(b, "snd_mss", uint64(in.SndMSS))
+	b = appendUintField(b, "rcv_mss", uint64(in.RcvMSS))
+	b = appendUintField(b, "dsack_dups", uint64(in.DSACKDups))
+	b = appendUintField(b, "window_probes", uint64(in.Probes))
+	for _, f := range []struct {
+		key string
+		ns  int64
+	}{{"busy_ms", in.Busy}, {"rwnd_limited_ms", in.RwndLimited}, {"sndbuf_limited_ms", in.SndbufLimited}} {
+		if f.ns < 0 {
+			b = append(appendKey(b, f.key), "null"...)
+		} else {
+			b = appendMillisField(b, f.key, f.ns)
+		}
+	}
+	return append(b, '}')
 }
 
 // appendQueue writes "queue":{"len":2,"max":1,"drops":5}.

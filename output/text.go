@@ -46,6 +46,10 @@ func (t *Text) Connection(c *timeline.Connection) error {
 	if b = appendFigures(b, c, t.opts.cgroupPath(c.Cgroup)); len(b) > fig {
 		b = t.wrap(b[:len(b)-1], fig, "      ") // a long cgroup path
 	}
+	if info := len(b); c.Info.End {
+		b = appendTCPInfo(b, c)
+		b = t.wrap(b[:len(b)-1], info, "      ")
+	}
 	for i := range c.Steps {
 		s := &c.Steps[i]
 		b = append(b, "    "...)

@@ -82,10 +82,12 @@ func (d *Decoder) DecodeBatch(sample []byte, e *timeline.Event, fn func(*timelin
 			e.Errno = ent.Reason
 			switch e.NewState {
 			case timeline.StateEstablished:
-				setFigures(e, &r.Established)
+				d.setEstFigures(e, &r.Established)
 			case timeline.StateClose:
-				setFigures(e, &r.Closed)
+				d.setFigures(e, &r.Closed, true)
 			}
+		case timeline.EventRetransmit:
+			e.Retrans, e.Backoff = retransKind(ent.Reason)
 		case timeline.EventError:
 			e.Errno = ent.Reason
 		case timeline.EventRSTSent:
@@ -98,9 +100,4 @@ func (d *Decoder) DecodeBatch(sample []byte, e *timeline.Event, fn func(*timelin
 	return nil
 }
 
-func setFigures(e *timeline.Event, f *tcptraceTcpFigures) {
-	e.BytesAcked, e.BytesReceived = f.BytesAcked, f.BytesReceived
-	e.SRTT = f.SrttUs >> 3 // the kernel keeps srtt_us scaled by 8
-	e.TotalRetrans = f.TotalRetrans
-	e.SockSynRetries, e.UserTimeout = f.SynRetries, f.UserTimeout
-}
+

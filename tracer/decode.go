@@ -35,6 +35,7 @@ type Decoder struct {
 	DropReasons []string
 
 	comms map[[16]byte]string
+	clock jiffyClock
 }
 
 // maxInterned bounds the process-name cache; it is cleared when full.
@@ -66,15 +67,17 @@ func (d *Decoder) Decode(sample []byte, e *timeline.Event) error {
 	e.UID = r.Uid
 	e.Comm = d.comm(&r.Comm)
 	e.Cgroup = r.Cgroup
-	e.BytesAcked, e.BytesReceived = r.BytesAcked, r.BytesReceived
-	e.SRTT = r.SrttUs >> 3 // the kernel keeps srtt_us scaled by 8
-	e.TotalRetrans = r.TotalRetrans
+	e.BytesAcked, e.BytesReceived, e.SRTT, e.TotalRetrans = 0, 0, 0, 0
+	e.SockSynRetries, e.UserTimeout, e.Info = 0, 0, timeline.TCPInfo{}
+	e.Retrans, e.Backoff = 0, 0
+	if r.Fig.Base.Jiffies != 0 { // read at ESTABLISHED and CLOSE only
+		d.setFigures(e, &r.Fig, e.Type == timeline.EventState && e.NewState == timeline.StateClose)
+	}
 	e.SockDead = r.Flags&uint8(tcptraceEventFlagsEVENT_F_SOCK_DEAD) != 0
 	e.SockDone = r.Flags&uint8(tcptraceEventFlagsEVENT_F_SOCK_DONE) != 0
 	e.NoSocket = r.Flags&uint8(tcptraceEventFlagsEVENT_F_NO_SOCKET) != 0
 	e.OwnerSeen = r.Flags&uint8(tcptraceEventFlagsEVENT_F_OWNER_SEEN) != 0
 	e.NoFile = r.Flags&uint8(tcptraceEventFlagsEVENT_F_NO_FILE) != 0
-	e.SockSynRetries, e.UserTimeout = r.SynRetries, r.UserTimeout
 	e.Errno, e.RSTReason, e.DropReason, e.TCPFlags, e.Syscall = 0, "", "", 0, 0
 	e.Queue = timeline.Queue{}
 	switch e.Type {
@@ -91,6 +94,8 @@ func (d *Decoder) Decode(sample []byte, e *timeline.Event) error {
 	case timeline.EventSyscallError:
 		e.Errno = r.Reason
 		e.Syscall = timeline.Syscall(r.Syscall)
+	case timeline.EventRetransmit:
+		e.Retrans, e.Backoff = retransKind(r.Reason)
 	}
 	if r.Qmax != 0 || r.Qlen != 0 || r.Drops != 0 {
 		e.Queue = timeline.Queue{Len: r.Qlen, Max: r.Qmax, Drops: r.Drops, Known: true}

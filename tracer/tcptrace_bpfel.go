@@ -25,7 +25,7 @@ type tcptraceBatch struct {
 	Family      uint16
 	Comm        [16]int8
 	Cgroup      uint64
-	Established tcptraceTcpFigures
+	Established tcptraceEstFigures
 	Closed      tcptraceTcpFigures
 	N           uint32
 	Magic       uint32
@@ -43,37 +43,44 @@ type tcptraceBatchEntry struct {
 	Flags    uint8
 }
 
-type tcptraceEvent struct {
+type tcptraceEstFigures struct {
 	_             structs.HostLayout
-	TsNs          uint64
-	Cookie        uint64
-	Saddr         [16]uint8
-	Daddr         [16]uint8
-	Netns         uint32
-	Pid           uint32
-	Uid           uint32
-	Sport         uint16
-	Dport         uint16
-	Family        uint16
-	Reason        uint16
-	Type          uint8
-	Oldstate      uint8
-	Newstate      uint8
-	Flags         uint8
-	Comm          [16]int8
-	Cgroup        uint64
 	BytesAcked    uint64
 	BytesReceived uint64
+	Jiffies       uint64
 	SrttUs        uint32
 	TotalRetrans  uint32
-	UserTimeout   uint32
-	SynRetries    uint8
-	Pad           uint8
-	Syscall       uint16
-	Qlen          uint32
-	Qmax          uint32
-	Drops         uint32
-	Pad2          uint32
+	SndUna        uint32
+	RcvNxt        uint32
+}
+
+type tcptraceEvent struct {
+	_        structs.HostLayout
+	TsNs     uint64
+	Cookie   uint64
+	Saddr    [16]uint8
+	Daddr    [16]uint8
+	Netns    uint32
+	Pid      uint32
+	Uid      uint32
+	Sport    uint16
+	Dport    uint16
+	Family   uint16
+	Reason   uint16
+	Type     uint8
+	Oldstate uint8
+	Newstate uint8
+	Flags    uint8
+	Comm     [16]int8
+	Cgroup   uint64
+	Fig      tcptraceTcpFigures
+	Syscall  uint16
+	Pad      uint16
+	Qlen     uint32
+	Qmax     uint32
+	Drops    uint32
+	Pad2     uint32
+	_        [4]byte
 }
 
 type tcptraceEventFlags uint32
@@ -129,6 +136,15 @@ type tcptracePendingCall struct {
 	Addr    [28]uint8
 }
 
+type tcptraceRetransmitKind uint32
+
+const (
+	tcptraceRetransmitKindRETRANS_OTHER tcptraceRetransmitKind = 0
+	tcptraceRetransmitKindRETRANS_RTO   tcptraceRetransmitKind = 1
+	tcptraceRetransmitKindRETRANS_FAST  tcptraceRetransmitKind = 2
+	tcptraceRetransmitKindRETRANS_TLP   tcptraceRetransmitKind = 3
+)
+
 type tcptraceSkState struct {
 	_           structs.HostLayout
 	Cookie      uint64
@@ -138,7 +154,7 @@ type tcptraceSkState struct {
 	Pad         uint16
 	N           uint32
 	_           [4]byte
-	Established tcptraceTcpFigures
+	Established tcptraceEstFigures
 	Ev          [8]tcptraceBatchEntry
 }
 
@@ -176,13 +192,25 @@ const (
 
 type tcptraceTcpFigures struct {
 	_             structs.HostLayout
-	BytesAcked    uint64
-	BytesReceived uint64
-	SrttUs        uint32
-	TotalRetrans  uint32
+	Base          tcptraceEstFigures
+	WriteSeq      uint32
 	UserTimeout   uint32
+	Cwnd          uint32
+	Ssthresh      uint32
+	MinRttUs      uint32
+	Delivered     uint32
+	Lost          uint32
+	Reordering    uint32
+	SndMss        uint32
+	RcvMss        uint32
+	DsackDups     uint32
+	Busy          uint32
+	RwndLimited   uint32
+	SndbufLimited uint32
 	SynRetries    uint8
-	Pad           [3]uint8
+	Probes        uint8
+	Pad           [2]uint8
+	_             [4]byte
 }
 
 // Names of all BPF objects in the ELF.
@@ -247,6 +275,7 @@ const (
 	tcptraceVarUnusedEventFlags         = "unused_event_flags"
 	tcptraceVarUnusedEventType          = "unused_event_type"
 	tcptraceVarUnusedOwnerInfo          = "unused_owner_info"
+	tcptraceVarUnusedRetransmitKind     = "unused_retransmit_kind"
 	tcptraceVarUnusedSockInfo           = "unused_sock_info"
 	tcptraceVarUnusedSyscallId          = "unused_syscall_id"
 	tcptraceVarWakeupBytes              = "wakeup_bytes"
@@ -340,33 +369,34 @@ type tcptraceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcptraceVariableSpecs struct {
-	BatchEvents        *ebpf.VariableSpec `ebpf:"batch_events"`
-	BatchNetns         *ebpf.VariableSpec `ebpf:"batch_netns"`
-	BatchStopped       *ebpf.VariableSpec `ebpf:"batch_stopped"`
-	DropIgnoredA       *ebpf.VariableSpec `ebpf:"drop_ignored_a"`
-	DropIgnoredB       *ebpf.VariableSpec `ebpf:"drop_ignored_b"`
-	DropReasonConsumed *ebpf.VariableSpec `ebpf:"drop_reason_consumed"`
-	FilterCgroup       *ebpf.VariableSpec `ebpf:"filter_cgroup"`
-	FilterCgroupMap    *ebpf.VariableSpec `ebpf:"filter_cgroup_map"`
-	FilterComm         *ebpf.VariableSpec `ebpf:"filter_comm"`
-	FilterCommSet      *ebpf.VariableSpec `ebpf:"filter_comm_set"`
-	FilterFamily       *ebpf.VariableSpec `ebpf:"filter_family"`
-	FilterNetns        *ebpf.VariableSpec `ebpf:"filter_netns"`
-	FilterNports       *ebpf.VariableSpec `ebpf:"filter_nports"`
-	FilterPid          *ebpf.VariableSpec `ebpf:"filter_pid"`
-	FilterPorts        *ebpf.VariableSpec `ebpf:"filter_ports"`
-	FlushAll           *ebpf.VariableSpec `ebpf:"flush_all"`
-	FlushBeforeNs      *ebpf.VariableSpec `ebpf:"flush_before_ns"`
-	LostEvents         *ebpf.VariableSpec `ebpf:"lost_events"`
-	RetransmitFailed   *ebpf.VariableSpec `ebpf:"retransmit_failed"`
-	UnusedBatch        *ebpf.VariableSpec `ebpf:"unused_batch"`
-	UnusedEvent        *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedEventFlags   *ebpf.VariableSpec `ebpf:"unused_event_flags"`
-	UnusedEventType    *ebpf.VariableSpec `ebpf:"unused_event_type"`
-	UnusedOwnerInfo    *ebpf.VariableSpec `ebpf:"unused_owner_info"`
-	UnusedSockInfo     *ebpf.VariableSpec `ebpf:"unused_sock_info"`
-	UnusedSyscallId    *ebpf.VariableSpec `ebpf:"unused_syscall_id"`
-	WakeupBytes        *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	BatchEvents          *ebpf.VariableSpec `ebpf:"batch_events"`
+	BatchNetns           *ebpf.VariableSpec `ebpf:"batch_netns"`
+	BatchStopped         *ebpf.VariableSpec `ebpf:"batch_stopped"`
+	DropIgnoredA         *ebpf.VariableSpec `ebpf:"drop_ignored_a"`
+	DropIgnoredB         *ebpf.VariableSpec `ebpf:"drop_ignored_b"`
+	DropReasonConsumed   *ebpf.VariableSpec `ebpf:"drop_reason_consumed"`
+	FilterCgroup         *ebpf.VariableSpec `ebpf:"filter_cgroup"`
+	FilterCgroupMap      *ebpf.VariableSpec `ebpf:"filter_cgroup_map"`
+	FilterComm           *ebpf.VariableSpec `ebpf:"filter_comm"`
+	FilterCommSet        *ebpf.VariableSpec `ebpf:"filter_comm_set"`
+	FilterFamily         *ebpf.VariableSpec `ebpf:"filter_family"`
+	FilterNetns          *ebpf.VariableSpec `ebpf:"filter_netns"`
+	FilterNports         *ebpf.VariableSpec `ebpf:"filter_nports"`
+	FilterPid            *ebpf.VariableSpec `ebpf:"filter_pid"`
+	FilterPorts          *ebpf.VariableSpec `ebpf:"filter_ports"`
+	FlushAll             *ebpf.VariableSpec `ebpf:"flush_all"`
+	FlushBeforeNs        *ebpf.VariableSpec `ebpf:"flush_before_ns"`
+	LostEvents           *ebpf.VariableSpec `ebpf:"lost_events"`
+	RetransmitFailed     *ebpf.VariableSpec `ebpf:"retransmit_failed"`
+	UnusedBatch          *ebpf.VariableSpec `ebpf:"unused_batch"`
+	UnusedEvent          *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventFlags     *ebpf.VariableSpec `ebpf:"unused_event_flags"`
+	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
+	UnusedOwnerInfo      *ebpf.VariableSpec `ebpf:"unused_owner_info"`
+	UnusedRetransmitKind *ebpf.VariableSpec `ebpf:"unused_retransmit_kind"`
+	UnusedSockInfo       *ebpf.VariableSpec `ebpf:"unused_sock_info"`
+	UnusedSyscallId      *ebpf.VariableSpec `ebpf:"unused_syscall_id"`
+	WakeupBytes          *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // tcptraceObjects contains all objects after they have been loaded into the kernel.
@@ -418,33 +448,34 @@ func (m *tcptraceMaps) Close() error {
 //
 // It can be passed to loadTcptraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcptraceVariables struct {
-	BatchEvents        *ebpf.Variable `ebpf:"batch_events"`
-	BatchNetns         *ebpf.Variable `ebpf:"batch_netns"`
-	BatchStopped       *ebpf.Variable `ebpf:"batch_stopped"`
-	DropIgnoredA       *ebpf.Variable `ebpf:"drop_ignored_a"`
-	DropIgnoredB       *ebpf.Variable `ebpf:"drop_ignored_b"`
-	DropReasonConsumed *ebpf.Variable `ebpf:"drop_reason_consumed"`
-	FilterCgroup       *ebpf.Variable `ebpf:"filter_cgroup"`
-	FilterCgroupMap    *ebpf.Variable `ebpf:"filter_cgroup_map"`
-	FilterComm         *ebpf.Variable `ebpf:"filter_comm"`
-	FilterCommSet      *ebpf.Variable `ebpf:"filter_comm_set"`
-	FilterFamily       *ebpf.Variable `ebpf:"filter_family"`
-	FilterNetns        *ebpf.Variable `ebpf:"filter_netns"`
-	FilterNports       *ebpf.Variable `ebpf:"filter_nports"`
-	FilterPid          *ebpf.Variable `ebpf:"filter_pid"`
-	FilterPorts        *ebpf.Variable `ebpf:"filter_ports"`
-	FlushAll           *ebpf.Variable `ebpf:"flush_all"`
-	FlushBeforeNs      *ebpf.Variable `ebpf:"flush_before_ns"`
-	LostEvents         *ebpf.Variable `ebpf:"lost_events"`
-	RetransmitFailed   *ebpf.Variable `ebpf:"retransmit_failed"`
-	UnusedBatch        *ebpf.Variable `ebpf:"unused_batch"`
-	UnusedEvent        *ebpf.Variable `ebpf:"unused_event"`
-	UnusedEventFlags   *ebpf.Variable `ebpf:"unused_event_flags"`
-	UnusedEventType    *ebpf.Variable `ebpf:"unused_event_type"`
-	UnusedOwnerInfo    *ebpf.Variable `ebpf:"unused_owner_info"`
-	UnusedSockInfo     *ebpf.Variable `ebpf:"unused_sock_info"`
-	UnusedSyscallId    *ebpf.Variable `ebpf:"unused_syscall_id"`
-	WakeupBytes        *ebpf.Variable `ebpf:"wakeup_bytes"`
+	BatchEvents          *ebpf.Variable `ebpf:"batch_events"`
+	BatchNetns           *ebpf.Variable `ebpf:"batch_netns"`
+	BatchStopped         *ebpf.Variable `ebpf:"batch_stopped"`
+	DropIgnoredA         *ebpf.Variable `ebpf:"drop_ignored_a"`
+	DropIgnoredB         *ebpf.Variable `ebpf:"drop_ignored_b"`
+	DropReasonConsumed   *ebpf.Variable `ebpf:"drop_reason_consumed"`
+	FilterCgroup         *ebpf.Variable `ebpf:"filter_cgroup"`
+	FilterCgroupMap      *ebpf.Variable `ebpf:"filter_cgroup_map"`
+	FilterComm           *ebpf.Variable `ebpf:"filter_comm"`
+	FilterCommSet        *ebpf.Variable `ebpf:"filter_comm_set"`
+	FilterFamily         *ebpf.Variable `ebpf:"filter_family"`
+	FilterNetns          *ebpf.Variable `ebpf:"filter_netns"`
+	FilterNports         *ebpf.Variable `ebpf:"filter_nports"`
+	FilterPid            *ebpf.Variable `ebpf:"filter_pid"`
+	FilterPorts          *ebpf.Variable `ebpf:"filter_ports"`
+	FlushAll             *ebpf.Variable `ebpf:"flush_all"`
+	FlushBeforeNs        *ebpf.Variable `ebpf:"flush_before_ns"`
+	LostEvents           *ebpf.Variable `ebpf:"lost_events"`
+	RetransmitFailed     *ebpf.Variable `ebpf:"retransmit_failed"`
+	UnusedBatch          *ebpf.Variable `ebpf:"unused_batch"`
+	UnusedEvent          *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventFlags     *ebpf.Variable `ebpf:"unused_event_flags"`
+	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`
+	UnusedOwnerInfo      *ebpf.Variable `ebpf:"unused_owner_info"`
+	UnusedRetransmitKind *ebpf.Variable `ebpf:"unused_retransmit_kind"`
+	UnusedSockInfo       *ebpf.Variable `ebpf:"unused_sock_info"`
+	UnusedSyscallId      *ebpf.Variable `ebpf:"unused_syscall_id"`
+	WakeupBytes          *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // tcptracePrograms contains all programs after they have been loaded into the kernel.

@@ -171,6 +171,7 @@ func New(cfg Config) (*Tracer, error) {
 	t := &Tracer{cfg: cfg, kernel: kernel}
 	t.decoder.RSTReasons = kernel.RSTReasons
 	t.decoder.DropReasons = kernel.DropReasons
+	t.decoder.clock.hz = kernelHZ()
 	for name, v := range map[string]uint32{
 		"drop_reason_consumed": kernel.dropReason("SKB_CONSUMED", 1),
 		"drop_ignored_a":       kernel.dropReason(IgnoredDrops[0], 0xffffffff),

@@ -99,6 +99,9 @@ type Step struct {
 	Errno          uint16
 	RSTReason      string
 	NoSocket       bool
+	// StepRetransmit: its kind, and a timeout's backoffs before it.
+	Retrans RetransKind
+	Backoff uint8
 }
 
 // ErrnoName is the symbolic name of a Linux errno ("ECONNREFUSED").
@@ -190,6 +193,12 @@ type Connection struct {
 	// NeverAccepted: reset when its listener closed while it waited in
 	// the accept queue: no application ever had it (no owner).
 	NeverAccepted bool
+	// What the socket knew (socket.go): its sequence numbers, the kinds
+	// of its retransmissions, and tcp_info with its stalls at the end.
+	Seq            Seq
+	RetransByKind  [numRetransKinds]int
+	MaxBackoff     uint8 // the most a retransmission timeout backed off
+	Info           TCPInfo
 	// The socket's own settings at its end: TCP_SYNCNT (0: the sysctl)
 	// and TCP_USER_TIMEOUT in ms (0: none).
 	SockSynRetries uint8

@@ -228,8 +228,9 @@ func (c *Correlator) Add(e *Event) {
 			conn.lastSyn = e.Time
 		} else {
 			conn.Retransmits++
+			conn.countRetransmit(e)
 			c.addStep(conn, Step{Time: e.Time, Kind: StepRetransmit, From: e.NewState, To: e.NewState,
-				N: conn.Retransmits})
+				N: conn.Retransmits, Retrans: e.Retrans, Backoff: e.Backoff})
 		}
 	case EventRSTSent:
 		conn.RSTSent = true

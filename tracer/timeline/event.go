@@ -131,6 +131,12 @@ type Event struct {
 	// NoFile: at X -> CLOSE no file held the socket and it was not
 	// orphaned: accepted by the kernel, never by the application.
 	NoFile bool
+	// Info: what else the socket knew at ESTABLISHED and CLOSE.
+	Info TCPInfo
+	// Retrans: EventRetransmit: what kind of retransmission, and for a
+	// timeout how many times it had backed off before.
+	Retrans RetransKind
+	Backoff uint8
 
 	// DropReason: EventDrop: the kernel's enum skb_drop_reason name,
 	// without the SKB_DROP_REASON_ prefix.
@@ -143,6 +149,53 @@ type Event struct {
 	// (SYN+ACK retries, drops at a listener, a failed accept()).
 	Queue Queue
 }
+
+// TCPInfo is what a socket knew at its ESTABLISHED or CLOSE transition
+// beyond the byte counts: its sequence space, what tcp_info reports, and
+// the time it spent limited (the kernel's chrono statistics). Read once
+// per transition, never per packet.
+type TCPInfo struct {
+	Known bool // read at this event
+	End   bool // the full figures of a CLOSE, not only ESTABLISHED's
+	// SndUna: oldest unacked sequence number; RcvNxt: next expected;
+	// WriteSeq: one past the last byte written (a FIN takes one).
+	SndUna, RcvNxt, WriteSeq uint32
+	Cwnd, Ssthresh           uint32 // segments
+	MinRTT                   uint32 // µs
+	Delivered, Lost          uint32 // segments
+	Reordering               uint32
+	SndMSS, RcvMSS           uint32
+	DSACKDups                uint32 // retransmissions the peer already had
+	// Busy, RwndLimited, SndbufLimited: ns sending, limited by the peer's
+	// receive window, by the send buffer; -1 where the tick rate (HZ)
+	// is not known yet.
+	Busy, RwndLimited, SndbufLimited int64
+	Probes                           uint8 // zero-window probes unanswered
+}
+
+// RetransKind is what made the kernel retransmit.
+type RetransKind uint8
+
+// Retransmission kinds; the numbers match enum retransmit_kind in bpf/.
+const (
+	RetransOther RetransKind = 0 // none of these (e.g. RACK reordering timer)
+	RetransRTO   RetransKind = 1 // the retransmission timer fired
+	RetransFast  RetransKind = 2 // fast retransmit, in recovery
+	RetransTLP   RetransKind = 3 // a tail-loss probe
+	numRetransKinds = 4
+)
+
+var retransKindNames = [...]string{"other", "rto", "fast", "tlp"}
+
+func (k RetransKind) String() string {
+	if int(k) < len(retransKindNames) {
+		return retransKindNames[k]
+	}
+	return "other"
+}
+
+// RetransKinds lists the kinds in a fixed order.
+func RetransKinds() []RetransKind { return []RetransKind{RetransRTO, RetransFast, RetransTLP, RetransOther} }
 
 // TCP flags of a segment (EventDrop).
 const (

@@ -228,6 +228,8 @@ func AppendExplanation(b []byte, c *Connection) []byte {
 		b = appendDrops(b, c)
 		b = append(b, " on this host"...)
 	}
+	b = appendRetransKinds(b, c)
+	b = appendStall(b, c)
 	// Only a socket an application still held could report the error:
 	// an orphan's end (closed already) reaches no one.
 	if c.Errno != 0 && c.Outcome != OutcomeClosed && !c.closedDead {

@@ -9,6 +9,9 @@ func (c *Correlator) transition(conn *Connection, e *Event) {
 		conn.BytesSent, conn.BytesReceived = e.BytesAcked, e.BytesReceived
 		conn.SRTT, conn.SegsRetrans = e.SRTT, e.TotalRetrans
 	}
+	if e.Info.Known {
+		conn.learnSeq(e)
+	}
 	if e.SockSynRetries != 0 || e.UserTimeout != 0 {
 		// Read with the figures, which a socket closed in SYN_SENT lacks.
 		conn.SockSynRetries, conn.UserTimeout = e.SockSynRetries, e.UserTimeout
