@@ -99,5 +99,3 @@ func (d *Decoder) DecodeBatch(sample []byte, e *timeline.Event, fn func(*timelin
 	}
 	return nil
 }
-
-

@@ -35,15 +35,15 @@ var fuzzLocalPorts = [4]uint16{0, 40000, 40001, 0}
 // fuzzSocket is what the kernel reads from the socket itself: the same for
 // every event of one connection.
 type fuzzSocket struct {
-	cookie      uint64
-	family      uint16
-	saddr       [16]uint8
-	daddr       [16]uint8
-	dport       uint16
-	netns       uint32
-	pid, uid    uint32
-	comm        [16]int8
-	cgroup      uint64
+	cookie   uint64
+	family   uint16
+	saddr    [16]uint8
+	daddr    [16]uint8
+	dport    uint16
+	netns    uint32
+	pid, uid uint32
+	comm     [16]int8
+	cgroup   uint64
 	// What tcp_sock says at ESTABLISHED and at CLOSE (struct est_figures
 	// and tcp_figures).
 	established tcptraceEstFigures

@@ -58,9 +58,9 @@ func retransKind(reason uint16) (timeline.RetransKind, uint8) {
 // The tick rate comes from the kernel's configuration (CONFIG_HZ) or,
 // where none is readable, from two samples of jiffies a second apart.
 type jiffyClock struct {
-	hz            int
-	firstNs       int64
-	firstJiffies  uint64
+	hz           int
+	firstNs      int64
+	firstJiffies uint64
 }
 
 // kernelHZ reads CONFIG_HZ from /proc/config.gz or /boot/config-RELEASE;
@@ -125,4 +125,3 @@ func (c *jiffyClock) ns(jiffies uint32) int64 {
 	}
 	return int64(jiffies) * (1e9 / int64(c.hz))
 }
-

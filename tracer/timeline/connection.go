@@ -195,10 +195,10 @@ type Connection struct {
 	NeverAccepted bool
 	// What the socket knew (socket.go): its sequence numbers, the kinds
 	// of its retransmissions, and tcp_info with its stalls at the end.
-	Seq            Seq
-	RetransByKind  [numRetransKinds]int
-	MaxBackoff     uint8 // the most a retransmission timeout backed off
-	Info           TCPInfo
+	Seq           Seq
+	RetransByKind [numRetransKinds]int
+	MaxBackoff    uint8 // the most a retransmission timeout backed off
+	Info          TCPInfo
 	// The socket's own settings at its end: TCP_SYNCNT (0: the sysctl)
 	// and TCP_USER_TIMEOUT in ms (0: none).
 	SockSynRetries uint8

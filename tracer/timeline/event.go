@@ -178,11 +178,11 @@ type RetransKind uint8
 
 // Retransmission kinds; the numbers match enum retransmit_kind in bpf/.
 const (
-	RetransOther RetransKind = 0 // none of these (e.g. RACK reordering timer)
-	RetransRTO   RetransKind = 1 // the retransmission timer fired
-	RetransFast  RetransKind = 2 // fast retransmit, in recovery
-	RetransTLP   RetransKind = 3 // a tail-loss probe
-	numRetransKinds = 4
+	RetransOther    RetransKind = 0 // none of these (e.g. RACK reordering timer)
+	RetransRTO      RetransKind = 1 // the retransmission timer fired
+	RetransFast     RetransKind = 2 // fast retransmit, in recovery
+	RetransTLP      RetransKind = 3 // a tail-loss probe
+	numRetransKinds             = 4
 )
 
 var retransKindNames = [...]string{"other", "rto", "fast", "tlp"}
@@ -195,7 +195,9 @@ func (k RetransKind) String() string {
 }
 
 // RetransKinds lists the kinds in a fixed order.
-func RetransKinds() []RetransKind { return []RetransKind{RetransRTO, RetransFast, RetransTLP, RetransOther} }
+func RetransKinds() []RetransKind {
+	return []RetransKind{RetransRTO, RetransFast, RetransTLP, RetransOther}
+}
 
 // TCP flags of a segment (EventDrop).
 const (
