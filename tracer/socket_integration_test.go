@@ -279,3 +279,32 @@ func TestFastRetransmits(t *testing.T) {
 		t.Errorf("explanation: %s", e)
 	}
 }
+
+func TestUserTimeoutNamedNotRetries2(t *testing.T) {
+	ns := netnstest.New(t)
+	c := trace(t, ns, tracer.Config{})
+	cli, srv, port := pair(t, ns, "127.0.0.1:0")
+	defer srv.Close()
+	raw, err := cli.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, 1500) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nothing the client sends arrives: TCP_USER_TIMEOUT ends it, long
+	// before tcp_retries2 would.
+	ns.Nft(t, "drop_all_data", fmt.Sprintf("\t\ttcp dport %d tcp flags & (syn | fin | rst) == 0 meta length > 100 drop", port))
+	if _, err := cli.Write(make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	r := c.record("client", func(r *timeline.Connection) bool {
+		return r.Role == timeline.RoleClient && r.RPort == port && r.Outcome == timeline.OutcomeTimeout
+	})
+	if r.UserTimeout != 1500 || !strings.Contains(r.Explanation(), "TCP_USER_TIMEOUT=1500 ms on the socket expired") ||
+		strings.Contains(r.Explanation(), "tcp_retries2") {
+		t.Errorf("user timeout %d: %s", r.UserTimeout, r.Explanation())
+	}
+	cli.Close()
+}

@@ -29,11 +29,21 @@ type PortUse struct {
 
 // note is what the host said of one socket or flow before its record ended.
 type note struct {
-	at      int64 // last added, Unix ns
-	drops   []DropCount
+	at int64 // last added, Unix ns
+	// drops, each with its time: a record takes those up to its last
+	// event, so a late segment to a socket already gone (NO_SOCKET) counts
+	// for no record, whenever its event is read. Past maxNoteDrops they
+	// are counted in extra, taken whatever their time.
+	drops   []dropAt
+	extra   []DropCount
 	syscall Syscall
 	errno   uint16
 	portUse PortUse
+}
+
+type dropAt struct {
+	t      int64
+	reason string
 }
 
 // maxNotes bounds the notes kept; past it new ones are counted and lost
@@ -41,28 +51,31 @@ type note struct {
 const (
 	maxNotes       = 8192
 	maxDropReasons = 8
+	maxNoteDrops   = 256
 	noteTTL        = 120e9 // a note whose socket is gone is kept this long
 )
 
-func (n *note) addDrop(reason string) {
-	for i := range n.drops {
-		if n.drops[i].Reason == reason {
-			n.drops[i].Count++
-			return
-		}
-	}
-	if len(n.drops) >= maxDropReasons {
-		reason = "OTHER"
-		for i := range n.drops {
-			if n.drops[i].Reason == reason {
-				n.drops[i].Count++
-				return
-			}
-		}
-		n.drops[len(n.drops)-1] = DropCount{reason, n.drops[len(n.drops)-1].Count + 1}
+func (n *note) addDrop(t int64, reason string) {
+	if len(n.drops) < maxNoteDrops {
+		n.drops = append(n.drops, dropAt{t, reason})
 		return
 	}
-	n.drops = append(n.drops, DropCount{reason, 1})
+	n.extra = addDropCount(n.extra, reason, 1)
+}
+
+// addDropCount adds to a reason's count, at most maxDropReasons reasons
+// (the rest as OTHER).
+func addDropCount(counts []DropCount, reason string, n int) []DropCount {
+	for i := range counts {
+		if counts[i].Reason == reason {
+			counts[i].Count += n
+			return counts
+		}
+	}
+	if len(counts) >= maxDropReasons {
+		return addDropCount(counts[:maxDropReasons-1], "OTHER", n+counts[maxDropReasons-1].Count)
+	}
+	return append(counts, DropCount{reason, n})
 }
 
 // noteFor finds or makes the note of a cookie or, with cookie 0, a flow.
@@ -103,7 +116,7 @@ func (c *Correlator) addDrop(e *Event) {
 	}
 	k := flowKey{laddr: e.LAddr, raddr: e.RAddr, lport: e.LPort, rport: e.RPort, netns: e.NetNS}
 	if n := c.noteFor(cookie, k, e.Time); n != nil {
-		n.addDrop(e.DropReason)
+		n.addDrop(e.Time, e.DropReason)
 	}
 }
 
@@ -130,16 +143,12 @@ func (c *Correlator) joinNotes(conn *Connection) {
 
 func (conn *Connection) join(n *note) {
 	for _, d := range n.drops {
-		found := false
-		for i := range conn.Drops {
-			if conn.Drops[i].Reason == d.Reason {
-				conn.Drops[i].Count += d.Count
-				found = true
-			}
+		if d.t <= conn.End {
+			conn.Drops = addDropCount(conn.Drops, d.reason, 1)
 		}
-		if !found {
-			conn.Drops = append(conn.Drops, d)
-		}
+	}
+	for _, d := range n.extra {
+		conn.Drops = addDropCount(conn.Drops, d.Reason, d.Count)
 	}
 	sort.SliceStable(conn.Drops, func(i, j int) bool { return conn.Drops[i].Count > conn.Drops[j].Count })
 	if n.errno != 0 {
