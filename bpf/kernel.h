@@ -141,10 +141,18 @@ struct sock {
 	struct socket *sk_socket;
 } __attribute__((preserve_access_index));
 struct inet_sock {
+	struct sock sk;
 	__be16 inet_sport; /* kept when the port is released at CLOSE */
 } __attribute__((preserve_access_index));
+
+
+struct mptcp_sock {
+	struct sock *first;
+} __attribute__((preserve_access_index));
+
 /* Per-socket settings: TCP_SYNCNT (0: the sysctl) and TCP_USER_TIMEOUT (ms). */
 struct inet_connection_sock {
+	struct inet_sock icsk_inet;
 	__u8 icsk_syn_retries;
 	__u32 icsk_user_timeout;
 	/* Congestion state (TCP_CA_Loss after a timeout, TCP_CA_Recovery in
@@ -158,11 +166,6 @@ struct inet_connection_sock {
 		__u16 rcv_mss;
 	} icsk_ack;
 } __attribute__((preserve_access_index));
-
-struct mptcp_sock {
-	struct sock *first;
-} __attribute__((preserve_access_index));
-
 struct minmax_sample {
 	__u32 t;
 	__u32 v;
@@ -194,6 +197,7 @@ struct tcp_sock {
 	__u8 chrono_type : 2;
 	__u32 chrono_start;
 	__u32 chrono_stat[3];
+	struct inet_connection_sock inet_conn;
 } __attribute__((preserve_access_index));
 
 struct inet_timewait_sock {

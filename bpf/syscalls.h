@@ -24,9 +24,11 @@ struct pending_call {
 };
 
 /* LRU: a thread that never returns (killed in the call) leaves no entry
- * behind for long. */
+ * behind for long. Per-CPU LRU lists (BPF_F_NO_COMMON_LRU): an update takes
+ * no lock shared by all CPUs (the entry is still found from any CPU). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct pending_call);

@@ -109,6 +109,9 @@ struct tcp_figures {
 	__u32 busy;
 	__u32 rwnd_limited;
 	__u32 sndbuf_limited;
+	/* The spell limited by the peer's receive window under way, if one
+	 * is (jiffies); 0 if none. */
+	__u32 stalled_for;
 	__u8 syn_retries;     /* TCP_SYNCNT, 0: the sysctl */
 	__u8 probes;          /* zero-window probes unanswered */
 	__u8 pad[2];
@@ -230,6 +233,12 @@ struct batch {
 };
 
 #define BATCH_MAGIC 0x74637062 /* "tcpb" */
+/* A flush scan's notice of a socket stalled on the peer's receive window:
+ * a struct batch with no entries, its figures in closed. */
+#define STALL_MAGIC 0x74637073 /* "tcps" */
+
+/* enum tcp_chrono: the spell running in tp->chrono_type. */
+#define TCP_CHRONO_RWND_LIMITED 2
 
 /* Make struct event and the enums reachable from BTF for bpf2go -type. */
 const struct event *unused_event __attribute__((unused));
@@ -562,6 +571,7 @@ static __always_inline void read_figures(const struct sock *sk, struct tcp_figur
 	f->busy = stat[0];
 	f->rwnd_limited = stat[1];
 	f->sndbuf_limited = stat[2];
+	f->stalled_for = running == TCP_CHRONO_RWND_LIMITED ? (__u32)f->base.jiffies - tp->chrono_start : 0;
 }
 
 static __always_inline bool owner_filtered(const struct owner *o)
@@ -1392,6 +1402,64 @@ static __always_inline bool watched_state(__u8 s)
  * every namespace at once, but some kernels refuse map element iterators.)
  * bpf_iter_tcp holds each full socket's lock while this runs; the queue is
  * claimed with cmpxchg all the same, as the other senders do. */
+/* Set by the loader before each flush scan: report the connections held
+ * by the peer's receive window this long (jiffies); 0: none. */
+__u64 stall_after_jiffies = 0;
+/* jiffies as a flush scan last saw them: with its own clock, the loader
+ * learns the tick rate where the kernel's configuration does not say. */
+__u64 scan_jiffies = 0;
+
+/* Room for one stall notice: struct batch is too big for the stack twice. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct batch);
+} stall_scratch SEC(".maps");
+
+/* A connection that cannot send because the peer's receive window is full
+ * (the kernel's RWND_LIMITED chrono running) for stall_after_jiffies is
+ * told to the loader, which alerts on it (a zero window held). */
+static __always_inline void stall_notice(struct bpf_iter__tcp *ctx, struct tcp_sock *tp)
+{
+	__u8 state = tp->inet_conn.icsk_inet.sk.__sk_common.skc_state;
+	if (!stall_after_jiffies || (state != TCP_ESTABLISHED && state != TCP_CLOSE_WAIT))
+		return;
+	if (BPF_CORE_READ_BITFIELD_PROBED(tp, chrono_type) != TCP_CHRONO_RWND_LIMITED ||
+	    (__u32)bpf_jiffies64() - tp->chrono_start < stall_after_jiffies)
+		return;
+	__u32 zero = 0;
+	struct batch *b = bpf_map_lookup_elem(&stall_scratch, &zero);
+	if (!b)
+		return;
+	const struct sock *sk = (const struct sock *)tp;
+	struct tuple t;
+	read_tuple(&sk->__sk_common, &t);
+	__builtin_memset(b, 0, sizeof(*b));
+	b->magic = STALL_MAGIC;
+	b->ev[0].sport = t.sport; /* no entry (n is 0): the local port only */
+	b->cookie = bpf_get_socket_cookie((void *)sk);
+	b->netns = t.netns;
+	b->family = t.family;
+	b->dport = t.dport;
+	if (t.family == AF_INET6) {
+		bpf_probe_read_kernel(b->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_probe_read_kernel(b->daddr, 16, &sk->__sk_common.skc_v6_daddr);
+	} else {
+		bpf_probe_read_kernel(b->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_probe_read_kernel(b->daddr, 4, &sk->__sk_common.skc_daddr);
+	}
+	read_figures(sk, &b->closed);
+	/* Its events may all be queued still: the notice names the owner. */
+	b->cgroup = sk_cgroup(sk);
+	struct owner *o = resolve_owner(bpf_sk_storage_get(&sk_states, tp, 0, 0), b->cookie);
+	if (o) {
+		b->pid = o->pid;
+		__builtin_memcpy(b->comm, o->comm, COMM_LEN);
+	}
+	bpf_seq_write(ctx->meta->seq, b, sizeof(*b));
+}
+
 SEC("iter/tcp")
 int flush_batches(struct bpf_iter__tcp *ctx)
 {
@@ -1401,6 +1469,9 @@ int flush_batches(struct bpf_iter__tcp *ctx)
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
 	if (!tp)
 		return 0; /* timewait and request sockets have no storage */
+	scan_jiffies = bpf_jiffies64();
+	if (!flush_all)
+		stall_notice(ctx, tp);
 	struct sk_state *st = bpf_sk_storage_get(&sk_states, tp, 0, 0);
 	if (!st)
 		return 0;

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -46,6 +47,33 @@ func (d *Decoder) setFigures(e *timeline.Event, f *tcptraceTcpFigures, end bool)
 	in.Busy = d.clock.ns(f.Busy)
 	in.RwndLimited = d.clock.ns(f.RwndLimited)
 	in.SndbufLimited = d.clock.ns(f.SndbufLimited)
+	in.StalledFor = d.clock.ns(f.StalledFor)
+}
+
+// stallMagic marks a flush scan's notice of a stalled socket (STALL_MAGIC).
+const stallMagic = 0x74637073
+
+// decodeStall turns a stall notice into an EventStall.
+func (d *Decoder) decodeStall(r *rawBatch, e *timeline.Event, now int64) bool {
+	laddr, raddr, ok := addrs(r.Family, &r.Saddr, &r.Daddr)
+	if !ok {
+		return false
+	}
+	*e = timeline.Event{Time: now, Cookie: r.Cookie, Type: timeline.EventStall, NewState: timeline.StateEstablished,
+		LAddr: laddr, RAddr: raddr, LPort: r.Ev[0].Sport, RPort: r.Dport, NetNS: r.Netns,
+		PID: r.Pid, Comm: d.comm(&r.Comm), Cgroup: r.Cgroup}
+	d.setFigures(e, &r.Closed, true)
+	e.Info.End = false // the socket lives on: not its end's figures
+	return e.Info.StalledFor > 0
+}
+
+// stallAfterJiffies is the spell a flush scan reports, in jiffies: 0 (off)
+// while the tick rate is unknown.
+func (d *Decoder) stallAfterJiffies(after time.Duration) uint64 {
+	if d.clock.hz == 0 || after <= 0 {
+		return 0
+	}
+	return uint64(after.Seconds() * float64(d.clock.hz))
 }
 
 // retransKind unpacks an EVENT_RETRANSMIT's reason: the kind, and the

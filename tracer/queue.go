@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -88,6 +89,17 @@ func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int
 	if err := t.coll.Variables["flush_before_ns"].Set(uint64(max(before, 0))); err != nil {
 		return fmt.Errorf("setting flush_before_ns: %w", err)
 	}
+	// Connections held by a full window for most of StuckAfter are told
+	// (the alert is due at StuckAfter, the next scan may come later).
+	stall := t.decoder.stallAfterJiffies(t.cfg.StuckAfter / 2)
+	if all {
+		stall = 0
+	}
+	if v := t.coll.Variables["stall_after_jiffies"]; v != nil {
+		if err := v.Set(stall); err != nil {
+			return fmt.Errorf("setting stall_after_jiffies: %w", err)
+		}
+	}
 	// iter/tcp walks the namespace of the thread that opens it; the
 	// batches are handed on here, not on that thread.
 	var batches [][]byte
@@ -107,10 +119,25 @@ func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int
 		t.nets.scan.Unlock()
 	}
 	t.records += uint64(len(batches))
+	now := time.Now().UnixNano()
+	var jiffies uint64
+	if v := t.coll.Variables["scan_jiffies"]; v != nil && v.Get(&jiffies) == nil {
+		t.decoder.clock.sample(now, jiffies)
+	}
 	for _, b := range batches {
+		if r := (*rawBatch)(unsafe.Pointer(&b[0])); r.Magic == stallMagic {
+			if t.decoder.decodeStall(r, ev, now) {
+				h.Event(ev)
+			}
+			continue
+		}
 		if t.decoder.DecodeBatch(b, ev, h.Event) != nil {
 			t.decodeErr++
 		}
+	}
+	if stall != 0 && err == nil {
+		*ev = timeline.Event{Time: now, Type: timeline.EventStallScanEnd}
+		h.Event(ev)
 	}
 	if err != nil {
 		return fmt.Errorf("sending the queued events of open sockets: %w", err)

@@ -308,3 +308,50 @@ func TestUserTimeoutNamedNotRetries2(t *testing.T) {
 	}
 	cli.Close()
 }
+
+func TestZeroWindowAlert(t *testing.T) {
+	ns := netnstest.New(t)
+	ccfg := timeline.DefaultConfig()
+	ccfg.StuckAfter = 2e9
+	c := traceWith(t, ns, tracer.Config{}, ccfg, false)
+	ln, port := listen(t, ns, "127.0.0.1:0")
+	defer ln.Close()
+	var cli net.Conn
+	var err error
+	ns.Do(func() {
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 64<<10) })
+		}}
+		cli, err = d.Dial("tcp", ln.Addr().String())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := accept(t, ln)
+	sent := make(chan error, 1)
+	go func() {
+		_, err := srv.Write(make([]byte, 4<<20))
+		sent <- err
+	}()
+	// The client reads nothing until the server's end is alerted on.
+	a := c.alert("zero window", func(a *timeline.Alert) bool {
+		return a.Kind == timeline.AlertZeroWindow && a.LPort == port && a.Ended == ""
+	})
+	if a.For() < 2e9 {
+		t.Errorf("alerted after %s held, want StuckAfter (2 s) or more", time.Duration(a.For()))
+	}
+	if e := string(timeline.AppendAlertExplanation(nil, &a)); !strings.Contains(e, "the peer's receive window is full") {
+		t.Errorf("alert says %q", e)
+	}
+	if _, err := io.CopyN(io.Discard, cli, 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	c.alert("window opened", func(a *timeline.Alert) bool {
+		return a.Kind == timeline.AlertZeroWindow && a.LPort == port && a.Ended == "window_opened"
+	})
+	cli.Close()
+	srv.Close()
+}

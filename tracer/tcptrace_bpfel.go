@@ -207,10 +207,10 @@ type tcptraceTcpFigures struct {
 	Busy          uint32
 	RwndLimited   uint32
 	SndbufLimited uint32
+	StalledFor    uint32
 	SynRetries    uint8
 	Probes        uint8
 	Pad           [2]uint8
-	_             [4]byte
 }
 
 // Names of all BPF objects in the ELF.
@@ -226,6 +226,7 @@ const (
 	tcptraceMapPendingCalls             = "pending_calls"
 	tcptraceMapPortMatched              = "port_matched"
 	tcptraceMapSkStates                 = "sk_states"
+	tcptraceMapStallScratch             = "stall_scratch"
 	tcptraceProgDumpOwners              = "dump_owners"
 	tcptraceProgDumpTcp                 = "dump_tcp"
 	tcptraceProgFlushBatches            = "flush_batches"
@@ -270,6 +271,8 @@ const (
 	tcptraceVarFlushBeforeNs            = "flush_before_ns"
 	tcptraceVarLostEvents               = "lost_events"
 	tcptraceVarRetransmitFailed         = "retransmit_failed"
+	tcptraceVarScanJiffies              = "scan_jiffies"
+	tcptraceVarStallAfterJiffies        = "stall_after_jiffies"
 	tcptraceVarUnusedBatch              = "unused_batch"
 	tcptraceVarUnusedEvent              = "unused_event"
 	tcptraceVarUnusedEventFlags         = "unused_event_flags"
@@ -363,6 +366,7 @@ type tcptraceMapSpecs struct {
 	PendingCalls   *ebpf.MapSpec `ebpf:"pending_calls"`
 	PortMatched    *ebpf.MapSpec `ebpf:"port_matched"`
 	SkStates       *ebpf.MapSpec `ebpf:"sk_states"`
+	StallScratch   *ebpf.MapSpec `ebpf:"stall_scratch"`
 }
 
 // tcptraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -388,6 +392,8 @@ type tcptraceVariableSpecs struct {
 	FlushBeforeNs        *ebpf.VariableSpec `ebpf:"flush_before_ns"`
 	LostEvents           *ebpf.VariableSpec `ebpf:"lost_events"`
 	RetransmitFailed     *ebpf.VariableSpec `ebpf:"retransmit_failed"`
+	ScanJiffies          *ebpf.VariableSpec `ebpf:"scan_jiffies"`
+	StallAfterJiffies    *ebpf.VariableSpec `ebpf:"stall_after_jiffies"`
 	UnusedBatch          *ebpf.VariableSpec `ebpf:"unused_batch"`
 	UnusedEvent          *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventFlags     *ebpf.VariableSpec `ebpf:"unused_event_flags"`
@@ -428,6 +434,7 @@ type tcptraceMaps struct {
 	PendingCalls   *ebpf.Map `ebpf:"pending_calls"`
 	PortMatched    *ebpf.Map `ebpf:"port_matched"`
 	SkStates       *ebpf.Map `ebpf:"sk_states"`
+	StallScratch   *ebpf.Map `ebpf:"stall_scratch"`
 }
 
 func (m *tcptraceMaps) Close() error {
@@ -441,6 +448,7 @@ func (m *tcptraceMaps) Close() error {
 		m.PendingCalls,
 		m.PortMatched,
 		m.SkStates,
+		m.StallScratch,
 	)
 }
 
@@ -467,6 +475,8 @@ type tcptraceVariables struct {
 	FlushBeforeNs        *ebpf.Variable `ebpf:"flush_before_ns"`
 	LostEvents           *ebpf.Variable `ebpf:"lost_events"`
 	RetransmitFailed     *ebpf.Variable `ebpf:"retransmit_failed"`
+	ScanJiffies          *ebpf.Variable `ebpf:"scan_jiffies"`
+	StallAfterJiffies    *ebpf.Variable `ebpf:"stall_after_jiffies"`
 	UnusedBatch          *ebpf.Variable `ebpf:"unused_batch"`
 	UnusedEvent          *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventFlags     *ebpf.Variable `ebpf:"unused_event_flags"`

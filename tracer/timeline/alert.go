@@ -38,10 +38,14 @@ const (
 	// AlertSyscallError: connect() or accept() failed with an error no
 	// connection record carries (EMFILE, ENFILE, ENOBUFS, EACCES...).
 	AlertSyscallError
+	// AlertZeroWindow: the peer's receive window has been full for
+	// StuckAfter: its application stopped reading (stall.go). Ended
+	// "window_opened" when a later scan finds it sending again.
+	AlertZeroWindow
 )
 
 var alertNames = [...]string{"", "close_wait", "fin_wait2", "fin_wait2_orphan", "fin_wait2_orphan_ended", "syn_sent",
-	"syn_recv", "time_wait_ended", "listen_overflow", "port_in_use", "syscall_error"}
+	"syn_recv", "time_wait_ended", "listen_overflow", "port_in_use", "syscall_error", "zero_window"}
 
 func (k AlertKind) String() string { return alertNames[k] }
 
@@ -149,6 +153,14 @@ func AppendAlertExplanation(b []byte, a *Alert) []byte {
 		b = append(b, ": SYNs dropped, or the peer is down"...)
 	case AlertListenOverflow, AlertPortInUse, AlertSyscallError:
 		b = appendHostAlert(b, a)
+	case AlertZeroWindow:
+		if a.Ended != "" {
+			b = append(b, "the peer's receive window opened again: this host sends again"...)
+			break
+		}
+		b = append(b, "the peer's receive window is full: its application stopped reading, so this host cannot send ("...)
+		b = appendCount(b, a.Retries, "window probe", "window probes")
+		b = append(b, " unanswered)"...)
 	case AlertTimeWaitEnded:
 		b = append(b, "the TIME_WAIT socket is gone: 2MSL (60 s) passed, or a new connection reused the port pair (tcp_tw_reuse)"...)
 	case AlertSynRecv:

@@ -83,6 +83,8 @@ type Correlator struct {
 	wantListenerLook bool
 	lastHostPrune    int64
 	clock            int64 // the latest time Advance was given
+	stalls           map[uint64]*stall
+	stallGen         uint64
 
 	tw      map[Endpoint]uint64 // TIME_WAIT sockets per remote, last scan
 	twTotal uint64
@@ -120,6 +122,7 @@ func New(cfg Config, emit func(*Connection)) *Correlator {
 		flowNotes:  make(map[flowKey]*note),
 		listeners:  make(map[portKey]*listenerState),
 		callAlerts: make(map[callKey]*callAlertState),
+		stalls:     make(map[uint64]*stall),
 	}
 	c.stats.ByReason = make(map[string]uint64)
 	c.stats.failures = make(map[Endpoint]uint64)
@@ -149,6 +152,14 @@ func (c *Correlator) MarkLost() {
 
 // Add feeds one event.
 func (c *Correlator) Add(e *Event) {
+	switch e.Type {
+	case EventStall: // a scan's observation, not a kernel event: not counted
+		c.stalled(e)
+		return
+	case EventStallScanEnd:
+		c.stallScanEnded(e.Time)
+		return
+	}
 	c.stats.Events++
 	switch e.Type {
 	case EventDrop:

@@ -66,6 +66,10 @@ const (
 	EventError            EventType = 6 // sock:inet_sk_error_report
 	EventDrop             EventType = 7 // skb:kfree_skb of a TCP packet
 	EventSyscallError     EventType = 8 // connect(), bind(), listen() or accept() failed
+	// EventStall: a flush scan found the socket held by the peer's full
+	// receive window (Info.StalledFor); EventStallScanEnd ends that scan.
+	EventStall        EventType = 9
+	EventStallScanEnd EventType = 10
 )
 
 var eventTypeNames = [...]string{
@@ -77,6 +81,8 @@ var eventTypeNames = [...]string{
 	EventError:            "error",
 	EventDrop:             "drop",
 	EventSyscallError:     "syscall_error",
+	EventStall:            "stall",
+	EventStallScanEnd:     "stall_scan_end",
 }
 
 func (t EventType) String() string {
@@ -170,7 +176,10 @@ type TCPInfo struct {
 	// receive window, by the send buffer; -1 where the tick rate (HZ)
 	// is not known yet.
 	Busy, RwndLimited, SndbufLimited int64
-	Probes                           uint8 // zero-window probes unanswered
+	// StalledFor: the spell limited by the peer's window under way, ns
+	// (0: none; -1: HZ unknown).
+	StalledFor int64
+	Probes     uint8 // zero-window probes unanswered
 }
 
 // RetransKind is what made the kernel retransmit.
