@@ -102,6 +102,7 @@ func TestLadderUsage(t *testing.T) {
 	}{
 		{[]string{"--ladder", "-o", "json"}, "-o json is for programs"},
 		{[]string{"--ascii"}, "add --ladder"},
+		{[]string{"--absolute-seq"}, "add --ladder"},
 	} {
 		cmd := exec.Command(binary, tc.args...)
 		var stderr bytes.Buffer

@@ -408,7 +408,7 @@ func TestLadderColorOnlyAddsEscapes(t *testing.T) {
 // inferred from a state change dashed.
 func TestLadderSolidOnlyForSeenSegments(t *testing.T) {
 	recs := correlate(t, linuxSysctls, ladderCases()[0].events...)
-	rows := ladderRows(recs[1], nil)
+	rows := ladderRows(recs[1], nil, false)
 	for _, r := range rows {
 		if r.arrow.kind != 0 && r.arrow.seen {
 			t.Errorf("graceful close: %q drawn as seen, but no tracepoint reports it", r.arrow.label)
@@ -419,7 +419,7 @@ func TestLadderSolidOnlyForSeenSegments(t *testing.T) {
 		client.ev(1010, timeline.EventRSTReceived, synSent),
 		client.st(1010, synSent, closeState, errno(syscall.ECONNREFUSED)))
 	var seen []string
-	for _, r := range ladderRows(recs[1], nil) {
+	for _, r := range ladderRows(recs[1], nil, false) {
 		if r.arrow.seen {
 			seen = append(seen, r.arrow.label)
 		}
