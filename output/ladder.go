@@ -13,13 +13,14 @@ import (
 // Ladder writes each connection as the ladder diagram of a TCP textbook:
 // this host's end on the left, the peer on the right, time going down,
 // segments as arrows between the two lines and each end's state beside its
-// line. Alerts, events, TIME_WAIT counts, lost events and the summary are
-// written as the text writer writes them.
+// line, with their sequence numbers where the records prove them
+// (ladder_seq.go). Alerts, events, TIME_WAIT counts, lost events and the
+// summary are written as the text writer writes them.
 //
 //	14:02:11.204 curl[812] 127.0.0.1:41230 → 127.0.0.1:8080
 //	    client closed by local 1.2ms
-//	                local :41230                                        remote :8080
-//	  +0.000ms    SYN_SENT │── SYN ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─▶│
+//	            local :41230                                        remote :8080
+//	  +0.000ms    SYN_SENT │─ ─ SYN seq=0 ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─▶│
 type Ladder struct {
 	Text
 	style ladderStyle
