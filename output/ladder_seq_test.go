@@ -252,3 +252,19 @@ func TestLadderSeqLabelFits(t *testing.T) {
 		}
 	}
 }
+
+// Two records of a pair that disagree on a number: neither is written.
+func TestLadderSeqPairDisagrees(t *testing.T) {
+	tc := seqCases()[0] // seq_client_closes, relative
+	recs := correlate(t, tc.sys, tc.events...)
+	cli, srv := recs[11], recs[12].Clone()
+	srv.Seq.ISN++ // the server's own ISN, against the client's PeerISN
+	var buf strings.Builder
+	w := NewLadder(&buf, nil, Options{}, LadderOptions{})
+	w.ConnectionPair(cli, srv)
+	w.Flush()
+	d := buf.String()
+	if strings.Contains(d, "SYN+ACK seq=") || strings.Contains(d, "FIN seq=513") || !strings.Contains(d, "SYN seq=0") {
+		t.Errorf("the server's numbers are written though its records disagree:\n%s", d)
+	}
+}
