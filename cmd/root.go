@@ -53,6 +53,7 @@ type options struct {
 	cpuProfile     string
 	ownerIO        bool
 	ladder, ascii  bool
+	absoluteSeq    bool
 
 	metrics          string // --metrics ADDR (cmd/metrics.go)
 	metricsLabels    []string
@@ -140,6 +141,8 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 	f.BoolVar(&o.ladder, "ladder", false,
 		"draw each connection as a TCP ladder diagram: this host and the peer side by side, segments between them, time going down")
 	f.BoolVar(&o.ascii, "ascii", false, "draw --ladder diagrams in plain ASCII instead of box-drawing characters")
+	f.BoolVar(&o.absoluteSeq, "absolute-seq", false,
+		"write --ladder sequence numbers as the wire carries them, like tcpdump -S (default: relative to each side's ISN)")
 	f.StringVar(&o.metrics, "metrics", "",
 		"serve Prometheus metrics at http://ADDR/metrics (and /healthz) while tracing: host:port, or :9464 for all addresses")
 	f.StringSliceVar(&o.metricsLabels, "metrics-labels", nil,

@@ -83,6 +83,17 @@ type rowBuilder struct {
 	// (finToOrphan); no tracepoint reports a timewait socket's moves.
 	peerTimeWait, finToOrphan bool
 	lastRetransmit            int64 // time of the last data retransmission, -1: none
+	seq                       *seqNums
+}
+
+// lab is the label of a segment this record's end sent (out) or received,
+// with its sequence numbers where they are known.
+func (g *rowBuilder) lab(kind segKind, out bool, base string) string {
+	from := g.from
+	if !out {
+		from = 1 - from
+	}
+	return g.seq.label(kind, from, base)
 }
 
 func (g *rowBuilder) add(r row) *row {
@@ -170,7 +181,7 @@ func (g *rowBuilder) build() {
 		switch s.Kind {
 		case timeline.StepSynRetransmit:
 			g.wait(s.Since)
-			g.segment(s.Time, true, true, segRetransmit, "SYN (retry "+strconv.Itoa(s.N)+")", true, "", "")
+			g.segment(s.Time, true, true, segRetransmit, g.lab(segSYN, true, "SYN (retry "+strconv.Itoa(s.N)+")"), true, "", "")
 			lastSyn = s.Time
 			continue
 		case timeline.StepSynAckRetransmit:
@@ -179,7 +190,8 @@ func (g *rowBuilder) build() {
 				accepted = true
 			}
 			g.wait(s.Since)
-			g.segment(s.Time, true, true, segRetransmit, "SYN+ACK (retry "+strconv.Itoa(s.N)+")", true, "", "")
+			g.segment(s.Time, true, true, segRetransmit, g.lab(segSynAck, true, "SYN+ACK (retry "+strconv.Itoa(s.N)+")"), true,
+				"", "")
 			continue
 		case timeline.StepRetransmit:
 			// The wait before the first one is not known: the original
@@ -228,7 +240,7 @@ func (g *rowBuilder) build() {
 				g.passiveOpen()
 				accepted = true
 			}
-			r := g.recv(s.Time, segAckSyn, "ACK", "", inferred("ESTABLISHED"))
+			r := g.recv(s.Time, segAckSyn, g.lab(segAckSyn, false, "ACK"), "", inferred("ESTABLISHED"))
 			if s.To == timeline.StateEstablished {
 				r.label[g.own()] = s.To.String()
 				g.data()
@@ -261,8 +273,8 @@ func (g *rowBuilder) build() {
 // SYN+ACK: the SYN and SYN+ACK went through a request socket that no
 // tracepoint reports, so their times are not known.
 func (g *rowBuilder) passiveOpen() {
-	g.segment(g.c.Start, false, false, segSYN, "SYN", false, timeline.StateListen.String(), inferred("SYN_SENT"))
-	g.segment(g.c.Start, false, true, segSynAck, "SYN+ACK", false, timeline.StateSynRecv.String(), "")
+	g.segment(g.c.Start, false, false, segSYN, g.lab(segSYN, false, "SYN"), false, timeline.StateListen.String(), inferred("SYN_SENT"))
+	g.segment(g.c.Start, false, true, segSynAck, g.lab(segSynAck, true, "SYN+ACK"), false, timeline.StateSynRecv.String(), "")
 }
 
 // data adds the bytes exchanged, once, after the handshake: the
@@ -301,24 +313,24 @@ func (g *rowBuilder) transition(s, next *timeline.Step, lastSyn int64) int64 {
 		case s.To == timeline.StateFinWait2:
 			// Orphaned: the end notes say what it waits for.
 		case s.From == timeline.StateClosing:
-			g.recv(s.Time, segAckFIN, "ACK", to, inferred("TIME_WAIT"))
+			g.recv(s.Time, segAckFIN, g.lab(segAckFIN, false, "ACK"), to, inferred("TIME_WAIT"))
 		case s.From == timeline.StateFinWait1:
 			// The peer's FIN came with the ACK of ours.
-			g.recv(s.Time, segFIN, "FIN+ACK", "", inferred("LAST_ACK"))
-			g.send(s.Time, segAckFIN, "ACK", to, inferred("CLOSE"))
+			g.recv(s.Time, segFIN, g.lab(segFIN, false, "FIN+ACK"), "", inferred("LAST_ACK"))
+			g.send(s.Time, segAckFIN, g.lab(segAckFIN, true, "ACK"), to, inferred("CLOSE"))
 		default:
-			g.recv(s.Time, segFIN, "FIN", "", inferred("LAST_ACK"))
-			g.send(s.Time, segAckFIN, "ACK", to, inferred("CLOSE"))
+			g.recv(s.Time, segFIN, g.lab(segFIN, false, "FIN"), "", inferred("LAST_ACK"))
+			g.send(s.Time, segAckFIN, g.lab(segAckFIN, true, "ACK"), to, inferred("CLOSE"))
 		}
 		return lastSyn
 	}
 	switch [2]timeline.State{s.From, s.To} {
 	case [2]timeline.State{timeline.StateClose, timeline.StateSynSent}:
-		g.send(s.Time, segSYN, "SYN", to, "")
+		g.send(s.Time, segSYN, g.lab(segSYN, true, "SYN"), to, "")
 		return s.Time
 	case [2]timeline.State{timeline.StateSynSent, timeline.StateEstablished}:
-		g.recv(s.Time, segSynAck, "SYN+ACK", "", inferred("SYN_RECV"))
-		g.send(s.Time, segAckSyn, "ACK", to, inferred("ESTABLISHED"))
+		g.recv(s.Time, segSynAck, g.lab(segSynAck, false, "SYN+ACK"), "", inferred("SYN_RECV"))
+		g.send(s.Time, segAckSyn, g.lab(segAckSyn, true, "ACK"), to, inferred("ESTABLISHED"))
 		g.data()
 		return lastSyn
 	case [2]timeline.State{timeline.StateEstablished, timeline.StateFinWait1}:
@@ -326,28 +338,28 @@ func (g *rowBuilder) transition(s, next *timeline.Step, lastSyn int64) int64 {
 		if c.ClosedBy == timeline.ClosedByBoth {
 			peer = "" // its own FIN crosses ours
 		}
-		g.send(s.Time, segFIN, "FIN", to, peer)
+		g.send(s.Time, segFIN, g.lab(segFIN, true, "FIN"), to, peer)
 		return lastSyn
 	case [2]timeline.State{timeline.StateFinWait1, timeline.StateFinWait2}:
-		g.recv(s.Time, segAckFIN, "ACK", to, "")
+		g.recv(s.Time, segAckFIN, g.lab(segAckFIN, false, "ACK"), to, "")
 		return lastSyn
 	case [2]timeline.State{timeline.StateFinWait1, timeline.StateClosing}:
-		g.recv(s.Time, segFIN, "FIN", "", inferred("FIN_WAIT1"))
-		g.send(s.Time, segAckFIN, "ACK", to, inferred("CLOSING"))
+		g.recv(s.Time, segFIN, g.lab(segFIN, false, "FIN"), "", inferred("FIN_WAIT1"))
+		g.send(s.Time, segAckFIN, g.lab(segAckFIN, true, "ACK"), to, inferred("CLOSING"))
 		return lastSyn
 	case [2]timeline.State{timeline.StateEstablished, timeline.StateCloseWait}:
-		g.recv(s.Time, segFIN, "FIN", to, inferred("FIN_WAIT1"))
-		g.send(s.Time, segAckFIN, "ACK", "", inferred("FIN_WAIT2"))
+		g.recv(s.Time, segFIN, g.lab(segFIN, false, "FIN"), to, inferred("FIN_WAIT1"))
+		g.send(s.Time, segAckFIN, g.lab(segAckFIN, true, "ACK"), "", inferred("FIN_WAIT2"))
 		return lastSyn
 	case [2]timeline.State{timeline.StateCloseWait, timeline.StateLastAck}:
-		r := g.send(s.Time, segFIN, "FIN", to, inferred("TIME_WAIT"))
+		r := g.send(s.Time, segFIN, g.lab(segFIN, true, "FIN"), to, inferred("TIME_WAIT"))
 		if g.peerTimeWait {
 			r.label[g.peer()] = inferred("TIME_WAIT")
 		}
 		return lastSyn
 	case [2]timeline.State{timeline.StateLastAck, timeline.StateClose}:
 		if c.Outcome == timeline.OutcomeClosed {
-			g.recv(s.Time, segAckFIN, "ACK", to, "")
+			g.recv(s.Time, segAckFIN, g.lab(segAckFIN, false, "ACK"), to, "")
 			return lastSyn
 		}
 	}
@@ -419,17 +431,18 @@ func (g *rowBuilder) end() {
 
 // ladderRows builds the rows of local's record and, when peer is given,
 // those of the peer's record merged in, each segment drawn once.
-func ladderRows(local, peer *timeline.Connection) []row {
+func ladderRows(local, peer *timeline.Connection, absSeq bool) []row {
 	base := local.Start
 	if peer != nil {
 		base = min(base, peer.Start)
 	}
-	g := rowBuilder{c: local, from: left, base: base, other: peer == nil, ords: map[[2]int]int{}}
+	seq := newSeqNums(local, peer, absSeq)
+	g := rowBuilder{c: local, from: left, base: base, other: peer == nil, ords: map[[2]int]int{}, seq: seq}
 	if peer == nil {
 		g.build()
 		return g.rows
 	}
-	p := rowBuilder{c: peer, from: right, base: base, ords: map[[2]int]int{}}
+	p := rowBuilder{c: peer, from: right, base: base, ords: map[[2]int]int{}, seq: seq}
 	g.finToOrphan, p.finToOrphan = finToOrphan(local, peer), finToOrphan(peer, local)
 	g.peerTimeWait, p.peerTimeWait = p.finToOrphan, g.finToOrphan
 	g.build()

@@ -123,6 +123,7 @@ type ladderCase struct {
 	local  uint64 // the record drawn
 	peer   uint64 // its peer's record, 0: none
 	ascii  bool
+	absSeq bool // --absolute-seq
 }
 
 func clientHandshake(e end) []timeline.Event {
@@ -162,7 +163,7 @@ func ladderCases() []ladderCase {
 	orphanSys := linuxSysctls
 	orphanSys.FinTimeout = 30
 	lc, ls := loClient, loServer
-	return []ladderCase{
+	return append([]ladderCase{
 		{name: "closed_local", sys: linuxSysctls, local: 1, events: closedLocal},
 		{name: "closed_local", sys: linuxSysctls, local: 1, events: closedLocal, ascii: true},
 		{name: "closed_peer", sys: linuxSysctls, local: 1, events: cat(clientHandshake(c), []timeline.Event{
@@ -265,7 +266,7 @@ func ladderCases() []ladderCase {
 		{name: "shutdown_then_close_paired", sys: linuxSysctls, local: 11, peer: 12, events: shutdownThenClose(lc, ls)},
 		{name: "shutdown_then_close_server", sys: linuxSysctls, local: 12, events: shutdownThenClose(lc, ls)},
 		{name: "shutdown_then_close_client", sys: linuxSysctls, local: 11, events: shutdownThenClose(lc, ls)},
-	}
+	}, seqCases()...)
 }
 
 // shutdownThenClose is curl against python3 -m http.server on loopback, the
@@ -346,7 +347,7 @@ func renderCase(t *testing.T, tc ladderCase, color bool) []byte {
 		}
 	}
 	var buf bytes.Buffer
-	w := NewLadder(&buf, time.UTC, Options{}, LadderOptions{ASCII: tc.ascii, Color: color})
+	w := NewLadder(&buf, time.UTC, Options{}, LadderOptions{ASCII: tc.ascii, Color: color, AbsoluteSeq: tc.absSeq})
 	if err := w.ConnectionPair(local, peer); err != nil {
 		t.Fatal(err)
 	}
@@ -361,6 +362,9 @@ func TestLadderGolden(t *testing.T) {
 		name := tc.name
 		if tc.ascii {
 			name += ".ascii"
+		}
+		if tc.absSeq {
+			name += ".abs"
 		}
 		t.Run(name, func(t *testing.T) {
 			got := renderCase(t, tc, false)
@@ -408,7 +412,7 @@ func TestLadderColorOnlyAddsEscapes(t *testing.T) {
 // inferred from a state change dashed.
 func TestLadderSolidOnlyForSeenSegments(t *testing.T) {
 	recs := correlate(t, linuxSysctls, ladderCases()[0].events...)
-	rows := ladderRows(recs[1], nil)
+	rows := ladderRows(recs[1], nil, false)
 	for _, r := range rows {
 		if r.arrow.kind != 0 && r.arrow.seen {
 			t.Errorf("graceful close: %q drawn as seen, but no tracepoint reports it", r.arrow.label)
@@ -419,7 +423,7 @@ func TestLadderSolidOnlyForSeenSegments(t *testing.T) {
 		client.ev(1010, timeline.EventRSTReceived, synSent),
 		client.st(1010, synSent, closeState, errno(syscall.ECONNREFUSED)))
 	var seen []string
-	for _, r := range ladderRows(recs[1], nil) {
+	for _, r := range ladderRows(recs[1], nil, false) {
 		if r.arrow.seen {
 			seen = append(seen, r.arrow.label)
 		}
