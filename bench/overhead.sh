@@ -470,7 +470,7 @@ run_one() {
 			# "drops" object (builds before drops have none).
 			drops_by=$(grep -o '"drops":{[^}]*}' <<<"$sum" | head -n 1 | sed 's/^"drops"://' || true)
 			if [[ -n $drops_by ]]; then
-				counted=$(grep -o ':[0-9]*' <<<"$drops_by" | awk -F: '{ n += $2 } END { print n + 0 }')
+				counted=$(awk '{ n = 0; while (match($0, /:[0-9]+/)) { n += substr($0, RSTART + 1, RLENGTH - 1); $0 = substr($0, RSTART + RLENGTH) } printf "%.0f\n", n }' <<<"$drops_by")
 				nf_counted=$(json_field NETFILTER_DROP "$drops_by")
 				nf_counted=${nf_counted:-0}
 			else
@@ -498,8 +498,8 @@ storm_configs=()
 for c in "${configs[@]}"; do
 	[[ " $DROPSTORM_CONFIGS " != *" $c "* ]] || storm_configs+=("$c")
 done
-log "workloads ${workloads[*]}; $ROUNDS rounds x ${#configs[@]} configurations x ${SECONDS_PER_RUN}s" \
-	"(dropstorm: ${#storm_configs[@]} x ${DROPSTORM_SECONDS}s); load average $load_start"
+log "workloads ${workloads[*]}; $ROUNDS rounds x ${#configs[@]} configurations x ${SECONDS_PER_RUN}s;" \
+	"${want_nft:+(dropstorm: ${#storm_configs[@]} x ${DROPSTORM_SECONDS}s) }load average $load_start"
 : >"$work/runs.tsv"
 for wl in "${workloads[@]}"; do
 	wl_configs=("${configs[@]}")
