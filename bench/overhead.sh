@@ -98,7 +98,7 @@
 #   WORKLOADS="churn keepalive dropstorm"   which, in this order
 #   CONFIGS="none bpftrace json text filtered before owner-io top"   which, in this order
 #   DROPSTORM_CONFIGS="none json before"   dropstorm runs those of CONFIGS also named here
-#   DROPSTORM_SECONDS=6  wrk's duration for each dropstorm run
+#   DROPSTORM_SECONDS=6  wrk's duration for each dropstorm run (SECONDS_PER_RUN if shorter)
 #   DROPSTORM_CONNECTIONS=2048   wrk's connections in dropstorm
 #   WRK_THREADS=1  WRK_CONNECTIONS=32  KEEPALIVE_REQUESTS=1000
 #   PIN_CPUS=1           nginx on CPU 0, wrk on CPU 1 (0: wherever the scheduler puts them)
@@ -126,7 +126,7 @@ WRK_CONNECTIONS=${WRK_CONNECTIONS:-32}
 KEEPALIVE_REQUESTS=${KEEPALIVE_REQUESTS:-1000}
 CONFIGS=${CONFIGS:-none bpftrace json text filtered before owner-io top}
 DROPSTORM_CONFIGS=${DROPSTORM_CONFIGS:-none json before}
-DROPSTORM_SECONDS=${DROPSTORM_SECONDS:-6}
+DROPSTORM_SECONDS=${DROPSTORM_SECONDS:-} # default: below, once SECONDS_PER_RUN is checked
 DROPSTORM_CONNECTIONS=${DROPSTORM_CONNECTIONS:-2048}
 BEFORE_COMMIT=${BEFORE_COMMIT:-766686b}
 BEFORE_TCPTRACE=${BEFORE_TCPTRACE:-}
@@ -138,12 +138,14 @@ STOP_TIMEOUT=${STOP_TIMEOUT:-30}   # s for a tracer to flush and exit after SIGI
 
 FILTER_PORT=9 # for "filtered": not the server's port and below the ephemeral range (PORT, PORT_RANGE: lib.sh)
 
-whole_numbers ROUNDS SECONDS_PER_RUN WARMUP_SECONDS WRK_THREADS WRK_CONNECTIONS KEEPALIVE_REQUESTS READY_TIMEOUT STOP_TIMEOUT \
-	DROPSTORM_SECONDS DROPSTORM_CONNECTIONS
+whole_numbers ROUNDS SECONDS_PER_RUN WARMUP_SECONDS WRK_THREADS WRK_CONNECTIONS KEEPALIVE_REQUESTS READY_TIMEOUT STOP_TIMEOUT
+DROPSTORM_SECONDS=${DROPSTORM_SECONDS:-$((SECONDS_PER_RUN < 6 ? SECONDS_PER_RUN : 6))}
+whole_numbers DROPSTORM_SECONDS DROPSTORM_CONNECTIONS
 ((ROUNDS >= 1 && SECONDS_PER_RUN >= 1 && WRK_THREADS >= 1 && WRK_CONNECTIONS >= WRK_THREADS && KEEPALIVE_REQUESTS >= 1)) ||
 	die "need ROUNDS >= 1, SECONDS_PER_RUN >= 1, WRK_CONNECTIONS >= WRK_THREADS >= 1, KEEPALIVE_REQUESTS >= 1"
-((DROPSTORM_SECONDS >= 1 && DROPSTORM_CONNECTIONS >= WRK_THREADS)) ||
-	die "need DROPSTORM_SECONDS >= 1, DROPSTORM_CONNECTIONS >= WRK_THREADS"
+# 4000: nginx's worker_connections is 4096 (lib.sh).
+((DROPSTORM_SECONDS >= 1 && DROPSTORM_CONNECTIONS >= WRK_THREADS && DROPSTORM_CONNECTIONS <= 4000)) ||
+	die "need DROPSTORM_SECONDS >= 1, 4000 >= DROPSTORM_CONNECTIONS >= WRK_THREADS"
 [[ $BPF_STATS == [01] ]] || die "BPF_STATS must be 0 or 1, got '$BPF_STATS'"
 read -r -a workloads <<<"$WORKLOADS"
 ((${#workloads[@]})) || die "WORKLOADS is empty"
@@ -174,6 +176,15 @@ for c in $DROPSTORM_CONFIGS; do
 	esac
 done
 require_root
+# dropstorm: wrk holds DROPSTORM_CONNECTIONS sockets and nginx as many, more
+# than the usual soft limit of 1024 open files; raise it (for this script
+# and what it starts) if the hard limit allows.
+if [[ -n $want_nft ]]; then
+	nofile=$((DROPSTORM_CONNECTIONS + 256))
+	if [[ $(ulimit -Sn) != unlimited ]] && (($(ulimit -Sn) < nofile)); then
+		ulimit -Sn "$nofile" 2>/dev/null || die "dropstorm needs $nofile open files (ulimit -n), the hard limit is $(ulimit -Hn): lower DROPSTORM_CONNECTIONS"
+	fi
+fi
 
 # --- Tools: installed from Debian's packages when missing ---------------------
 extra_tools=()
