@@ -24,9 +24,9 @@
 #              summary's "drops") / the packets nftables dropped. It runs
 #              only the configurations of CONFIGS also in DROPSTORM_CONFIGS
 #              (none json before), for DROPSTORM_SECONDS (6) each, so it
-#              adds about 1.5 minutes to the default run: it is in the
+#              adds about 1.3 minutes to the default run: it is in the
 #              default WORKLOADS, and `make bench` takes about 9.5 minutes.
-# Both run on loopback inside a network namespace this script creates, with
+# All run on loopback inside a network namespace this script creates, with
 # its own ephemeral port range and tcp_tw_reuse, so the run is neither
 # throttled by TIME_WAIT nor disturbed by (or disturbing) the host's own
 # sockets.
