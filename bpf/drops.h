@@ -133,14 +133,12 @@ static __always_inline int tcp_drop(const struct sk_buff *skb, __u32 reason, con
 /* Linux >= 6.11: the socket the packet was for, if one was found. The
  * loader picks this program or the next from the prototype; before 5.17
  * there is no reason and neither loads. */
-SEC("tp_btf/kfree_skb")
-int BPF_PROG(handle_kfree_skb, struct sk_buff *skb, void *location, int reason, struct sock *rx_sk)
+static __always_inline int on_kfree_skb(struct sk_buff *skb, void *location, int reason, struct sock *rx_sk)
 {
 	return tcp_drop(skb, reason, rx_sk);
 }
 
-SEC("tp_btf/kfree_skb")
-int BPF_PROG(handle_kfree_skb_norxsk, struct sk_buff *skb, void *location, int reason)
+static __always_inline int on_kfree_skb_norxsk(struct sk_buff *skb, void *location, int reason)
 {
 	return tcp_drop(skb, reason, 0);
 }

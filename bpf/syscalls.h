@@ -171,50 +171,42 @@ static __always_inline int call_exited(struct syscall_exit_ctx *ctx)
 	return call_failed(ret, &copy);
 }
 
-SEC("tracepoint/syscalls/sys_enter_connect")
-int handle_enter_connect(struct syscall_enter_ctx *ctx)
+static __always_inline int enter_connect(struct syscall_enter_ctx *ctx)
 {
 	return call_entered(ctx, SYSCALL_CONNECT, true);
 }
 
-SEC("tracepoint/syscalls/sys_exit_connect")
-int handle_exit_connect(struct syscall_exit_ctx *ctx)
+static __always_inline int exit_connect(struct syscall_exit_ctx *ctx)
 {
 	return call_exited(ctx);
 }
 
-SEC("tracepoint/syscalls/sys_enter_bind")
-int handle_enter_bind(struct syscall_enter_ctx *ctx)
+static __always_inline int enter_bind(struct syscall_enter_ctx *ctx)
 {
 	return call_entered(ctx, SYSCALL_BIND, true);
 }
 
-SEC("tracepoint/syscalls/sys_exit_bind")
-int handle_exit_bind(struct syscall_exit_ctx *ctx)
+static __always_inline int exit_bind(struct syscall_exit_ctx *ctx)
 {
 	return call_exited(ctx);
 }
 
-SEC("tracepoint/syscalls/sys_enter_listen")
-int handle_enter_listen(struct syscall_enter_ctx *ctx)
+static __always_inline int enter_listen(struct syscall_enter_ctx *ctx)
 {
 	return call_entered(ctx, SYSCALL_LISTEN, false);
 }
 
-SEC("tracepoint/syscalls/sys_exit_listen")
-int handle_exit_listen(struct syscall_exit_ctx *ctx)
+static __always_inline int exit_listen(struct syscall_exit_ctx *ctx)
 {
 	return call_exited(ctx);
 }
 
-SEC("tracepoint/syscalls/sys_enter_accept4")
-int handle_enter_accept4(struct syscall_enter_ctx *ctx)
+static __always_inline int enter_accept4(struct syscall_enter_ctx *ctx)
 {
 	return call_entered(ctx, SYSCALL_ACCEPT, false);
 }
 
-SEC("tracepoint/syscalls/sys_enter_accept")
-int handle_enter_accept(struct syscall_enter_ctx *ctx)
+static __always_inline int enter_accept(struct syscall_enter_ctx *ctx)
 {
 	return call_entered(ctx, SYSCALL_ACCEPT, false);
 }
@@ -231,14 +223,12 @@ static __always_inline int accept_exited(struct syscall_exit_ctx *ctx)
 	return call_exited(ctx);
 }
 
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int handle_accept4(struct syscall_exit_ctx *ctx)
+static __always_inline int exit_accept4(struct syscall_exit_ctx *ctx)
 {
 	return accept_exited(ctx);
 }
 
-SEC("tracepoint/syscalls/sys_exit_accept")
-int handle_accept(struct syscall_exit_ctx *ctx)
+static __always_inline int exit_accept(struct syscall_exit_ctx *ctx)
 {
 	return accept_exited(ctx);
 }

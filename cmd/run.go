@@ -69,6 +69,12 @@ func (s *session) Event(e *timeline.Event) {
 	s.corr.Add(e)
 }
 
+// Stalled and StallScanEnded take the flush scans' notices of connections
+// held by a full receive window (tracer.StallHandler).
+func (s *session) Stalled(e *timeline.Event) { s.corr.Stalled(e) }
+
+func (s *session) StallScanEnded(now int64) { s.corr.StallScanEnded(now) }
+
 func (s *session) Tick(now time.Time) {
 	s.corr.Advance(now.UnixNano())
 	if s.pairs != nil {

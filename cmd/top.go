@@ -191,6 +191,12 @@ func (s *topSession) count(e *timeline.Event) {
 
 func (s *topSession) Lost(uint64) { s.corr.MarkLost() }
 
+// Stalled and StallScanEnded take the flush scans' notices of connections
+// held by a full receive window (tracer.StallHandler): zero-window alerts.
+func (s *topSession) Stalled(e *timeline.Event) { s.corr.Stalled(e) }
+
+func (s *topSession) StallScanEnded(now int64) { s.corr.StallScanEnded(now) }
+
 func (s *topSession) Tick(now time.Time) {
 	s.corr.Advance(now.UnixNano())
 	s.scan(now)

@@ -56,6 +56,20 @@ func (c *capture) Event(e *timeline.Event) {
 	c.wake()
 }
 
+// Stalled and StallScanEnded take the flush scans' stall notices.
+func (c *capture) Stalled(e *timeline.Event) {
+	c.mu.Lock()
+	c.corr.Stalled(e)
+	c.mu.Unlock()
+	c.wake()
+}
+
+func (c *capture) StallScanEnded(now int64) {
+	c.mu.Lock()
+	c.corr.StallScanEnded(now)
+	c.mu.Unlock()
+}
+
 func (c *capture) Tick(now time.Time) {
 	c.mu.Lock()
 	c.ticks++

@@ -17,6 +17,14 @@ import (
 // CLOSE_WAIT or FIN_WAIT2 (flushStuck sends those queues in time), and the
 // connections still open when tracing stops (drain sends every queue).
 
+// StallHandler, when a Handler implements it, receives the flush scans'
+// notices of connections held by a full receive window (not kernel events:
+// observations of a scan), and the end of each scan that looked.
+type StallHandler interface {
+	Stalled(e *timeline.Event)
+	StallScanEnded(now int64)
+}
+
 // attachFlush prepares the flush scan (an iter/tcp program). Without it
 // the kernel side was loaded with batching off (see load).
 func (t *Tracer) attachFlush() error {
@@ -126,8 +134,8 @@ func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int
 	}
 	for _, b := range batches {
 		if r := (*rawBatch)(unsafe.Pointer(&b[0])); r.Magic == stallMagic {
-			if t.decoder.decodeStall(r, ev, now) {
-				h.Event(ev)
+			if sh, ok := h.(StallHandler); ok && t.decoder.decodeStall(r, ev, now) {
+				sh.Stalled(ev)
 			}
 			continue
 		}
@@ -135,9 +143,8 @@ func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int
 			t.decodeErr++
 		}
 	}
-	if stall != 0 && err == nil {
-		*ev = timeline.Event{Time: now, Type: timeline.EventStallScanEnd}
-		h.Event(ev)
+	if sh, ok := h.(StallHandler); ok && stall != 0 && err == nil {
+		sh.StallScanEnded(now)
 	}
 	if err != nil {
 		return fmt.Errorf("sending the queued events of open sockets: %w", err)

@@ -152,14 +152,6 @@ func (c *Correlator) MarkLost() {
 
 // Add feeds one event.
 func (c *Correlator) Add(e *Event) {
-	switch e.Type {
-	case EventStall: // a scan's observation, not a kernel event: not counted
-		c.stalled(e)
-		return
-	case EventStallScanEnd:
-		c.stallScanEnded(e.Time)
-		return
-	}
 	c.stats.Events++
 	switch e.Type {
 	case EventDrop:

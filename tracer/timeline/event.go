@@ -67,9 +67,9 @@ const (
 	EventDrop             EventType = 7 // skb:kfree_skb of a TCP packet
 	EventSyscallError     EventType = 8 // connect(), bind(), listen() or accept() failed
 	// EventStall: a flush scan found the socket held by the peer's full
-	// receive window (Info.StalledFor); EventStallScanEnd ends that scan.
-	EventStall        EventType = 9
-	EventStallScanEnd EventType = 10
+	// receive window (Info.StalledFor): an observation, handed to
+	// Correlator.Stalled, not Add.
+	EventStall EventType = 9
 )
 
 var eventTypeNames = [...]string{
@@ -82,7 +82,6 @@ var eventTypeNames = [...]string{
 	EventDrop:             "drop",
 	EventSyscallError:     "syscall_error",
 	EventStall:            "stall",
-	EventStallScanEnd:     "stall_scan_end",
 }
 
 func (t EventType) String() string {

@@ -22,8 +22,9 @@ type stall struct {
 	netns   uint32
 }
 
-// stalled takes an EventStall.
-func (c *Correlator) stalled(e *Event) {
+// Stalled takes a flush scan's notice (EventStall) of a connection held by
+// a full receive window.
+func (c *Correlator) Stalled(e *Event) {
 	if e.Info.StalledFor <= 0 {
 		return
 	}
@@ -49,8 +50,8 @@ func (c *Correlator) stalled(e *Event) {
 	}
 }
 
-// stallScanEnded: the spells not seen in this scan are over.
-func (c *Correlator) stallScanEnded(now int64) {
+// StallScanEnded: the spells the scan that just ended did not see are over.
+func (c *Correlator) StallScanEnded(now int64) {
 	for cookie, st := range c.stalls {
 		if st.seen == c.stallGen {
 			continue
