@@ -94,7 +94,11 @@ func appendSocketFields(b []byte, c *timeline.Connection) []byte {
 	} else {
 		b = appendUintField(b, "ssthresh", uint64(in.Ssthresh))
 	}
-	b = appendMillisField(b, "min_rtt_ms", int64(in.MinRTT)*1e3)
+	if in.MinRTT == noRTT {
+		b = append(b, `,"min_rtt_ms":null`...)
+	} else {
+		b = appendMillisField(b, "min_rtt_ms", int64(in.MinRTT)*1e3)
+	}
 	b = appendUintField(b, "delivered", uint64(in.Delivered))
 	b = appendUintField(b, "lost", uint64(in.Lost))
 	b = appendUintField(b, "retransmitted", uint64(c.SegsRetrans))

@@ -326,6 +326,11 @@ func (g *rowBuilder) transition(s, next *timeline.Step, lastSyn int64) int64 {
 	}
 	switch [2]timeline.State{s.From, s.To} {
 	case [2]timeline.State{timeline.StateClose, timeline.StateSynSent}:
+		if g.c.SyscallErrno != 0 && g.c.Outcome == timeline.OutcomeAborted {
+			// connect() failed before any SYN (no free local port).
+			g.state(s.Time, to)
+			return s.Time
+		}
 		g.send(s.Time, segSYN, g.lab(segSYN, true, "SYN"), to, "")
 		return s.Time
 	case [2]timeline.State{timeline.StateSynSent, timeline.StateEstablished}:
@@ -378,6 +383,8 @@ func (g *rowBuilder) transition(s, next *timeline.Step, lastSyn int64) int64 {
 			g.wait(s.Time - g.lastRetransmit)
 		}
 		note = "✗ gave up: no ACK of what it sent"
+	case c.Outcome == timeline.OutcomeAborted && c.SyscallErrno != 0:
+		note = "✗ connect() failed: " + timeline.ErrnoName(c.SyscallErrno)
 	case c.Outcome == timeline.OutcomeAborted:
 		note = "✗ the application closed it"
 	}

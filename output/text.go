@@ -46,7 +46,7 @@ func (t *Text) Connection(c *timeline.Connection) error {
 	if b = appendFigures(b, c, t.opts.cgroupPath(c.Cgroup)); len(b) > fig {
 		b = t.wrap(b[:len(b)-1], fig, "      ") // a long cgroup path
 	}
-	if info := len(b); c.Info.End {
+	if info := len(b); hasTCPInfo(c) {
 		b = appendTCPInfo(b, c)
 		b = t.wrap(b[:len(b)-1], info, "      ")
 	}
@@ -284,6 +284,16 @@ func (t *Text) Alert(a *timeline.Alert) error {
 	} else {
 		b = append(b, " !! "...)
 	}
+	if b, ok := appendHostAlertHead(b, a); ok {
+		b = appendOwner(b, a.Comm, a.PID)
+		b = appendContainerLabel(b, t.opts.container(a.Cgroup))
+		b = append(b, ' ')
+		b = appendAddrPort(b, a.LAddr, a.LPort)
+		b = append(b, ": "...)
+		b = timeline.AppendAlertExplanation(b, a)
+		t.buf = t.wrap(b, start, "    ")
+		return t.write()
+	}
 	b = append(b, a.State.String()...)
 	switch {
 	case a.Kind == timeline.AlertFinWait2OrphanEnded:
@@ -367,6 +377,9 @@ func describeTransition(b []byte, c *timeline.Connection, s *timeline.Step) []by
 	}
 	switch [2]timeline.State{s.From, s.To} {
 	case [2]timeline.State{timeline.StateClose, timeline.StateSynSent}:
+		if c.Reason == timeline.ReasonNoLocalPort || c.Reason == timeline.ReasonConnectFailed {
+			return append(b, "connect(): no SYN went out"...) // it failed before any
+		}
 		return append(b, "SYN sent"...)
 	case [2]timeline.State{timeline.StateSynSent, timeline.StateEstablished}:
 		b = append(b, "SYN+ACK received, ACK sent: connected"...)
@@ -410,6 +423,10 @@ func describeTransition(b []byte, c *timeline.Connection, s *timeline.Step) []by
 	case timeline.OutcomeResetLocal:
 		return append(b, "aborted: this host resets the connection"...)
 	case timeline.OutcomeAborted:
+		if c.SyscallErrno != 0 {
+			b = append(b, "connect() failed: "...)
+			return append(b, timeline.ErrnoName(c.SyscallErrno)...)
+		}
 		return append(b, "closed before the handshake completed"...)
 	}
 	return append(b, "closed"...)
