@@ -297,7 +297,7 @@ func TestPortInUse(t *testing.T) {
 	a = c.alert("port held by TIME_WAIT", func(a *timeline.Alert) bool {
 		return a.Kind == timeline.AlertPortInUse && a.LPort == port && a.Holders.TimeWait > 0
 	})
-	if e := string(timeline.AppendAlertExplanation(nil, &a)); !strings.Contains(e, "1 socket in TIME_WAIT hold it") ||
+	if e := string(timeline.AppendAlertExplanation(nil, &a)); !strings.Contains(e, "held by 1 socket in TIME_WAIT") ||
 		!strings.Contains(e, "SO_REUSEADDR") {
 		t.Errorf("alert says %q", e)
 	}

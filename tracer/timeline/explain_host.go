@@ -188,11 +188,13 @@ func appendHolders(b []byte, h *PortHolders) []byte {
 		}
 		b = append(b, "); stop it, or pick another port (SO_REUSEPORT if both are meant to share it)"...)
 	case h.TimeWait > 0:
+		b = append(b, "held by "...)
 		b = appendCount(b, h.TimeWait, "socket", "sockets")
-		b = append(b, " in TIME_WAIT hold it (a previous run closed first; the last leaves within 60 s, TCP_TIMEWAIT_LEN); set SO_REUSEADDR before bind()"...)
+		b = append(b, " in TIME_WAIT (a previous run closed first; the last leaves within 60 s, TCP_TIMEWAIT_LEN); set SO_REUSEADDR before bind()"...)
 	case h.Other > 0:
+		b = append(b, "held by "...)
 		b = appendCount(b, h.Other, "connection", "connections")
-		b = append(b, " use it as their local port; set SO_REUSEADDR before bind()"...)
+		b = append(b, " using it as their local port; set SO_REUSEADDR before bind()"...)
 	default:
 		b = append(b, "no TCP socket holds it now: it was released meanwhile"...)
 	}
