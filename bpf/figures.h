@@ -67,7 +67,7 @@ static __always_inline void read_figures(const struct sock *sk, struct tcp_figur
 	f->snd_mss = tp->mss_cache;
 	f->dsack_dups = tp->dsack_dups;
 	__u32 stat[3] = { tp->chrono_stat[0], tp->chrono_stat[1], tp->chrono_stat[2] };
-	__u32 running = BPF_CORE_READ_BITFIELD_PROBED(tp, chrono_type);
+	__u32 running = BPF_CORE_READ_BITFIELD(tp, chrono_type);
 	if (running >= 1 && running <= 3)
 		stat[running - 1] += (__u32)f->base.jiffies - tp->chrono_start;
 	f->busy = stat[0];
@@ -86,7 +86,7 @@ static __always_inline __u16 retransmit_kind(const struct sock *sk)
 	if (!tp)
 		return RETRANS_OTHER;
 	struct inet_connection_sock *icsk = (struct inet_connection_sock *)tp;
-	__u8 ca = BPF_CORE_READ_BITFIELD_PROBED(icsk, icsk_ca_state);
+	__u8 ca = BPF_CORE_READ_BITFIELD(icsk, icsk_ca_state);
 	if (icsk->icsk_pending == ICSK_TIME_LOSS_PROBE)
 		return RETRANS_TLP;
 	if (ca == TCP_CA_LOSS)

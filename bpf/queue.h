@@ -143,7 +143,7 @@ static __always_inline void stall_notice(struct bpf_iter__tcp *ctx, struct tcp_s
 	__u8 state = tp->inet_conn.icsk_inet.sk.__sk_common.skc_state;
 	if (!stall_after_jiffies || (state != TCP_ESTABLISHED && state != TCP_CLOSE_WAIT))
 		return;
-	if (BPF_CORE_READ_BITFIELD_PROBED(tp, chrono_type) != TCP_CHRONO_RWND_LIMITED ||
+	if (BPF_CORE_READ_BITFIELD(tp, chrono_type) != TCP_CHRONO_RWND_LIMITED ||
 	    (__u32)bpf_jiffies64() - tp->chrono_start < stall_after_jiffies)
 		return;
 	__u32 zero = 0;

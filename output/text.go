@@ -356,6 +356,11 @@ func describe(b []byte, c *timeline.Connection, s *timeline.Step) []byte {
 		}
 		return append(b, "RST received: connection reset by peer"...)
 	case timeline.StepError:
+		if !c.ErrorSeen() {
+			// Set on a socket no application holds any more (or ever).
+			b = append(b, "error set on the socket, no application holds it: "...)
+			return append(b, timeline.ErrnoName(s.Errno)...)
+		}
 		b = append(b, "error reported to the application: "...)
 		return append(b, timeline.ErrnoName(s.Errno)...)
 	}

@@ -44,7 +44,8 @@ func (d *Decoder) setFigures(e *timeline.Event, f *tcptraceTcpFigures, end bool)
 	in.Delivered, in.Lost, in.Reordering = f.Delivered, f.Lost, f.Reordering
 	in.SndMSS, in.RcvMSS, in.DSACKDups = f.SndMss, f.RcvMss, f.DsackDups
 	in.Probes = f.Probes
-	in.Busy = d.clock.ns(f.Busy)
+	// As tcpi_busy_time: the time busy sending, limited or not.
+	in.Busy = d.clock.ns(f.Busy + f.RwndLimited + f.SndbufLimited)
 	in.RwndLimited = d.clock.ns(f.RwndLimited)
 	in.SndbufLimited = d.clock.ns(f.SndbufLimited)
 	in.StalledFor = d.clock.ns(f.StalledFor)

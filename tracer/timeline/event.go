@@ -171,9 +171,10 @@ type TCPInfo struct {
 	Reordering               uint32
 	SndMSS, RcvMSS           uint32
 	DSACKDups                uint32 // retransmissions the peer already had
-	// Busy, RwndLimited, SndbufLimited: ns sending, limited by the peer's
-	// receive window, by the send buffer; -1 where the tick rate (HZ)
-	// is not known yet.
+	// Busy, RwndLimited, SndbufLimited: ns with data to send (as
+	// tcpi_busy_time: the two limited spells included), limited by the
+	// peer's receive window, by the send buffer; -1 where the tick rate
+	// (HZ) is not known yet.
 	Busy, RwndLimited, SndbufLimited int64
 	// StalledFor: the spell limited by the peer's window under way, ns
 	// (0: none; -1: HZ unknown).

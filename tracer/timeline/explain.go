@@ -232,7 +232,7 @@ func AppendExplanation(b []byte, c *Connection) []byte {
 	b = appendStall(b, c)
 	// Only a socket an application still held could report the error:
 	// an orphan's end (closed already) reaches no one.
-	if c.Errno != 0 && c.Outcome != OutcomeClosed && appCouldSee(c) {
+	if c.Errno != 0 && c.Outcome != OutcomeClosed && c.ErrorSeen() {
 		b = append(b, "; the application saw "...)
 		b = append(b, ErrnoName(c.Errno)...)
 	}
@@ -311,11 +311,11 @@ func isFailure(o Outcome) bool {
 	return o != OutcomeClosed && o != OutcomeOpen
 }
 
-// appCouldSee: an application still held the socket when its error was
+// ErrorSeen: an application still held the socket when its error was
 // reported. Not an orphan (closed already), nor a reset the application's
 // own close() caused (SO_LINGER {1, 0}, unread data), nor one no
 // application ever had.
-func appCouldSee(c *Connection) bool {
+func (c *Connection) ErrorSeen() bool {
 	switch c.Reason {
 	case ReasonLingerAbort, ReasonUnreadData, ReasonNeverAccepted, ReasonAbortOnMemory, ReasonDataAfterClose:
 		return false
