@@ -33,6 +33,9 @@ func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
 
+// ringSizeHelp is --ring-size's help, for tcptrace and tcptrace top.
+var ringSizeHelp = fmt.Sprintf("BPF ring buffer size in bytes (a power of two, at most %d)", tracer.RingBytesMax)
+
 // options are the parsed flags.
 type options struct {
 	output         string
@@ -122,7 +125,7 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 	f.StringVar(&o.readyFile, "ready-file", "", "create this file once the probes are attached")
 	f.IntVar(&o.maxConnections, "max-connections", timeline.DefaultConfig().MaxConnections,
 		"most connections tracked at once; beyond it the oldest is reported early and counted as evicted")
-	f.IntVar(&o.ringSize, "ring-size", 8<<20, "BPF ring buffer size in bytes (a power of two)")
+	f.IntVar(&o.ringSize, "ring-size", tracer.RingBytesDefault, ringSizeHelp)
 	f.DurationVar(&o.stuckAfter, "stuck-after", 30*time.Second,
 		"alert on connections stuck this long in CLOSE_WAIT, FIN_WAIT2, SYN_SENT or SYN_RECV (0: never)")
 	f.StringVar(&o.cgroup, "cgroup", "", "only sockets of this cgroup v2: its directory, or its path in the hierarchy (/system.slice/nginx.service)")
@@ -236,9 +239,8 @@ func (o *options) tracerConfig() (tracer.Config, error) {
 	if o.maxConnections < 1 {
 		return cfg, usagef("--max-connections must be at least 1, got %d", o.maxConnections)
 	}
-	page := os.Getpagesize()
-	if o.ringSize < page || o.ringSize&(o.ringSize-1) != 0 || o.ringSize > 1<<30 {
-		return cfg, usagef("--ring-size must be a power of two between %d and %d bytes, got %d", page, 1<<30, o.ringSize)
+	if !tracer.ValidRingBytes(o.ringSize) {
+		return cfg, usageError{tracer.RingBytesError("--ring-size", o.ringSize)}
 	}
 	cfg.RingBytes = o.ringSize
 	// --events prints every event as it happens: the kernel sends each on

@@ -92,7 +92,7 @@ func (o *topOptions) addFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.stuckAfter, "stuck-after", 30*time.Second,
 		"alert on connections stuck this long in CLOSE_WAIT, FIN_WAIT2, SYN_SENT or SYN_RECV (0: never)")
 	f.IntVar(&o.maxConnections, "max-connections", timeline.DefaultConfig().MaxConnections, "most connections tracked at once")
-	f.IntVar(&o.ringSize, "ring-size", 8<<20, "BPF ring buffer size in bytes (a power of two)")
+	f.IntVar(&o.ringSize, "ring-size", tracer.RingBytesDefault, ringSizeHelp)
 	f.StringVar(&o.readyFile, "ready-file", "", "create this file once the probes are attached")
 	// For make bench: top's work (aggregation, a snapshot and a screen
 	// rendered every --interval) without a terminal; a JSON summary at exit.

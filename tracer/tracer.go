@@ -41,8 +41,8 @@ type Config struct {
 	// walk (they see one namespace at a time); empty: tcptrace's own.
 	NetNSPath string
 
-	// RingBytes is the ring buffer size, a power of two multiple of the
-	// page size; 0 means 8 MiB.
+	// RingBytes is the ring buffer size, a power of two between
+	// RingBytesMin and RingBytesMax; 0 means RingBytesDefault.
 	RingBytes int
 	// WakeupBytes: the reader is woken once this much is queued, and
 	// otherwise polls every PollInterval. 0 wakes it for every event.
@@ -121,14 +121,13 @@ func New(cfg Config) (*Tracer, error) {
 		cfg.Comm = cfg.Comm[:15]
 	}
 	if cfg.RingBytes == 0 {
-		cfg.RingBytes = 8 << 20
+		cfg.RingBytes = RingBytesDefault
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 100 * time.Millisecond
 	}
-	pageSize := os.Getpagesize()
-	if cfg.RingBytes < pageSize || cfg.RingBytes&(cfg.RingBytes-1) != 0 {
-		return nil, fmt.Errorf("ring buffer size must be a power of two of at least %d bytes, got %d", pageSize, cfg.RingBytes)
+	if !ValidRingBytes(cfg.RingBytes) {
+		return nil, RingBytesError("ring buffer size", cfg.RingBytes)
 	}
 
 	kernel, err := ProbeKernel()
@@ -136,8 +135,8 @@ func New(cfg Config) (*Tracer, error) {
 		return nil, err
 	}
 	if len(kernel.MissingTracepoints) > 0 {
-		return nil, fmt.Errorf("this kernel lacks the tracepoint(s) %s that tcptrace attaches to; Linux >= 5.15 has them all",
-			strings.Join(kernel.MissingTracepoints, ", "))
+		return nil, fmt.Errorf("this kernel lacks the tracepoint(s) %s that tcptrace attaches to; %s",
+			strings.Join(kernel.MissingTracepoints, ", "), adviceTracepoints)
 	}
 
 	// Locked memory is not charged to RLIMIT_MEMLOCK since Linux 5.11
@@ -265,7 +264,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec) error {
 func refusedOptional(err error, spec *ebpf.CollectionSpec) (program, bool) {
 	msg := err.Error()
 	for _, p := range slices.Concat(programs, iterPrograms, acceptPrograms, []program{flushProgram}) {
-		if p.lacking != "" && spec.Programs[p.name] != nil && strings.HasPrefix(msg, "program "+p.name+":") {
+		if !p.required && spec.Programs[p.name] != nil && strings.HasPrefix(msg, "program "+p.name+":") {
 			return p, true
 		}
 	}
