@@ -145,19 +145,8 @@ func (g *rowBuilder) wait(ns int64) {
 		return
 	}
 	r := row{}
-	r.label[g.own()] = "wait " + waitString(ns)
+	r.label[g.own()] = "wait " + string(appendWait(nil, ns))
 	g.add(r)
-}
-
-// waitString writes a timer's wait as it is read: "1.0 s", "16 s", "200 ms".
-func waitString(ns int64) string {
-	switch {
-	case ns < 1e9:
-		return strconv.FormatInt((ns+5e5)/1e6, 10) + " ms"
-	case ns < 10e9:
-		return strconv.FormatFloat(float64(ns)/1e9, 'f', 1, 64) + " s"
-	}
-	return strconv.FormatInt((ns+5e8)/1e9, 10) + " s"
 }
 
 // build turns the record's steps into rows.
