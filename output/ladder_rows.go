@@ -1,6 +1,7 @@
 package output
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"strconv"
@@ -62,8 +63,11 @@ type row struct {
 	sender bool  // the arrow was inferred by the end that sent it
 	ord    int   // the arrow's ordinal among its kind and direction
 	key    int64 // where it sorts among both ends' rows
-	dup    int   // a detached label row: index+1 of the row it belongs to
 	gone   bool  // dropped as the duplicate of the other end's arrow
+	// detached: a label row taken from a dropped duplicate arrow; it
+	// belongs to the arrow row kept, rows[arrowRow] in pairRows.
+	detached bool
+	arrowRow int
 }
 
 // inferred marks a state of the end whose record is not drawn: what the
@@ -469,6 +473,14 @@ func pairRows(a, b []row) []row {
 	rows := append(slices.Clip(a), b...)
 	sortKeys(rows[:len(a)])
 	sortKeys(rows[len(a):])
+	detached := dropDuplicateArrows(rows)
+	return mergeRows(rows, detached)
+}
+
+// dropDuplicateArrows marks gone, of each segment drawn by both ends, the
+// row that is not better, and moves its labels to the row kept or to
+// detached label rows, which it returns.
+func dropDuplicateArrows(rows []row) []row {
 	type segKey struct {
 		kind    segKind
 		toRight bool
@@ -500,13 +512,19 @@ func pairRows(a, b []row) []row {
 			case keep.label[s] == "" && !drop.timed:
 				keep.label[s] = l
 			default:
-				d := row{t: drop.t, timed: drop.timed, key: max(drop.key, keep.key), from: drop.from}
+				d := row{t: drop.t, timed: drop.timed, key: max(drop.key, keep.key), from: drop.from,
+					detached: true, arrowRow: first[k]}
 				d.label[s] = l
-				d.dup = 1 + int(first[k])
 				detached = append(detached, d)
 			}
 		}
 	}
+	return detached
+}
+
+// mergeRows sorts rows and the detached label rows by key, leaving out
+// those gone, and writes a detached label beside its arrow when it can.
+func mergeRows(rows, detached []row) []row {
 	// The detached rows point at the row they belong to by index: keep
 	// indices stable until they are resolved.
 	out := make([]row, 0, len(rows)+len(detached))
@@ -519,29 +537,21 @@ func pairRows(a, b []row) []row {
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(x, y int) int {
-		if all[x].key < all[y].key {
-			return -1
-		}
-		if all[x].key > all[y].key {
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(order, func(x, y int) int { return cmp.Compare(all[x].key, all[y].key) })
 	for _, i := range order {
 		r := all[i]
 		if r.gone {
 			continue
 		}
-		if r.dup > 0 {
+		if r.detached {
 			// A state the segment caused at its receiver: beside the
 			// arrow, when it is the row just before and has room.
-			k := byIndex[r.dup-1]
+			k := byIndex[r.arrowRow]
 			if k >= 0 && k >= len(out)-2 && out[k].label[slotOf(r)] == "" && !laterOwn(out[k+1:], r) {
 				out[k].label[slotOf(r)] = r.label[slotOf(r)]
 				continue
 			}
-			r.dup = 0
+			r.detached = false
 		}
 		if i < len(rows) {
 			byIndex[i] = len(out)
