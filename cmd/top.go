@@ -79,7 +79,7 @@ func (o *topOptions) addFlags(cmd *cobra.Command) {
 	f.StringVarP(&o.output, "output", "o", "text", "with --once: text or json")
 	f.StringVar(&o.group, "group", "process", "group rows by: process, container, pod, port or remote")
 	f.StringVar(&o.sort, "sort", "worst", "sort rows by: worst, name, or a column's heading in lower case (est, closw, ref/s...)")
-	f.UintSliceVar(&o.ports, "port", nil, "only connections with this local or remote port (repeatable, up to 8)")
+	f.UintSliceVar(&o.ports, "port", nil, fmt.Sprintf("only connections with this local or remote port (repeatable, up to %d)", tracer.MaxPorts))
 	f.IntVar(&o.pid, "pid", 0, "only connections owned by this process ID")
 	f.StringVar(&o.comm, "comm", "", "only connections owned by processes with this name")
 	f.BoolVarP(&o.ipv4, "ipv4", "4", false, "only IPv4")
