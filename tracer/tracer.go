@@ -110,26 +110,9 @@ type Tracer struct {
 
 // New loads and attaches the programs. Its errors are meant for the user.
 func New(cfg Config) (*Tracer, error) {
-	if len(cfg.Ports) > MaxPorts {
-		return nil, fmt.Errorf("at most %d ports can be filtered, got %d", MaxPorts, len(cfg.Ports))
+	if err := checkConfig(&cfg); err != nil {
+		return nil, err
 	}
-	if cfg.Family != 0 && cfg.Family != 4 && cfg.Family != 6 {
-		return nil, fmt.Errorf("address family must be 4 or 6, got %d", cfg.Family)
-	}
-	if len(cfg.Comm) > 15 {
-		// The kernel keeps 15 bytes of a process name (TASK_COMM_LEN - 1).
-		cfg.Comm = cfg.Comm[:15]
-	}
-	if cfg.RingBytes == 0 {
-		cfg.RingBytes = RingBytesDefault
-	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = 100 * time.Millisecond
-	}
-	if !ValidRingBytes(cfg.RingBytes) {
-		return nil, RingBytesError("ring buffer size", cfg.RingBytes)
-	}
-
 	kernel, err := ProbeKernel()
 	if err != nil {
 		return nil, err
@@ -143,42 +126,16 @@ func New(cfg Config) (*Tracer, error) {
 	// (memcg accounting), and without CAP_SYS_RESOURCE it can't be raised.
 	_ = rlimit.RemoveMemlock()
 
-	spec, err := loadTcptrace()
+	spec, err := newSpec(kernel, &cfg)
 	if err != nil {
-		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
-	}
-	// A tp_btf program may not read an argument its tracepoint lacks, nor
-	// attach to a tracepoint that is not there: keep what this kernel takes.
-	for name := range kernel.skip {
-		delete(spec.Programs, name)
-	}
-	for _, p := range programs {
-		if p.ownerIO && !cfg.OwnerIO {
-			delete(spec.Programs, p.name)
-		} else if p.ownerIO && kernel.skip[p.name] {
-			kernel.Degraded = append(kernel.Degraded, p.tracepoint+": "+p.lacking)
-		}
-	}
-	if err := setFilters(spec, &cfg); err != nil {
 		return nil, err
 	}
-	if specHook != nil {
-		specHook(spec)
-	}
-	spec.Maps[tcptraceMapEvents].MaxEntries = uint32(cfg.RingBytes)
-
 	t := &Tracer{cfg: cfg, kernel: kernel}
 	t.decoder.RSTReasons = kernel.RSTReasons
 	t.decoder.DropReasons = kernel.DropReasons
 	t.decoder.clock.hz = kernelHZ()
-	for name, v := range map[string]uint32{
-		"drop_reason_consumed": kernel.dropReason("SKB_CONSUMED", 1),
-		"drop_ignored_a":       kernel.dropReason(IgnoredDrops[0], 0xffffffff),
-		"drop_ignored_b":       kernel.dropReason(IgnoredDrops[1], 0xffffffff),
-	} {
-		if err := spec.Variables[name].Set(v); err != nil {
-			return nil, fmt.Errorf("setting %s: %w", name, err)
-		}
+	if err := setDropReasons(spec, kernel); err != nil {
+		return nil, err
 	}
 	t.decoder.MonoToUnix = monoToUnix()
 	if err := t.openNetNS(); err != nil {
@@ -197,6 +154,74 @@ func New(cfg Config) (*Tracer, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// checkConfig rejects what can't be traced and fills in the defaults.
+func checkConfig(cfg *Config) error {
+	if len(cfg.Ports) > MaxPorts {
+		return fmt.Errorf("at most %d ports can be filtered, got %d", MaxPorts, len(cfg.Ports))
+	}
+	if cfg.Family != 0 && cfg.Family != 4 && cfg.Family != 6 {
+		return fmt.Errorf("address family must be 4 or 6, got %d", cfg.Family)
+	}
+	if len(cfg.Comm) > 15 {
+		// The kernel keeps 15 bytes of a process name (TASK_COMM_LEN - 1).
+		cfg.Comm = cfg.Comm[:15]
+	}
+	if cfg.RingBytes == 0 {
+		cfg.RingBytes = RingBytesDefault
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 100 * time.Millisecond
+	}
+	if !ValidRingBytes(cfg.RingBytes) {
+		return RingBytesError("ring buffer size", cfg.RingBytes)
+	}
+	return nil
+}
+
+// newSpec reads the embedded BPF object and keeps of it what this kernel
+// takes and cfg asks for, with cfg's filters and ring buffer size.
+func newSpec(kernel *Kernel, cfg *Config) (*ebpf.CollectionSpec, error) {
+	spec, err := loadTcptrace()
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
+	}
+	// A tp_btf program may not read an argument its tracepoint lacks, nor
+	// attach to a tracepoint that is not there: keep what this kernel takes.
+	for name := range kernel.skip {
+		delete(spec.Programs, name)
+	}
+	for _, p := range programs {
+		if p.ownerIO && !cfg.OwnerIO {
+			delete(spec.Programs, p.name)
+		} else if p.ownerIO && kernel.skip[p.name] {
+			kernel.Degraded = append(kernel.Degraded, p.tracepoint+": "+p.lacking)
+		}
+	}
+	if err := setFilters(spec, cfg); err != nil {
+		return nil, err
+	}
+	if specHook != nil {
+		specHook(spec)
+	}
+	spec.Maps[tcptraceMapEvents].MaxEntries = uint32(cfg.RingBytes)
+	return spec, nil
+}
+
+// setDropReasons gives the programs this kernel's values of the drop
+// reasons they look for.
+func setDropReasons(spec *ebpf.CollectionSpec, kernel *Kernel) error {
+	for name, v := range map[string]uint32{
+		"drop_reason_consumed": kernel.dropReason("SKB_CONSUMED", 1),
+		"drop_ignored_a":       kernel.dropReason(IgnoredDrops[0], 0xffffffff),
+		"drop_ignored_b":       kernel.dropReason(IgnoredDrops[1], 0xffffffff),
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // specHook, when set (by tests), changes the object before it loads.
