@@ -445,6 +445,6 @@ func processCaps() Capabilities {
 	for _, cc := range checkedCaps {
 		c.Caps = append(c.Caps, CapInfo{Name: cc.name, Effective: eff(cc.num), Permitted: perm(cc.num), For: cc.use})
 	}
-	c.CanLoad = checkPrivileges() == nil
+	c.CanLoad = canLoad(eff)
 	return c
 }

@@ -320,11 +320,16 @@ func checkPrivileges() error {
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
 		return nil // can't tell; the load itself will say
 	}
-	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
-	if has(capSysAdmin) || (has(capBPF) && has(capPerfmon)) {
+	if canLoad(func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }) {
 		return nil
 	}
 	return errPrivileges
+}
+
+// canLoad says whether the effective capabilities (has) allow loading
+// tracing programs: CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN.
+func canLoad(has func(c uint) bool) bool {
+	return has(capSysAdmin) || (has(capBPF) && has(capPerfmon))
 }
 
 var errPrivileges = errors.New("not enough privileges to load BPF tracing programs: run tcptrace as root (sudo tcptrace), or grant it CAP_BPF and CAP_PERFMON")
