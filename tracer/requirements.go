@@ -21,7 +21,7 @@ const (
 	// KernelRingBuf: BPF_MAP_TYPE_RINGBUF, the one way events reach user
 	// space.
 	KernelRingBuf = "5.8"
-	// KernelIterTCP: the iter/tcp socket scans (iter/task_file is 5.8).
+	// KernelIterTCP: the iter/tcp socket scans.
 	KernelIterTCP = "5.9"
 	// KernelIterTaskFile: the iter/task_file owner scans.
 	KernelIterTaskFile = "5.8"
