@@ -79,7 +79,7 @@ func (o *topOptions) addFlags(cmd *cobra.Command) {
 	f.StringVarP(&o.output, "output", "o", "text", "with --once: text or json")
 	f.StringVar(&o.group, "group", "process", "group rows by: process, container, pod, port or remote")
 	f.StringVar(&o.sort, "sort", "worst", "sort rows by: worst, name, or a column's heading in lower case (est, closw, ref/s...)")
-	f.UintSliceVar(&o.ports, "port", nil, "only connections with this local or remote port (repeatable, up to 8)")
+	f.UintSliceVar(&o.ports, "port", nil, fmt.Sprintf("only connections with this local or remote port (repeatable, up to %d)", tracer.MaxPorts))
 	f.IntVar(&o.pid, "pid", 0, "only connections owned by this process ID")
 	f.StringVar(&o.comm, "comm", "", "only connections owned by processes with this name")
 	f.BoolVarP(&o.ipv4, "ipv4", "4", false, "only IPv4")
@@ -92,7 +92,7 @@ func (o *topOptions) addFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.stuckAfter, "stuck-after", 30*time.Second,
 		"alert on connections stuck this long in CLOSE_WAIT, FIN_WAIT2, SYN_SENT or SYN_RECV (0: never)")
 	f.IntVar(&o.maxConnections, "max-connections", timeline.DefaultConfig().MaxConnections, "most connections tracked at once")
-	f.IntVar(&o.ringSize, "ring-size", 8<<20, "BPF ring buffer size in bytes (a power of two)")
+	f.IntVar(&o.ringSize, "ring-size", tracer.RingBytesDefault, ringSizeHelp)
 	f.StringVar(&o.readyFile, "ready-file", "", "create this file once the probes are attached")
 	// For make bench: top's work (aggregation, a snapshot and a screen
 	// rendered every --interval) without a terminal; a JSON summary at exit.

@@ -42,6 +42,19 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 	b = j.appendTimeField(b, "start", c.Start)
 	b = j.appendTimeField(b, "end", c.End)
 	b = appendMillisField(b, "duration_ms", c.Duration())
+	b = j.appendEndpoints(b, c)
+	b = appendOutcome(b, c)
+	b = appendJSONFigures(b, c)
+	b = appendTimeline(b, c)
+	b = appendHostFields(b, c)
+	b = append(b, "}\n"...)
+	j.buf = b
+	return j.write()
+}
+
+// appendEndpoints writes the connection's addresses, its owner, and where
+// it lives (cgroup, container, namespace).
+func (j *JSON) appendEndpoints(b []byte, c *timeline.Connection) []byte {
 	b = appendStringField(b, "family", c.Family())
 	b = appendAddrField(b, "laddr", c.LAddr)
 	b = appendUintField(b, "lport", uint64(c.LPort))
@@ -56,10 +69,13 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 	b = appendContainer(b, j.opts.container(c.Cgroup))
 	b = appendUintField(b, "netns", uint64(c.NetNS))
 	if c.PeerCookie == 0 {
-		b = append(b, `,"peer_cookie":null`...)
-	} else {
-		b = appendUintField(b, "peer_cookie", c.PeerCookie)
+		return append(b, `,"peer_cookie":null`...)
 	}
+	return appendUintField(b, "peer_cookie", c.PeerCookie)
+}
+
+// appendOutcome writes how the connection ended, and why.
+func appendOutcome(b []byte, c *timeline.Connection) []byte {
 	b = appendStringField(b, "outcome", c.Outcome.String())
 	if c.ClosedBy == timeline.ClosedByNone {
 		b = append(b, `,"closed_by":null`...)
@@ -91,7 +107,12 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 	start := len(b)
 	b = timeline.AppendExplanation(b, c)
 	b = escapeInPlace(b, start)
-	b = append(b, '"')
+	return append(b, '"')
+}
+
+// appendJSONFigures writes the kernel's counters and RTTs, and how complete
+// the record is.
+func appendJSONFigures(b []byte, c *timeline.Connection) []byte {
 	b = appendUintField(b, "bytes_sent", c.BytesSent)
 	b = appendUintField(b, "bytes_received", c.BytesReceived)
 	b = appendUintField(b, "segs_retransmitted", uint64(c.SegsRetrans))
@@ -107,7 +128,12 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 	}
 	b = appendBoolField(b, "partial", c.Partial)
 	b = appendBoolField(b, "incomplete", c.Incomplete)
-	b = appendBoolField(b, "evicted", c.Evicted)
+	return appendBoolField(b, "evicted", c.Evicted)
+}
+
+// appendTimeline writes the states the connection went through and its
+// steps.
+func appendTimeline(b []byte, c *timeline.Connection) []byte {
 	b = append(b, `,"states":[`...)
 	for i, s := range c.States {
 		if i > 0 {
@@ -123,11 +149,7 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 		b = appendStep(b, c, &c.Steps[i])
 	}
 	b = append(b, ']')
-	b = appendUintField(b, "timeline_dropped", uint64(c.StepsDropped))
-	b = appendHostFields(b, c)
-	b = append(b, "}\n"...)
-	j.buf = b
-	return j.write()
+	return appendUintField(b, "timeline_dropped", uint64(c.StepsDropped))
 }
 
 func appendStep(b []byte, c *timeline.Connection, s *timeline.Step) []byte {

@@ -328,13 +328,13 @@ func describe(b []byte, c *timeline.Connection, s *timeline.Step) []byte {
 		b = append(b, "SYN retry #"...)
 		b = strconv.AppendInt(b, int64(s.N), 10)
 		b = append(b, " after "...)
-		return appendSeconds(b, s.Since)
+		return appendWait(b, s.Since)
 	case timeline.StepSynAckRetransmit:
 		b = append(b, "SYN+ACK retry #"...)
 		b = strconv.AppendInt(b, int64(s.N), 10)
 		if s.N > 1 {
 			b = append(b, " after "...)
-			b = appendSeconds(b, s.Since)
+			b = appendWait(b, s.Since)
 		}
 		return append(b, " (final ACK missing)"...)
 	case timeline.StepRetransmit:
@@ -644,30 +644,6 @@ func appendOwner(b []byte, comm string, pid uint32) []byte {
 	b = append(b, '[')
 	b = strconv.AppendUint(b, uint64(pid), 10)
 	return append(b, ']')
-}
-
-// appendDuration writes ns as "812µs", "12.3ms" or "7.10s".
-func appendDuration(b []byte, ns int64) []byte {
-	switch {
-	case ns < 1e6:
-		b = strconv.AppendInt(b, ns/1e3, 10)
-		return append(b, "µs"...)
-	case ns < 1e9:
-		b = strconv.AppendFloat(b, ms(ns), 'f', 1, 64)
-		return append(b, "ms"...)
-	}
-	b = strconv.AppendFloat(b, float64(ns)/1e9, 'f', 2, 64)
-	return append(b, 's')
-}
-
-// appendSeconds writes ns as "1.0 s" or "250 ms", as retry intervals are read.
-func appendSeconds(b []byte, ns int64) []byte {
-	if ns >= 1e9 {
-		b = strconv.AppendFloat(b, float64(ns)/1e9, 'f', 1, 64)
-		return append(b, " s"...)
-	}
-	b = strconv.AppendFloat(b, ms(ns), 'f', 0, 64)
-	return append(b, " ms"...)
 }
 
 // appendPadLeft writes prefix and a relative time ("+12.345ms", "+7.103s")

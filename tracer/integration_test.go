@@ -1016,7 +1016,7 @@ func TestRequiredProgramRefused(t *testing.T) {
 	}
 }
 
-// Connections at rest are packed (timeline's cold.go) and unpacked by their
+// Connections at rest are packed (timeline's rest.go) and unpacked by their
 // next event: on the real kernel, both ends of an idle connection are packed,
 // and their records, once they close, are whole. Events one by one (as with
 // --events): queued per socket, an idle connection's events stay in the
