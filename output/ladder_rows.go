@@ -375,7 +375,7 @@ func (g *rowBuilder) segmentsOf(s *timeline.Step) bool {
 		if g.c.SyscallErrno != 0 && g.c.Outcome == timeline.OutcomeAborted {
 			// connect() failed before any SYN (no free local port).
 			g.state(s.Time, to)
-			return s.Time
+			return true
 		}
 		g.send(s.Time, segSYN, g.lab(segSYN, true, "SYN"), to, "")
 		g.lastSyn = s.Time
