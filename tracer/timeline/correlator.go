@@ -26,7 +26,7 @@ type Config struct {
 	// this host closed first, so for --events only.
 	FollowTimeWait bool
 	// FreezeAfter (ns): a connection ESTABLISHED with no event for this
-	// long is packed to a tenth of its size until its next event (cold.go).
+	// long is packed to a tenth of its size until its next event (rest.go).
 	// 0 never packs.
 	FreezeAfter int64
 	// ScanNetNS walks the TCP sockets of one namespace, for the numbers
@@ -153,29 +153,73 @@ func (c *Correlator) MarkLost() {
 // Add feeds one event.
 func (c *Correlator) Add(e *Event) {
 	c.stats.Events++
-	switch e.Type {
-	case EventDrop:
-		c.addDrop(e)
-		return
-	case EventSyscallError:
-		c.syscallFailed(e)
+	if c.addHostEvent(e) {
 		return
 	}
-	if e.Cookie == 0 {
+	conn := c.recordOf(e)
+	if conn == nil {
+		return
+	}
+	conn.End = e.Time
+	conn.learnTuple(e)
+	if e.PID != 0 {
+		// The kernel side sends the best owner it knows; later is better.
+		conn.PID, conn.Comm = e.PID, e.Comm
+	}
+	if e.Cgroup != 0 {
+		conn.Cgroup = e.Cgroup
+	}
+	switch e.Type {
+	case EventState:
+		conn.UID = e.UID
+		c.transition(conn, e)
+	case EventRetransmit:
+		c.retransmitted(conn, e)
+	case EventRSTSent:
+		c.rstSent(conn, e)
+	case EventRSTReceived:
+		conn.RSTReceived = true
+		if e.NewState != StateSynSent && c.matchNoSocketRST(conn, e.Time) {
+			conn.HalfOpen = true
+		}
+		c.addStep(conn, Step{Time: e.Time, Kind: StepRSTReceived, From: e.NewState, To: e.NewState})
+	case EventError:
+		if e.Errno == 0 {
+			return // already consumed by the application: nothing to tell
+		}
+		conn.Errno = e.Errno
+		c.addStep(conn, Step{Time: e.Time, Kind: StepError, From: e.NewState, To: e.NewState, Errno: e.Errno})
+	}
+}
+
+// addHostEvent takes the events that belong to no record of their own:
+// drops and failed calls (host.go, calls.go), RSTs sent with no socket,
+// SYN+ACK retries of request sockets. It reports whether e was one.
+func (c *Correlator) addHostEvent(e *Event) bool {
+	switch {
+	case e.Type == EventDrop:
+		c.addDrop(e)
+	case e.Type == EventSyscallError:
+		c.syscallFailed(e)
+	case e.Cookie == 0:
 		if e.Type == EventRSTSent {
 			c.stats.ResetsNoSocket++
 			c.addNoSocketRST(e)
 		}
-		return
-	}
-	if e.Type == EventSynAckRetransmit {
+	case e.Type == EventSynAckRetransmit:
 		// The listener's queue at the retry: full, the final ACK was
 		// dropped for it.
 		c.observeListener(e.NetNS, e.LAddr, e.LPort, 0, e.Queue, e.Time)
 		c.addSynAck(e)
-		return
+	default:
+		return false
 	}
+	return true
+}
 
+// recordOf finds or starts the record an event belongs to; nil for the
+// stray events of a socket whose record has ended.
+func (c *Correlator) recordOf(e *Event) *Connection {
 	conn := c.lookup(e.Cookie)
 	if conn != nil && !conn.closed && conn != c.open.tail {
 		// The open list is kept in order of activity: the least recently
@@ -200,65 +244,42 @@ func (c *Correlator) Add(e *Event) {
 			e.NewState == StateNewSynRecv) {
 			// A timewait or already closed socket whose record has ended.
 			c.stats.Stray++
-			return
+			return nil
 		}
 		conn = c.start(e)
 	}
 	conn.seeded = false
+	return conn
+}
 
-	conn.End = e.Time
-	conn.learnTuple(e)
-	if e.PID != 0 {
-		// The kernel side sends the best owner it knows; later is better.
-		conn.PID, conn.Comm = e.PID, e.Comm
+func (c *Correlator) retransmitted(conn *Connection, e *Event) {
+	if e.NewState != StateSynSent {
+		conn.Retransmits++
+		conn.countRetransmit(e)
+		c.addStep(conn, Step{Time: e.Time, Kind: StepRetransmit, From: e.NewState, To: e.NewState,
+			N: conn.Retransmits, Retrans: e.Retrans, Backoff: e.Backoff})
+		return
 	}
-	if e.Cgroup != 0 {
-		conn.Cgroup = e.Cgroup
+	conn.SynRetries++
+	if c.listeners[portKey{conn.NetNS, conn.RPort}] != nil {
+		c.wantListenerLook = true // a listener on this host: was it full?
 	}
+	c.addStep(conn, Step{Time: e.Time, Kind: StepSynRetransmit, From: e.NewState, To: e.NewState,
+		N: conn.SynRetries, Since: e.Time - conn.lastSyn})
+	conn.lastSyn = e.Time
+}
 
-	switch e.Type {
-	case EventState:
-		conn.UID = e.UID
-		c.transition(conn, e)
-	case EventRetransmit:
-		if e.NewState == StateSynSent {
-			conn.SynRetries++
-			if c.listeners[portKey{conn.NetNS, conn.RPort}] != nil {
-				c.wantListenerLook = true // a listener on this host: was it full?
-			}
-			c.addStep(conn, Step{Time: e.Time, Kind: StepSynRetransmit, From: e.NewState, To: e.NewState,
-				N: conn.SynRetries, Since: e.Time - conn.lastSyn})
-			conn.lastSyn = e.Time
-		} else {
-			conn.Retransmits++
-			conn.countRetransmit(e)
-			c.addStep(conn, Step{Time: e.Time, Kind: StepRetransmit, From: e.NewState, To: e.NewState,
-				N: conn.Retransmits, Retrans: e.Retrans, Backoff: e.Backoff})
-		}
-	case EventRSTSent:
-		conn.RSTSent = true
-		// A timewait socket outliving the connection may answer a late
-		// segment with a RST; only the socket's own RST makes the close
-		// abortive.
-		if e.NewState != StateTimeWait && !conn.rstSentLive {
-			conn.rstSentLive = true
-			conn.RSTReason = e.RSTReason
-		}
-		c.addStep(conn, Step{Time: e.Time, Kind: StepRSTSent, From: e.NewState, To: e.NewState,
-			RSTReason: e.RSTReason})
-	case EventRSTReceived:
-		conn.RSTReceived = true
-		if e.NewState != StateSynSent && c.matchNoSocketRST(conn, e.Time) {
-			conn.HalfOpen = true
-		}
-		c.addStep(conn, Step{Time: e.Time, Kind: StepRSTReceived, From: e.NewState, To: e.NewState})
-	case EventError:
-		if e.Errno == 0 {
-			return // already consumed by the application: nothing to tell
-		}
-		conn.Errno = e.Errno
-		c.addStep(conn, Step{Time: e.Time, Kind: StepError, From: e.NewState, To: e.NewState, Errno: e.Errno})
+func (c *Correlator) rstSent(conn *Connection, e *Event) {
+	conn.RSTSent = true
+	// A timewait socket outliving the connection may answer a late
+	// segment with a RST; only the socket's own RST makes the close
+	// abortive.
+	if e.NewState != StateTimeWait && !conn.rstSentLive {
+		conn.rstSentLive = true
+		conn.RSTReason = e.RSTReason
 	}
+	c.addStep(conn, Step{Time: e.Time, Kind: StepRSTSent, From: e.NewState, To: e.NewState,
+		RSTReason: e.RSTReason})
 }
 
 // Advance emits the connections that reached CLOSE more than CloseGrace

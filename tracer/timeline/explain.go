@@ -126,25 +126,7 @@ func AppendExplanation(b []byte, c *Connection) []byte {
 		b = appendEndpoint(b, c)
 		b = append(b, " (or the port was held)"...)
 	case ReasonSynTimeout:
-		b = append(b, "no answer to the SYN after "...)
-		b = appendCount(b, c.SynRetries, "retry", "retries")
-		b = append(b, " over "...)
-		b = appendSeconds(b, c.Duration())
-		b = append(b, " ("...)
-		if c.SockSynRetries > 0 {
-			// TCP_SYNCNT on the socket overrides the sysctl.
-			b = append(b, "TCP_SYNCNT="...)
-			b = strconv.AppendUint(b, uint64(c.SockSynRetries), 10)
-			b = append(b, " on the socket"...)
-		} else {
-			b = appendSysctl(b, c, "tcp_syn_retries", sysSynRetries, "")
-		}
-		if c.sys != nil && c.sys.SynLinearTimeouts >= 0 {
-			b = append(b, ", "...)
-			b = appendSysctl(b, c, "tcp_syn_linear_timeouts", sysSynLinear, "")
-		}
-		b = append(b, "): "...)
-		b = appendLossCause(b, c, "SYNs")
+		b = appendSynTimeout(b, c)
 	case ReasonSynAckTimeout:
 		b = append(b, "the client's final ACK never came after "...)
 		b = appendCount(b, c.SynAckRetries, "SYN+ACK retry", "SYN+ACK retries")
@@ -152,15 +134,7 @@ func AppendExplanation(b []byte, c *Connection) []byte {
 		b = appendSysctl(b, c, "tcp_synack_retries", sysSynAckRetries, "")
 		b = append(b, ")"...)
 	case ReasonRetransTimeout:
-		b = append(b, "gave up after "...)
-		b = appendCount(b, c.Retransmits, "unanswered retransmission", "unanswered retransmissions")
-		if c.UserTimeout > 0 {
-			b = append(b, ": TCP_USER_TIMEOUT="...)
-			b = strconv.AppendUint(b, uint64(c.UserTimeout), 10)
-			b = append(b, " ms on the socket expired"...)
-		} else {
-			b = append(b, ": the peer or the path stopped responding (tcp_retries2)"...)
-		}
+		b = appendRetransTimeout(b, c)
 	case ReasonKeepaliveTimeout:
 		b = append(b, "keepalive probes went unanswered: the peer vanished (tcp_keepalive_probes)"...)
 	case ReasonPeerReset:
@@ -190,14 +164,7 @@ func AppendExplanation(b []byte, c *Connection) []byte {
 	case ReasonNeverAccepted:
 		b = append(b, "reset when its listener closed: it waited in the accept queue and the application never accept()ed it"...)
 	case ReasonAbortOnMemory:
-		b = append(b, "the kernel reset this orphaned connection (RST reason TCP_ABORT_ON_MEMORY): too many orphaned sockets ("...)
-		if c.sys != nil && c.sys.MaxOrphans >= 0 {
-			b = append(b, "tcp_max_orphans="...)
-			b = strconv.AppendInt(b, int64(c.sys.MaxOrphans), 10)
-		} else {
-			b = append(b, "tcp_max_orphans"...)
-		}
-		b = append(b, ") or TCP memory short (tcp_mem)"...)
+		b = appendAbortOnMemory(b, c)
 	case ReasonHandshakeAbandon:
 		b = append(b, "the application closed the socket before the handshake completed (its own connect timeout?)"...)
 	case ReasonOpen:
@@ -205,6 +172,65 @@ func AppendExplanation(b []byte, c *Connection) []byte {
 	default:
 		b = append(b, c.Reason...)
 	}
+	return appendCircumstances(b, c)
+}
+
+// appendSynTimeout: the SYN went unanswered; the socket's TCP_SYNCNT or the
+// sysctls in force, and where the SYNs were lost (the host's evidence).
+func appendSynTimeout(b []byte, c *Connection) []byte {
+	b = append(b, "no answer to the SYN after "...)
+	b = appendCount(b, c.SynRetries, "retry", "retries")
+	b = append(b, " over "...)
+	b = appendSeconds(b, c.Duration())
+	b = append(b, " ("...)
+	if c.SockSynRetries > 0 {
+		// TCP_SYNCNT on the socket overrides the sysctl.
+		b = append(b, "TCP_SYNCNT="...)
+		b = strconv.AppendUint(b, uint64(c.SockSynRetries), 10)
+		b = append(b, " on the socket"...)
+	} else {
+		b = appendSysctl(b, c, "tcp_syn_retries", sysSynRetries, "")
+	}
+	if c.sys != nil && c.sys.SynLinearTimeouts >= 0 {
+		b = append(b, ", "...)
+		b = appendSysctl(b, c, "tcp_syn_linear_timeouts", sysSynLinear, "")
+	}
+	b = append(b, "): "...)
+	b = appendLossCause(b, c, "SYNs")
+	return b
+}
+
+// appendRetransTimeout: retransmissions went unanswered until the
+// socket's TCP_USER_TIMEOUT or tcp_retries2 ran out.
+func appendRetransTimeout(b []byte, c *Connection) []byte {
+	b = append(b, "gave up after "...)
+	b = appendCount(b, c.Retransmits, "unanswered retransmission", "unanswered retransmissions")
+	if c.UserTimeout > 0 {
+		b = append(b, ": TCP_USER_TIMEOUT="...)
+		b = strconv.AppendUint(b, uint64(c.UserTimeout), 10)
+		b = append(b, " ms on the socket expired"...)
+	} else {
+		b = append(b, ": the peer or the path stopped responding (tcp_retries2)"...)
+	}
+	return b
+}
+
+func appendAbortOnMemory(b []byte, c *Connection) []byte {
+	b = append(b, "the kernel reset this orphaned connection (RST reason TCP_ABORT_ON_MEMORY): too many orphaned sockets ("...)
+	if c.sys != nil && c.sys.MaxOrphans >= 0 {
+		b = append(b, "tcp_max_orphans="...)
+		b = strconv.AppendInt(b, int64(c.sys.MaxOrphans), 10)
+	} else {
+		b = append(b, "tcp_max_orphans"...)
+	}
+	b = append(b, ") or TCP memory short (tcp_mem)"...)
+	return b
+}
+
+// appendCircumstances adds what else the record says: retries that
+// succeeded, drops on this host, kinds of retransmission, stalls, and the
+// error an application saw.
+func appendCircumstances(b []byte, c *Connection) []byte {
 	if c.SynRetries > 0 && c.Reason != ReasonSynTimeout {
 		b = append(b, "; connected after "...)
 		b = appendCount(b, c.SynRetries, "SYN retry", "SYN retries")
