@@ -334,3 +334,31 @@ func TestListenErrors(t *testing.T) {
 		t.Errorf("port in use: %v", err)
 	}
 }
+
+// What the host did: drops by reason, failed calls by errno, and each
+// listener's accept queue, from the last snapshot.
+func TestHostSeries(t *testing.T) {
+	m := newTest(t, Config{})
+	m.Publish(Snapshot{Time: t0, Drops: map[string]uint64{"NETFILTER_DROP": 3},
+		SyscallErrors: map[timeline.SyscallErrno]uint64{{Syscall: timeline.SyscallAccept, Errno: 24}: 90},
+		Listeners: []timeline.ListenerInfo{{NetNS: 7, Addr: netip.MustParseAddr("127.0.0.1"), Port: 7002,
+			Queue: timeline.Queue{Len: 2, Max: 1, Drops: 24, Known: true}}}})
+	gather(t, m, `
+# HELP tcptrace_accept_queue_length Connections waiting in a listener's accept queue, when last looked at (on drops, and with the socket scans).
+# TYPE tcptrace_accept_queue_length gauge
+tcptrace_accept_queue_length{listen="127.0.0.1:7002",netns="7"} 2
+# HELP tcptrace_accept_queue_limit A listener's accept queue limit: its listen() backlog capped by net.core.somaxconn; the queue is full past it.
+# TYPE tcptrace_accept_queue_limit gauge
+tcptrace_accept_queue_limit{listen="127.0.0.1:7002",netns="7"} 1
+# HELP tcptrace_dropped_packets_total TCP packets the kernel dropped on this host, by its reason (enum skb_drop_reason; a number when this kernel has no name for it).
+# TYPE tcptrace_dropped_packets_total counter
+tcptrace_dropped_packets_total{reason="NETFILTER_DROP"} 3
+# HELP tcptrace_listener_drops_total SYNs and final ACKs a listener dropped (its sk_drops: a full accept queue), when last looked at.
+# TYPE tcptrace_listener_drops_total counter
+tcptrace_listener_drops_total{listen="127.0.0.1:7002",netns="7"} 24
+# HELP tcptrace_syscall_errors_total connect(), bind(), listen() and accept() calls on TCP sockets that failed, by call and errno.
+# TYPE tcptrace_syscall_errors_total counter
+tcptrace_syscall_errors_total{errno="EMFILE",syscall="accept"} 90
+`, "tcptrace_accept_queue_length", "tcptrace_accept_queue_limit", "tcptrace_dropped_packets_total",
+		"tcptrace_listener_drops_total", "tcptrace_syscall_errors_total")
+}

@@ -3,6 +3,7 @@ package metrics
 import (
 	"bytes"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,7 +56,10 @@ func TestExpositionLint(t *testing.T) {
 	c := conn(timeline.RoleClient, timeline.OutcomeClosed, "closed_local", 40000, 443, 0)
 	c.Handshake, c.HandshakeRTT, c.RSTSent = 1e6, 100, true
 	m.Connection(c)
-	m.Publish(Snapshot{Sockets: map[timeline.State]int{timeline.StateListen: 1}})
+	m.Publish(Snapshot{Sockets: map[timeline.State]int{timeline.StateListen: 1}, Drops: map[string]uint64{"NETFILTER_DROP": 3},
+		SyscallErrors: map[timeline.SyscallErrno]uint64{{Syscall: timeline.SyscallAccept, Errno: 24}: 90},
+		Listeners: []timeline.ListenerInfo{{NetNS: 4026531840, Addr: netip.MustParseAddr("127.0.0.1"), Port: 7002,
+			Queue: timeline.Queue{Len: 2, Max: 1, Drops: 24, Known: true}}}})
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	runPromtool(t, rec.Body.Bytes(), "check", "metrics")
