@@ -20,7 +20,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-KERNEL=${KERNEL:-6.1}                       # kernel series: Debian's linux-image-$KERNEL.0-N-cloud-amd64-unsigned
+KERNEL=${KERNEL:-6.1}                       # kernel series: Debian's linux-image-$KERNEL{.0-N,.N+debNN}-cloud-amd64-unsigned
 KERNEL_PKG=${KERNEL_PKG:-}                  # exact package name, overrides KERNEL
 MODULE_DIR=${MODULE_DIR:-$(cd "$here/../.." && pwd)}
 PKGS=${PKGS:-./tracer ./tracer/timeline}    # Go packages whose tests run, relative to MODULE_DIR
@@ -132,9 +132,13 @@ fi
 
 # ------------------------------------------------------------------- kernel
 
-# The newest linux-image-$KERNEL.0-N-cloud-amd64-unsigned in the apt lists.
+# The newest cloud kernel package of the series in the apt lists. Debian
+# names them two ways: linux-image-6.1.0-N-cloud-amd64-unsigned (a release's
+# own kernel, 6.1 in Debian 12) and linux-image-6.12.N+debNN-cloud-amd64-unsigned
+# (a newer kernel built for an older release: 6.12 in bookworm-security,
+# which the host's apt sources already have).
 newest_kernel_pkg() {
-	local re="^linux-image-${KERNEL//./\\.}(\\.0)?-[0-9]+-cloud-amd64-unsigned\$"
+	local re="^linux-image-${KERNEL//./\\.}((\\.0)?-[0-9]+|\\.[0-9]+\\+deb[0-9]+)-cloud-amd64-unsigned\$"
 	apt-cache pkgnames linux-image- 2>/dev/null | grep -E "$re" | sort -V | tail -n1
 }
 
@@ -157,7 +161,12 @@ if [[ -n $kpkg ]]; then
 fi
 if [[ -z $kdir ]]; then
 	# No apt lists (offline): the newest kernel of the series already cached.
-	kdir=$(ls -d "$CACHE_DIR/kernels/${KERNEL_PKG:-linux-image-$KERNEL}"*_* 2>/dev/null | sort -V | tail -n1 || true)
+	# ([.-] after the series: 6.1's glob must not take a cached 6.12.)
+	if [[ -n $KERNEL_PKG ]]; then
+		kdir=$(ls -d "$CACHE_DIR/kernels/${KERNEL_PKG}_"* 2>/dev/null | sort -V | tail -n1 || true)
+	else
+		kdir=$(ls -d "$CACHE_DIR/kernels/linux-image-$KERNEL"[.-]*_* 2>/dev/null | sort -V | tail -n1 || true)
+	fi
 	[[ -n $kdir ]] || die "no Debian package found for kernel $KERNEL (set KERNEL_PKG?)"
 	log "apt knows no kernel package; using the cached $(basename "$kdir")"
 fi
