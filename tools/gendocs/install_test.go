@@ -94,11 +94,12 @@ func TestMakeInstall(t *testing.T) {
 		t.Errorf("tcptrace --version: %q, %v", out, err)
 	}
 
-	// Man pages: a .TH header, and they render without a warning.
-	for _, k := range []string{"man", "man2"} {
+	// Man pages: a .TH header naming the page, and they render without a
+	// warning.
+	for k, title := range map[string]string{"man": `TCPTRACE`, "man2": `TCPTRACE-CHECK`} {
 		b, _ := os.ReadFile(path(k))
-		if !bytes.HasPrefix(b, []byte(".nh\n.TH \"TCPTRACE\" \"1\"")) || !bytes.Contains(b, []byte("v0.0.0-test")) {
-			t.Errorf("%s: no .TH header naming the version:\n%.200s", files[k], b)
+		if !bytes.HasPrefix(b, []byte(".nh\n.TH \""+title+"\" \"1\"")) || !bytes.Contains(b, []byte("v0.0.0-test")) {
+			t.Errorf("%s: no .TH header naming the page and the version:\n%.200s", files[k], b)
 		}
 		if _, err := exec.LookPath("man"); err != nil {
 			continue

@@ -51,8 +51,8 @@ func generate(root *cobra.Command, dir, version string) error {
 	if err := os.MkdirAll(man1, 0o755); err != nil {
 		return err
 	}
+	// No Title: each page takes its command's (TCPTRACE, TCPTRACE-CHECK).
 	header := &doc.GenManHeader{
-		Title:   "TCPTRACE",
 		Section: "1",
 		Source:  "tcptrace " + version,
 		Manual:  "tcptrace manual",
