@@ -76,13 +76,17 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 # Overhead benchmark (as root): nginx and wrk in a network namespace of its
-# own, under connection churn and under keep-alive; untraced vs bpftrace vs
-# tcptrace configurations (and the build before batching, a948ec9); rates,
-# tracer CPU, BPF runs and run time (kernel.bpf_stats_enabled, restored at
-# exit), ring-buffer records. Prints a table per workload with targets
-# beside the figures and writes bench/results.json, never fails on a
-# threshold. About 8 minutes. Settings such as ROUNDS, SECONDS_PER_RUN,
-# WORKLOADS, CONFIGS and BEFORE_TCPTRACE are read from the environment.
+# own, under connection churn, under keep-alive and under a drop storm
+# (churn with nftables dropping half the packets to the server); untraced
+# vs bpftrace vs tcptrace configurations (and the build before the drop and
+# syscall-failure programs, 766686b); rates, tracer CPU, BPF runs and run
+# time (kernel.bpf_stats_enabled, restored at exit) in all and by program
+# group (syscall hooks, kfree_skb, TCP), per connection and per dropped
+# packet, ring-buffer records, drops counted vs dropped. Prints a table per
+# workload with targets beside the figures and writes bench/results.json,
+# never fails on a threshold. About 9.5 minutes. Settings such as ROUNDS,
+# SECONDS_PER_RUN, WORKLOADS, CONFIGS, DROPSTORM_CONFIGS and
+# BEFORE_TCPTRACE are read from the environment.
 .PHONY: bench
 bench:
 	bash bench/overhead.sh

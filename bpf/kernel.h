@@ -113,23 +113,91 @@ struct sock_cgroup_data {
 	struct cgroup *cgroup;
 } __attribute__((preserve_access_index));
 
+typedef struct {
+	int counter;
+} atomic_t;
+/* Linux >= 6.18: some sockets count drops per NUMA node here. */
+struct numa_drop_counters {
+	atomic_t drops0;
+	atomic_t drops1;
+} __attribute__((preserve_access_index));
+struct socket;
 struct sock {
 	struct sock_common __sk_common;
 	__u16 sk_protocol;
 	int sk_err;
 	kuid_t sk_uid;
 	struct sock_cgroup_data sk_cgrp_data;
+	/* Accept queue of a listener: its length and limit (the listen()
+	 * backlog capped by net.core.somaxconn). */
+	__u32 sk_ack_backlog;
+	__u32 sk_max_ack_backlog;
+	/* Packets the socket dropped; a listener counts each SYN or final
+	 * ACK it throws away (tcp_listendrop). */
+	atomic_t sk_drops;
+	struct numa_drop_counters *sk_drop_counters;
+	/* NULL for a socket no file holds: orphaned by close(), or accepted
+	 * by the kernel and still waiting in its listener's accept queue. */
+	struct socket *sk_socket;
 } __attribute__((preserve_access_index));
+struct inet_sock {
+	struct sock sk;
+	__be16 inet_sport; /* kept when the port is released at CLOSE */
+} __attribute__((preserve_access_index));
+
 
 struct mptcp_sock {
 	struct sock *first;
 } __attribute__((preserve_access_index));
 
+/* Per-socket settings: TCP_SYNCNT (0: the sysctl) and TCP_USER_TIMEOUT (ms). */
+struct inet_connection_sock {
+	struct inet_sock icsk_inet;
+	__u8 icsk_syn_retries;
+	__u32 icsk_user_timeout;
+	/* Congestion state (TCP_CA_Loss after a timeout, TCP_CA_Recovery in
+	 * fast recovery), the timer that fired, timeouts backed off, zero-
+	 * window probes unanswered. */
+	__u8 icsk_ca_state : 5;
+	__u8 icsk_pending;
+	__u8 icsk_backoff;
+	__u8 icsk_probes_out;
+	struct {
+		__u16 rcv_mss;
+	} icsk_ack;
+} __attribute__((preserve_access_index));
+struct minmax_sample {
+	__u32 t;
+	__u32 v;
+} __attribute__((preserve_access_index));
+struct minmax {
+	struct minmax_sample s[3];
+} __attribute__((preserve_access_index));
 struct tcp_sock {
 	__u64 bytes_received;
 	__u64 bytes_acked;
 	__u32 srtt_us;
 	__u32 total_retrans;
+	/* Sequence space: the oldest unacked byte, the next byte expected,
+	 * the end of what the application wrote (a FIN takes one). */
+	__u32 snd_una;
+	__u32 rcv_nxt;
+	__u32 write_seq;
+	/* What tcp_info reports (tcp_get_info()). */
+	__u32 snd_cwnd;
+	__u32 snd_ssthresh;
+	struct minmax rtt_min;
+	__u32 delivered;
+	__u32 lost_out;
+	__u32 reordering;
+	__u32 mss_cache;
+	__u32 dsack_dups;
+	/* The chrono statistics in jiffies: busy, limited by the peer's
+	 * receive window, by the send buffer; the one running since start. */
+	__u8 chrono_type : 2;
+	__u32 chrono_start;
+	__u32 chrono_stat[3];
+	struct inet_connection_sock inet_conn;
 } __attribute__((preserve_access_index));
 
 struct inet_timewait_sock {
@@ -147,9 +215,15 @@ struct socket {
 
 struct seq_file;
 
+struct inode {
+	unsigned short i_mode;
+} __attribute__((preserve_access_index));
 struct file {
 	void *private_data;
+	struct inode *f_inode;
 } __attribute__((preserve_access_index));
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
 
 struct fdtable {
 	struct file **fd;
@@ -202,6 +276,13 @@ struct syscall_exit_ctx {
 	long ret;
 };
 
+/* The syscalls:sys_enter_* tracepoints' record: the header, the syscall
+ * number, then its arguments, each 8 bytes. */
+struct syscall_enter_ctx {
+	__u64 common;
+	long nr;
+	unsigned long args[6];
+};
 struct request_sock {
 	struct sock_common __req_common;
 } __attribute__((preserve_access_index));
@@ -212,6 +293,7 @@ struct net_device {
 
 struct sk_buff {
 	struct net_device *dev;
+	struct sock *sk;
 	unsigned char *head;
 	__u16 transport_header;
 	__u16 network_header;

@@ -97,92 +97,115 @@ func yesNo(b bool) string {
 	return "no"
 }
 
+// checkText writes the report of `tcptrace check` a line at a time.
+type checkText struct{ strings.Builder }
+
+func (b *checkText) line(format string, args ...any) { fmt.Fprintf(b, format+"\n", args...) }
+
+// itemErr is an item's error in parentheses, if any.
+func itemErr(e string) string {
+	if e == "" {
+		return ""
+	}
+	return " (" + e + ")"
+}
+
 func writeCheckText(w io.Writer, p *tracer.Preflight) error {
-	var b strings.Builder
-	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	itemErr := func(e string) string {
-		if e == "" {
-			return ""
-		}
-		return " (" + e + ")"
-	}
+	var b checkText
+	b.kernel(p)
+	b.tracepoints(p)
+	b.privileges(p.Capabilities)
+	b.load(p.Load)
+	b.verdict(p)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
 
-	line("kernel        %s %s", p.Kernel.Release, p.Kernel.Machine)
+// kernel writes the kernel, its BTF and ring buffer.
+func (b *checkText) kernel(p *tracer.Preflight) {
+	b.line("kernel        %s %s", p.Kernel.Release, p.Kernel.Machine)
 	if p.Kernel.Lockdown != "" {
-		line("lockdown      %s", p.Kernel.Lockdown)
+		b.line("lockdown      %s", p.Kernel.Lockdown)
 	}
-	line("BTF           %-8s %s%s", checkMark(p.BTF.Status), p.BTF.Name, itemErr(p.BTF.Error))
-	line("ring buffer   %-8s %s%s", checkMark(p.RingBuffer.Status), p.RingBuffer.Detail, itemErr(p.RingBuffer.Error))
+	b.line("BTF           %-8s %s%s", checkMark(p.BTF.Status), p.BTF.Name, itemErr(p.BTF.Error))
+	b.line("ring buffer   %-8s %s%s", checkMark(p.RingBuffer.Status), p.RingBuffer.Detail, itemErr(p.RingBuffer.Error))
+}
 
-	line("")
-	line("tracepoints")
+// tracepoints writes the tracepoints, the optional data and the iterators.
+func (b *checkText) tracepoints(p *tracer.Preflight) {
+	b.line("")
+	b.line("tracepoints")
 	for _, tp := range p.Tracepoints {
 		what := "required"
 		if !tp.Required {
 			what = "optional; without it: " + tp.Lacking
 		}
-		line("  %-8s %-28s %s", checkMark(tp.Status), tp.Name, what)
+		b.line("  %-8s %-28s %s", checkMark(tp.Status), tp.Name, what)
 	}
-
-	line("")
-	line("optional data")
+	b.line("")
+	b.line("optional data")
 	for _, o := range p.Optional {
-		line("  %-8s %-28s %s", checkMark(o.Status), o.Name, o.Detail)
+		b.line("  %-8s %-28s %s", checkMark(o.Status), o.Name, o.Detail)
 	}
-
-	line("")
-	line("iterators")
+	b.line("")
+	b.line("iterators")
 	for _, it := range p.Iterators {
-		line("  %-8s %-28s %s%s", checkMark(it.Status), it.Name, it.Detail, itemErr(it.Error))
+		b.line("  %-8s %-28s %s%s", checkMark(it.Status), it.Name, it.Detail, itemErr(it.Error))
 	}
+}
 
-	line("")
-	c := p.Capabilities
-	line("privileges    uid %d, euid %d: %s%s", c.UID, c.EUID,
+// privileges writes the process's capabilities.
+func (b *checkText) privileges(c tracer.Capabilities) {
+	b.line("")
+	b.line("privileges    uid %d, euid %d: %s%s", c.UID, c.EUID,
 		map[bool]string{true: "enough to load tcptrace's programs", false: "NOT enough to load tcptrace's programs"}[c.CanLoad],
 		itemErr(c.Error))
 	for _, ci := range c.Caps {
-		line("  %-14s effective %-3s permitted %-3s %s", ci.Name, yesNo(ci.Effective), yesNo(ci.Permitted), ci.For)
+		b.line("  %-14s effective %-3s permitted %-3s %s", ci.Name, yesNo(ci.Effective), yesNo(ci.Permitted), ci.For)
 	}
+}
 
-	line("")
-	switch p.Load.Status {
-	case tracer.StatusOK:
-		line("load test     ok       loaded %d programs and attached to %d tracepoints, then detached (%.0f ms)",
-			p.Load.Programs, len(p.Load.Attached), p.Load.Millis)
-		line("events        %s", p.Load.Events)
-		line("owners        %s", p.Load.Owners)
-	default:
-		line("load test     %-8s %s", checkMark(p.Load.Status), p.Load.Error)
+// load writes the load test's result.
+func (b *checkText) load(l tracer.LoadCheck) {
+	b.line("")
+	if l.Status != tracer.StatusOK {
+		b.line("load test     %-8s %s", checkMark(l.Status), l.Error)
+		return
 	}
+	b.line("load test     ok       loaded %d programs and attached to %d tracepoints, then detached (%.0f ms)",
+		l.Programs, len(l.Attached), l.Millis)
+	b.line("events        %s", l.Events)
+	b.line("owners        %s", l.Owners)
+	b.line("host causes   %s", l.Host)
+}
 
-	line("")
+// verdict writes the verdict, with the problems, the advice and what is
+// degraded.
+func (b *checkText) verdict(p *tracer.Preflight) {
+	b.line("")
 	switch p.Verdict {
 	case tracer.VerdictOK:
-		line("verdict: ok: tcptrace can run here, with every feature")
+		b.line("verdict: ok: tcptrace can run here, with every feature")
 	case tracer.VerdictDegraded:
-		line("verdict: degraded: tcptrace can run here, without:")
-		for _, d := range p.Degraded {
-			line("  - %s", d)
-		}
+		b.line("verdict: degraded: tcptrace can run here, without:")
+		b.list(p.Degraded)
 	default:
-		line("verdict: cannot run:")
-		for _, pr := range p.Problems {
-			line("  - %s", pr)
-		}
+		b.line("verdict: cannot run:")
+		b.list(p.Problems)
 		if len(p.Advice) > 0 {
-			line("what to do:")
-			for _, a := range p.Advice {
-				line("  - %s", a)
-			}
+			b.line("what to do:")
+			b.list(p.Advice)
 		}
 		if len(p.Degraded) > 0 {
-			line("and once it runs, it will lack:")
-			for _, d := range p.Degraded {
-				line("  - %s", d)
-			}
+			b.line("and once it runs, it will lack:")
+			b.list(p.Degraded)
 		}
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
+}
+
+// list writes items, one a line.
+func (b *checkText) list(items []string) {
+	for _, s := range items {
+		b.line("  - %s", s)
+	}
 }

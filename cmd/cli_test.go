@@ -251,7 +251,11 @@ func TestTextAndOpenConnectionsFlushed(t *testing.T) {
 	}
 	defer ln.Close()
 	port := connect(t, ns, "[::1]:0")
-	p.until(fmt.Sprintf("→ [::1]:%d cmd.test[%d] client closed by local", port, os.Getpid()))
+	// The header, wider than 80 columns, breaks before the role.
+	p.until(fmt.Sprintf("→ [::1]:%d cmd.test[%d]", port, os.Getpid()))
+	if l := p.until("client closed by local"); len(l) != 1 || !strings.HasPrefix(l[0], "    client closed by local") {
+		t.Errorf("the header's second line is not the role and outcome: %q", l)
+	}
 	rest, code := p.stop(syscall.SIGTERM)
 	if code != 0 {
 		t.Fatalf("exit code %d after SIGTERM; stderr: %s", code, p.stderr.String())

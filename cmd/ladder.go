@@ -9,13 +9,16 @@ import (
 	"github.com/tcptrace/tcptrace/output"
 )
 
-// checkLadder validates --ladder and --ascii.
+// checkLadder validates --ladder, --ascii and --absolute-seq.
 func (o *options) checkLadder() error {
 	if o.ladder && o.output == "json" {
 		return usagef("--ladder draws diagrams for people; -o json is for programs: choose one")
 	}
 	if o.ascii && !o.ladder {
 		return usagef("--ascii only changes how --ladder diagrams are drawn: add --ladder")
+	}
+	if o.absoluteSeq && !o.ladder {
+		return usagef("--absolute-seq only changes the numbers on --ladder diagrams: add --ladder")
 	}
 	return nil
 }
@@ -25,8 +28,9 @@ func (o *options) checkLadder() error {
 func newLadder(stdout io.Writer, o *options, opts output.Options) output.Writer {
 	_, noColor := os.LookupEnv("NO_COLOR")
 	return output.NewLadder(stdout, nil, opts, output.LadderOptions{
-		ASCII: o.ascii,
-		Color: !noColor && isTerminal(stdout),
+		ASCII:       o.ascii,
+		Color:       !noColor && isTerminal(stdout),
+		AbsoluteSeq: o.absoluteSeq,
 	})
 }
 

@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-	"unicode/utf8"
 
+	"github.com/tcptrace/tcptrace/internal/linecheck"
 	"github.com/tcptrace/tcptrace/internal/netnstest"
 )
 
@@ -34,10 +35,10 @@ func checkDiagram(t *testing.T, name string, d []string, want ...string) {
 			t.Errorf("%s: no %q in the diagram", name, w)
 		}
 	}
+	for _, p := range linecheck.Problems(all) {
+		t.Errorf("%s: %s", name, p)
+	}
 	for _, line := range d {
-		if n := utf8.RuneCountInString(line); n > 80 {
-			t.Errorf("%s: line %d columns wide: %q", name, n, line)
-		}
 		if strings.Contains(line, "\x1b") {
 			t.Errorf("%s: colour on a pipe: %q", name, line)
 		}
@@ -55,7 +56,7 @@ func TestLadderReal(t *testing.T) {
 
 	port := connect(t, ns, "127.0.0.1:0")
 	d := p.diagram(fmt.Sprintf("127.0.0.1:%d", port))
-	checkDiagram(t, "graceful close", d, "SYN_SENT │─ ─ SYN", "SYN+ACK", "ESTABLISHED │─ ─ ACK",
+	checkDiagram(t, "graceful close", d, "SYN_SENT │─ ─ SYN seq=0", "SYN+ACK seq=0 ack=1", "ESTABLISHED │─ ─ ACK ack=1",
 		"FIN_WAIT1 │─ ─ FIN", "FIN_WAIT2 │◀─", "client closed by local")
 
 	// A port nothing listens on: taken, then freed.
@@ -95,6 +96,36 @@ func TestLadderReal(t *testing.T) {
 	}
 }
 
+// --absolute-seq reaches the diagram: the SYN's number is the wire's.
+func TestLadderAbsoluteSeq(t *testing.T) {
+	ns := netnstest.New(t)
+	p := start(t, "--ladder", "--absolute-seq", "--netns", ns.Path)
+	var ln net.Listener
+	var err error
+	ns.Do(func() { ln, err = net.Listen("tcp", "127.0.0.1:0") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	wire := ns.Tcpdump(t, "lo", fmt.Sprintf("tcp port %d", port))
+	port = int(connect(t, ns, fmt.Sprintf("127.0.0.1:%d", port)))
+	d := p.diagram(fmt.Sprintf("127.0.0.1:%d", port))
+	var syn string
+	for _, l := range wire.Stop(t) {
+		if m := regexp.MustCompile(`Flags \[S\], seq (\d+)`).FindStringSubmatch(l); m != nil {
+			syn = m[1]
+		}
+	}
+	if syn == "" {
+		t.Fatal("tcpdump saw no SYN")
+	}
+	checkDiagram(t, "absolute", d, "SYN seq="+syn+" ")
+	if _, code := p.stop(syscall.SIGINT); code != 0 {
+		t.Errorf("exit code %d; stderr: %s", code, p.stderr.String())
+	}
+}
+
 func TestLadderUsage(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -102,6 +133,7 @@ func TestLadderUsage(t *testing.T) {
 	}{
 		{[]string{"--ladder", "-o", "json"}, "-o json is for programs"},
 		{[]string{"--ascii"}, "add --ladder"},
+		{[]string{"--absolute-seq"}, "add --ladder"},
 	} {
 		cmd := exec.Command(binary, tc.args...)
 		var stderr bytes.Buffer

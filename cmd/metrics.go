@@ -3,6 +3,7 @@ package cmd
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"strconv"
@@ -120,6 +121,9 @@ func (s *session) metricsTick(now time.Time) {
 		ResetsWithoutSocket: st.ResetsNoSocket,
 		Tracked:             s.corr.Live(),
 		Stuck:               s.corr.Stuck(now.UnixNano()),
+		Drops:               maps.Clone(st.Drops),
+		SyscallErrors:       maps.Clone(st.SyscallErrors),
+		Listeners:           s.corr.Listeners(),
 	}
 	if s.scanErr == nil {
 		snap.Sockets = s.tracer.LastScanStates()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -79,10 +80,16 @@ func TestPairedText(t *testing.T) {
 	p := start(t, "--netns", ns.Path)
 	port := connect(t, ns, "127.0.0.1:0")
 	owner := fmt.Sprintf("cmd.test[%d]", os.Getpid())
-	p.until(fmt.Sprintf(":%d %s client closed", port, owner))
-	p.until(fmt.Sprintf("%s server closed", owner))
+	// Headers wider than 80 columns break before the role.
+	p.until(fmt.Sprintf(":%d %s", port, owner))
+	if l := p.until("client closed"); len(l) != 1 {
+		t.Errorf("the client header's second line is not its role: %q", l)
+	}
+	if l := p.until("server closed"); len(l) < 2 || !strings.HasSuffix(l[len(l)-2], owner) {
+		t.Errorf("the server's header does not name its peer %s: %q", owner, l)
+	}
 	rest, code := p.stop(os.Interrupt)
-	if code != 0 || !strings.Contains(strings.Join(rest, "\n"), ", paired 2") {
+	if code != 0 || !regexp.MustCompile(`(, |\n    )paired 2\b`).MatchString(strings.Join(rest, "\n")) {
 		t.Errorf("exit %d, summary without the pairs:\n%s", code, strings.Join(rest, "\n"))
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcptrace/tcptrace/metrics"
@@ -33,6 +34,9 @@ func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
 
+// ringSizeHelp is --ring-size's help, for tcptrace and tcptrace top.
+var ringSizeHelp = fmt.Sprintf("BPF ring buffer size in bytes (a power of two, at most %d)", tracer.RingBytesMax)
+
 // options are the parsed flags.
 type options struct {
 	output         string
@@ -53,6 +57,7 @@ type options struct {
 	cpuProfile     string
 	ownerIO        bool
 	ladder, ascii  bool
+	absoluteSeq    bool
 
 	metrics          string // --metrics ADDR (cmd/metrics.go)
 	metricsLabels    []string
@@ -107,23 +112,46 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 			return run(cmd.Context(), &o, cfg, cmd.OutOrStdout())
 		},
 	}
-	f := cmd.Flags()
+	o.addFlags(cmd.Flags())
+	cmd.AddCommand(newCheckCommand())
+	cmd.AddCommand(newTopCommand())
+	cmd.CompletionOptions.DisableDefaultCmd = true
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	cmd.SetVersionTemplate("tcptrace {{.Version}}\n")
+	return cmd
+}
+
+// addFlags defines tcptrace's flags.
+func (o *options) addFlags(f *pflag.FlagSet) {
+	o.addOutputFlags(f)
+	o.addFilterFlags(f)
+	o.addTracingFlags(f)
+	o.addMetricsFlags(f)
+}
+
+// addOutputFlags defines what is printed, and how.
+func (o *options) addOutputFlags(f *pflag.FlagSet) {
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text, json, or none (with --metrics)")
 	f.BoolVar(&o.events, "events", false, "also print every kernel event as it happens, and the end of each TIME_WAIT")
-	f.UintSliceVar(&o.ports, "port", nil, "only connections with this local or remote port (repeatable, up to 8)")
+	f.BoolVar(&o.onlyAnomalies, "only-anomalies", false,
+		"print only connections that did not close cleanly or needed handshake retries, and alerts")
+	f.BoolVar(&o.ladder, "ladder", false,
+		"draw each connection as a TCP ladder diagram: this host and the peer side by side, segments between them, time going down")
+	f.BoolVar(&o.ascii, "ascii", false, "draw --ladder diagrams in plain ASCII instead of box-drawing characters")
+	f.BoolVar(&o.absoluteSeq, "absolute-seq", false,
+		"write --ladder sequence numbers as the wire carries them, like tcpdump -S (default: relative to each side's ISN)")
+	f.DurationVar(&o.pairWait, "pair-wait", time.Second,
+		"when both ends of a connection are on this host, hold a record this long at most for its peer's, to print them together (0: no pairing)")
+}
+
+// addFilterFlags defines the filters: which connections are traced.
+func (o *options) addFilterFlags(f *pflag.FlagSet) {
+	f.UintSliceVar(&o.ports, "port", nil, fmt.Sprintf("only connections with this local or remote port (repeatable, up to %d)", tracer.MaxPorts))
 	f.IntVar(&o.pid, "pid", 0, "only connections owned by this process ID")
 	f.StringVar(&o.comm, "comm", "", "only connections owned by processes with this name")
 	f.BoolVarP(&o.ipv4, "ipv4", "4", false, "only IPv4")
 	f.BoolVarP(&o.ipv6, "ipv6", "6", false, "only IPv6")
 	f.StringVar(&o.netns, "netns", "", "only this network namespace: an inode number, or a path such as /proc/PID/ns/net or /run/netns/NAME")
-	f.DurationVar(&o.duration, "duration", 0, "stop after this long (e.g. 30s, 5m)")
-	f.IntVar(&o.count, "count", 0, "stop after this many connection records")
-	f.StringVar(&o.readyFile, "ready-file", "", "create this file once the probes are attached")
-	f.IntVar(&o.maxConnections, "max-connections", timeline.DefaultConfig().MaxConnections,
-		"most connections tracked at once; beyond it the oldest is reported early and counted as evicted")
-	f.IntVar(&o.ringSize, "ring-size", 8<<20, "BPF ring buffer size in bytes (a power of two)")
-	f.DurationVar(&o.stuckAfter, "stuck-after", 30*time.Second,
-		"alert on connections stuck this long in CLOSE_WAIT, FIN_WAIT2, SYN_SENT or SYN_RECV (0: never)")
 	f.StringVar(&o.cgroup, "cgroup", "", "only sockets of this cgroup v2: its directory, or its path in the hierarchy (/system.slice/nginx.service)")
 	f.StringArrayVar(&o.ctr.containers, "container", nil,
 		"only sockets of this container: its name, or an id (prefix); repeatable. Names need the runtime's API")
@@ -131,15 +159,30 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 		"only sockets of this Kubernetes pod: NAME, NAMESPACE/NAME or its UID; repeatable. Names need the CRI API")
 	f.StringArrayVar(&o.ctr.runtimeEndpoints, "runtime-endpoint", nil,
 		"container runtime API socket to name containers with, RUNTIME=PATH (docker, podman, containerd, cri-o); repeatable; replaces the usual sockets")
-	f.BoolVar(&o.onlyAnomalies, "only-anomalies", false,
-		"print only connections that did not close cleanly or needed handshake retries, and alerts")
+}
+
+// addTracingFlags defines how and how long tracing runs.
+func (o *options) addTracingFlags(f *pflag.FlagSet) {
+	f.DurationVar(&o.duration, "duration", 0, "stop after this long (e.g. 30s, 5m)")
+	f.IntVar(&o.count, "count", 0, "stop after this many connection records")
+	f.StringVar(&o.readyFile, "ready-file", "", "create this file once the probes are attached")
+	f.IntVar(&o.maxConnections, "max-connections", timeline.DefaultConfig().MaxConnections,
+		"most connections tracked at once; beyond it the oldest is reported early and counted as evicted")
+	f.IntVar(&o.ringSize, "ring-size", tracer.RingBytesDefault, ringSizeHelp)
+	f.DurationVar(&o.stuckAfter, "stuck-after", 30*time.Second,
+		"alert on connections stuck this long in CLOSE_WAIT, FIN_WAIT2, SYN_SENT or SYN_RECV (0: never)")
 	f.BoolVar(&o.ownerIO, "owner-io", false,
 		"also learn each socket's owner at every send() and recv(): exact when a socket passes between processes, "+
 			"but it runs a BPF program on every I/O of every socket on the host (about 200 ns each, whatever the filters); "+
 			"by default owners are taken at connect, listen, accept and close only")
-	f.BoolVar(&o.ladder, "ladder", false,
-		"draw each connection as a TCP ladder diagram: this host and the peer side by side, segments between them, time going down")
-	f.BoolVar(&o.ascii, "ascii", false, "draw --ladder diagrams in plain ASCII instead of box-drawing characters")
+	// For developers measuring the loader under load (make bench): the
+	// profile covers tracing, not start-up.
+	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the tracing to this file")
+	_ = f.MarkHidden("cpu-profile")
+}
+
+// addMetricsFlags defines the Prometheus metrics.
+func (o *options) addMetricsFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.metrics, "metrics", "",
 		"serve Prometheus metrics at http://ADDR/metrics (and /healthz) while tracing: host:port, or :9464 for all addresses")
 	f.StringSliceVar(&o.metricsLabels, "metrics-labels", nil,
@@ -148,17 +191,6 @@ connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 		"most label sets per metric family; beyond it new ones are folded into series labelled ~other")
 	f.DurationVar(&o.metricsSeriesTTL, "metrics-series-ttl", 10*time.Minute,
 		"delete a metric series not updated for this long")
-	f.DurationVar(&o.pairWait, "pair-wait", time.Second,
-		"when both ends of a connection are on this host, hold a record this long at most for its peer's, to print them together (0: no pairing)")
-	// For developers measuring the loader under load (make bench): the
-	// profile covers tracing, not start-up.
-	f.StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the tracing to this file")
-	_ = f.MarkHidden("cpu-profile")
-	cmd.AddCommand(newCheckCommand())
-	cmd.CompletionOptions.DisableDefaultCmd = true
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	cmd.SetVersionTemplate("tcptrace {{.Version}}\n")
-	return cmd
 }
 
 // tracerConfig validates the flags and turns them into the kernel filters.
@@ -175,66 +207,11 @@ func (o *options) tracerConfig() (tracer.Config, error) {
 	if err := o.checkLadder(); err != nil {
 		return cfg, err
 	}
-	if len(o.ports) > tracer.MaxPorts {
-		return cfg, usagef("--port can be given at most %d times, got %d", tracer.MaxPorts, len(o.ports))
-	}
-	for _, p := range o.ports {
-		if p < 1 || p > 65535 {
-			return cfg, usagef("--port must be between 1 and 65535, got %d", p)
-		}
-		cfg.Ports = append(cfg.Ports, uint16(p))
-	}
-	if o.pid < 0 {
-		return cfg, usagef("--pid must be a positive process ID, got %d", o.pid)
-	}
-	cfg.PID = uint32(o.pid)
-	if len(o.comm) > 15 {
-		return cfg, usagef("--comm: the kernel keeps only the first 15 bytes of a process name; use %q", o.comm[:15])
-	}
-	cfg.Comm = o.comm
-	switch {
-	case o.ipv4 && o.ipv6:
-		return cfg, usagef("-4/--ipv4 and -6/--ipv6 exclude each other; give neither to see both")
-	case o.ipv4:
-		cfg.Family = 4
-	case o.ipv6:
-		cfg.Family = 6
-	}
-	if o.netns != "" {
-		ino, path, err := parseNetNS(o.netns)
-		if err != nil {
-			return cfg, err
-		}
-		cfg.NetNS, cfg.NetNSPath = ino, path
-	}
-	if o.cgroup != "" {
-		id, err := tracer.CgroupID(o.cgroup)
-		if err != nil {
-			return cfg, usagef("--cgroup: %v", err)
-		}
-		cfg.Cgroup = id
-	}
-	if err := o.containerConfig(&cfg); err != nil {
+	if err := o.filters(&cfg); err != nil {
 		return cfg, err
 	}
-	if o.stuckAfter < 0 {
-		return cfg, usagef("--stuck-after must be positive (or 0 to disable alerts), got %s", o.stuckAfter)
-	}
-	if o.pairWait < 0 || o.pairWait > maxPairWait {
-		return cfg, usagef("--pair-wait must be between 0 (no pairing) and %s, got %s", time.Duration(maxPairWait), o.pairWait)
-	}
-	if o.duration < 0 {
-		return cfg, usagef("--duration must be positive, got %s", o.duration)
-	}
-	if o.count < 0 {
-		return cfg, usagef("--count must be positive, got %d", o.count)
-	}
-	if o.maxConnections < 1 {
-		return cfg, usagef("--max-connections must be at least 1, got %d", o.maxConnections)
-	}
-	page := os.Getpagesize()
-	if o.ringSize < page || o.ringSize&(o.ringSize-1) != 0 || o.ringSize > 1<<30 {
-		return cfg, usagef("--ring-size must be a power of two between %d and %d bytes, got %d", page, 1<<30, o.ringSize)
+	if err := o.checkLimits(); err != nil {
+		return cfg, err
 	}
 	cfg.RingBytes = o.ringSize
 	// --events prints every event as it happens: the kernel sends each on
@@ -246,6 +223,74 @@ func (o *options) tracerConfig() (tracer.Config, error) {
 	// instead of at every event; it also polls every PollInterval.
 	cfg.WakeupBytes = o.ringSize / 8
 	return cfg, nil
+}
+
+// filters validates the filter flags and sets them in cfg.
+func (o *options) filters(cfg *tracer.Config) error {
+	if len(o.ports) > tracer.MaxPorts {
+		return usagef("--port can be given at most %d times, got %d", tracer.MaxPorts, len(o.ports))
+	}
+	for _, p := range o.ports {
+		if p < 1 || p > 65535 {
+			return usagef("--port must be between 1 and 65535, got %d", p)
+		}
+		cfg.Ports = append(cfg.Ports, uint16(p))
+	}
+	if o.pid < 0 {
+		return usagef("--pid must be a positive process ID, got %d", o.pid)
+	}
+	cfg.PID = uint32(o.pid)
+	if len(o.comm) > 15 {
+		return usagef("--comm: the kernel keeps only the first 15 bytes of a process name; use %q", o.comm[:15])
+	}
+	cfg.Comm = o.comm
+	switch {
+	case o.ipv4 && o.ipv6:
+		return usagef("-4/--ipv4 and -6/--ipv6 exclude each other; give neither to see both")
+	case o.ipv4:
+		cfg.Family = 4
+	case o.ipv6:
+		cfg.Family = 6
+	}
+	if o.netns != "" {
+		ino, path, err := parseNetNS(o.netns)
+		if err != nil {
+			return err
+		}
+		cfg.NetNS, cfg.NetNSPath = ino, path
+	}
+	if o.cgroup != "" {
+		id, err := tracer.CgroupID(o.cgroup)
+		if err != nil {
+			return usagef("--cgroup: %v", err)
+		}
+		cfg.Cgroup = id
+	}
+	return o.containerConfig(cfg)
+}
+
+// checkLimits validates the flags that bound the tracing: its length and
+// the sizes of its tables.
+func (o *options) checkLimits() error {
+	if o.stuckAfter < 0 {
+		return usagef("--stuck-after must be positive (or 0 to disable alerts), got %s", o.stuckAfter)
+	}
+	if o.pairWait < 0 || o.pairWait > maxPairWait {
+		return usagef("--pair-wait must be between 0 (no pairing) and %s, got %s", time.Duration(maxPairWait), o.pairWait)
+	}
+	if o.duration < 0 {
+		return usagef("--duration must be positive, got %s", o.duration)
+	}
+	if o.count < 0 {
+		return usagef("--count must be positive, got %d", o.count)
+	}
+	if o.maxConnections < 1 {
+		return usagef("--max-connections must be at least 1, got %d", o.maxConnections)
+	}
+	if !tracer.ValidRingBytes(o.ringSize) {
+		return usageError{tracer.RingBytesError("--ring-size", o.ringSize)}
+	}
+	return nil
 }
 
 // nsfsMagic is NSFS_MAGIC: namespace files live on the nsfs filesystem.

@@ -44,6 +44,9 @@ type session struct {
 
 	metrics *sessionMetrics // --metrics; nil when off (cmd/metrics.go)
 
+	// listeners: when the listeners' accept queues were last looked at.
+	listeners *tracer.ListenWatch
+
 	// misses: the tracer's recursion misses as last read, at missesRead.
 	misses     uint64
 	missesRead time.Time
@@ -66,10 +69,20 @@ func (s *session) Event(e *timeline.Event) {
 	s.corr.Add(e)
 }
 
+// Stalled and StallScanEnded take the flush scans' notices of connections
+// held by a full receive window (tracer.StallHandler).
+func (s *session) Stalled(e *timeline.Event) { s.corr.Stalled(e) }
+
+func (s *session) StallScanEnded(now int64) { s.corr.StallScanEnded(now) }
+
 func (s *session) Tick(now time.Time) {
 	s.corr.Advance(now.UnixNano())
 	if s.pairs != nil {
 		s.pairs.Advance(now.UnixNano())
+	}
+	if err := s.tracer.PollListeners(s.listeners, s.corr, now); err != nil && s.scanErr == nil {
+		fmt.Fprintf(os.Stderr, "tcptrace: %v\n", err)
+		s.scanErr = err
 	}
 	asked := s.timeWaitAsked.Swap(false)
 	switch {
@@ -167,29 +180,14 @@ func startCPUProfile(path string) (func(), error) {
 	}, nil
 }
 
+// run traces until the context, a signal, --duration or --count ends it,
+// then writes the summary.
 func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer) error {
-	if parent == nil {
-		parent = context.Background()
-	}
 	// A write to a closed pipe (tcptrace | head) must fail with EPIPE, not
 	// kill the process before it detaches.
 	signal.Ignore(syscall.SIGPIPE)
-
-	// First SIGINT/SIGTERM: stop, flush, summarise. Once it arrived the
-	// handler is removed, so a second Ctrl-C kills the process at once.
-	ctx, stopSignals := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
-	defer stopSignals()
-	go func() {
-		<-ctx.Done()
-		stopSignals()
-	}()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if o.duration > 0 {
-		var cancelTimeout context.CancelFunc
-		ctx, cancelTimeout = context.WithTimeout(ctx, o.duration)
-		defer cancelTimeout()
-	}
+	ctx, cancel, cleanup := runContext(parent, o.duration)
+	defer cleanup()
 
 	// Containers are named for the output and the metrics' labels alike.
 	resolver := o.newResolver()
@@ -217,14 +215,63 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 	}
 	defer stopFilter()
 	opts := output.Options{CgroupPath: cgroups.Path, Container: resolver.Lookup}
-	out := newOutput(o, stdout, opts)
-	s := &session{tracer: t, out: out, events: o.events, onlyAnomalies: o.onlyAnomalies, containers: resolver, limit: o.count,
-		stop: cancel, scanEvery: time.Second, metrics: sm}
-	sys := t.Sysctls()
+	s := &session{tracer: t, out: newOutput(o, stdout, opts), events: o.events, onlyAnomalies: o.onlyAnomalies,
+		containers: resolver, limit: o.count, stop: cancel, scanEvery: time.Second, metrics: sm,
+		listeners: tracer.NewListenWatch()}
+	s.startCorrelator(o)
+	defer s.watchSIGUSR1()()
+
+	if o.readyFile != "" {
+		if err := os.WriteFile(o.readyFile, nil, 0o644); err != nil {
+			return fmt.Errorf("--ready-file: %w", err)
+		}
+	}
+	if o.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
+	runErr := t.Run(ctx, s)
+	return s.finish(started, runErr)
+}
+
+// runContext is the tracing's context: done at the first SIGINT or SIGTERM,
+// after d (0: no limit), or when stop is called. Once a signal arrived
+// its handler is removed, so a second Ctrl-C kills the process at once.
+// cleanup releases it all.
+func runContext(parent context.Context, d time.Duration) (ctx context.Context, stop, cleanup func()) {
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, stopSignals := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stopSignals()
+	}()
+	ctx, cancel := context.WithCancel(ctx)
+	cancelTimeout := context.CancelFunc(func() {})
+	if d > 0 {
+		ctx, cancelTimeout = context.WithTimeout(ctx, d)
+	}
+	return ctx, cancel, func() {
+		cancelTimeout()
+		cancel()
+		stopSignals()
+	}
+}
+
+// startCorrelator makes the correlator (and the pairer, with --pair-wait)
+// and seeds it with the connections already open.
+func (s *session) startCorrelator(o *options) {
+	t := s.tracer
 	corrCfg := timeline.DefaultConfig()
 	corrCfg.MaxConnections = o.maxConnections
 	corrCfg.StuckAfter = int64(o.stuckAfter)
 	corrCfg.ScansNetNS = t.ScansNetNS
+	corrCfg.ScanNetNS = t.ScanNetNS
+	corrCfg.DropsTraced = t.DropsTraced()
 	// The end of each TIME_WAIT is a line per connection this host closed
 	// first: shown with the other per-event detail only.
 	corrCfg.FollowTimeWait = o.events
@@ -238,36 +285,30 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 	}
 	s.corr = timeline.New(corrCfg, emit)
 	s.corr.OnAlert(s.alert)
-	s.corr.SetSysctls(sys)
+	s.corr.SetSysctls(t.Sysctls())
 	if err := t.Seed(s.corr, time.Now().UnixNano()); err != nil {
 		// Tracing works without it: say what is missing, and go on.
 		fmt.Fprintf(os.Stderr, "tcptrace: %v\n", err)
 		s.scanErr = err
 	}
+}
 
+// watchSIGUSR1 has SIGUSR1 ask for the TIME_WAIT counts; it returns what
+// stops that.
+func (s *session) watchSIGUSR1() (stop func()) {
 	usr1 := make(chan os.Signal, 1)
 	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
 	go func() {
 		for range usr1 {
 			s.timeWaitAsked.Store(true)
 		}
 	}()
+	return func() { signal.Stop(usr1) }
+}
 
-	if o.readyFile != "" {
-		if err := os.WriteFile(o.readyFile, nil, 0o644); err != nil {
-			return fmt.Errorf("--ready-file: %w", err)
-		}
-	}
-
-	if o.cpuProfile != "" {
-		stopProfile, err := startCPUProfile(o.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer stopProfile()
-	}
-	runErr := t.Run(ctx, s)
+// finish flushes what is still held and writes the summary; runErr is how
+// the tracing ended.
+func (s *session) finish(started time.Time, runErr error) error {
 	if s.limit == 0 || s.emitted < s.limit {
 		s.corr.Flush()
 	}
@@ -275,18 +316,7 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 		s.pairs.Flush()
 	}
 	s.scan(time.Now(), false) // TIME_WAIT sockets left, for the summary
-	st := s.corr.Stats()
-	sum := output.NewSummary(st)
-	sum.Duration = time.Since(started)
-	sum.LostEvents = t.LostEvents()
-	sum.RingRecords = t.Records()
-	sum.RecursionMisses = t.RecursionMisses()
-	sum.DecodeErrors = t.DecodeErrors()
-	sum.TimeWaitTotal, sum.TimeWaitTop, sum.TimeWaitKnown = s.corr.TimeWait(5)
-	if s.pairs != nil {
-		sum.Paired = s.pairs.Paired()
-	}
-	outErr := out.Summary(sum)
+	outErr := s.out.Summary(s.summary(started))
 	if runErr != nil {
 		return runErr
 	}
@@ -294,4 +324,21 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 		return fmt.Errorf("writing output: %w", outErr)
 	}
 	return nil
+}
+
+// summary is what the tracing saw, from the correlator and the tracer.
+func (s *session) summary(started time.Time) *output.Summary {
+	t := s.tracer
+	sum := output.NewSummary(s.corr.Stats())
+	sum.Duration = time.Since(started)
+	sum.LostEvents = t.LostEvents()
+	sum.RingRecords = t.Records()
+	sum.RecursionMisses = t.RecursionMisses()
+	sum.DecodeErrors = t.DecodeErrors()
+	sum.RetransmitsFailed = t.RetransmitsFailed()
+	sum.TimeWaitTotal, sum.TimeWaitTop, sum.TimeWaitKnown = s.corr.TimeWait(5)
+	if s.pairs != nil {
+		sum.Paired = s.pairs.Paired()
+	}
+	return sum
 }

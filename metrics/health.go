@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"strconv"
 	"sync"
 	"time"
 
@@ -25,7 +26,16 @@ type Snapshot struct {
 	Sockets map[timeline.State]int
 	// Stuck counts the connections held past --stuck-after, by state.
 	Stuck map[timeline.State]int
+	// What the host did: TCP packets dropped by reason, failed calls by
+	// call and errno, and the listeners' accept queues (at most
+	// maxListenerSeries, fullest first).
+	Drops         map[string]uint64
+	SyscallErrors map[timeline.SyscallErrno]uint64
+	Listeners     []timeline.ListenerInfo
 }
+
+// maxListenerSeries bounds the listeners exported.
+const maxListenerSeries = 256
 
 // socketStates are the states of tcptrace_sockets, always all present
 // (zeros included) once a scan ran, so that rules compare with 0.
@@ -70,6 +80,7 @@ type healthCollector struct {
 	buildInfo                                                   prometheus.Metric
 	events, lost, evicted, recursion, decode, noSocket, tracked *prometheus.Desc
 	sockets, stuck, seriesDesc                                  *prometheus.Desc
+	drops, syscallErrors, queueLen, queueMax, listenDrops       *prometheus.Desc
 }
 
 func newHealthCollector(version, kernel string) *healthCollector {
@@ -90,13 +101,23 @@ func newHealthCollector(version, kernel string) *healthCollector {
 			"state"),
 		stuck:      d("stuck_connections", "Connections held in a state past --stuck-after now (orphaned FIN_WAIT2 as of the last scan).", "state"),
 		seriesDesc: d("metrics_series", "Label sets held now per family, at most --metrics-max-series plus the ~other ones.", "family"),
+		drops: d("dropped_packets_total", "TCP packets the kernel dropped on this host, by its reason (enum skb_drop_reason; a number when this kernel has no name for it).",
+			"reason"),
+		syscallErrors: d("syscall_errors_total", "connect(), bind(), listen() and accept() calls on TCP sockets that failed, by call and errno.",
+			"syscall", "errno"),
+		queueLen: d("accept_queue_length", "Connections waiting in a listener's accept queue, when last looked at (on drops, and with the socket scans).",
+			"listen", "netns"),
+		queueMax: d("accept_queue_limit", "A listener's accept queue limit: its listen() backlog capped by net.core.somaxconn; the queue is full past it.",
+			"listen", "netns"),
+		listenDrops: d("listener_drops_total", "SYNs and final ACKs a listener dropped (its sk_drops: a full accept queue), when last looked at.",
+			"listen", "netns"),
 	}
 }
 
 func (h *healthCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- h.buildInfo.Desc()
 	for _, d := range []*prometheus.Desc{h.events, h.lost, h.evicted, h.recursion, h.decode, h.noSocket, h.tracked,
-		h.sockets, h.stuck, h.seriesDesc} {
+		h.sockets, h.stuck, h.seriesDesc, h.drops, h.syscallErrors, h.queueLen, h.queueMax, h.listenDrops} {
 		ch <- d
 	}
 }
@@ -126,5 +147,27 @@ func (h *healthCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for name, n := range sizes {
 		ch <- prometheus.MustNewConstMetric(h.seriesDesc, prometheus.GaugeValue, float64(n), name)
+	}
+	h.collectHost(ch, &s)
+}
+
+// collectHost serves the host-side counts: drops, failed calls, queues.
+func (h *healthCollector) collectHost(ch chan<- prometheus.Metric, s *Snapshot) {
+	for reason, n := range s.Drops {
+		ch <- prometheus.MustNewConstMetric(h.drops, prometheus.CounterValue, float64(n), reason)
+	}
+	for k, n := range s.SyscallErrors {
+		ch <- prometheus.MustNewConstMetric(h.syscallErrors, prometheus.CounterValue, float64(n),
+			k.Syscall.String(), timeline.ErrnoName(k.Errno))
+	}
+	for i, l := range s.Listeners {
+		if i >= maxListenerSeries {
+			break
+		}
+		listen := string(timeline.AppendAddrPort(nil, l.Addr, l.Port))
+		ns := strconv.FormatUint(uint64(l.NetNS), 10)
+		ch <- prometheus.MustNewConstMetric(h.queueLen, prometheus.GaugeValue, float64(l.Queue.Len), listen, ns)
+		ch <- prometheus.MustNewConstMetric(h.queueMax, prometheus.GaugeValue, float64(l.Queue.Max), listen, ns)
+		ch <- prometheus.MustNewConstMetric(h.listenDrops, prometheus.CounterValue, float64(l.Queue.Drops), listen, ns)
 	}
 }

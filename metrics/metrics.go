@@ -69,7 +69,10 @@ type Metrics struct {
 
 	alerts *prometheus.CounterVec
 	folds  *prometheus.CounterVec // tcptrace_metrics_folded_series_total{family}
-	health *healthCollector
+	// baseLabels are the labels of every family, after its enumerated
+	// ones: baseLabels and Config.Labels.
+	baseLabels []string
+	health     *healthCollector
 
 	now        int64 // Unix ns, from the last record or tick: marks series as used
 	lastExpiry int64
@@ -85,93 +88,104 @@ type sizer struct {
 // New makes the metrics and registers them, with the Go runtime's and the
 // process's own.
 func New(cfg Config) (*Metrics, error) {
-	if err := CheckExtraLabels(cfg.Labels); err != nil {
+	if err := checkConfig(&cfg); err != nil {
 		return nil, err
-	}
-	if cfg.MaxSeries < 1 {
-		return nil, fmt.Errorf("the series cap must be at least 1, got %d", cfg.MaxSeries)
-	}
-	if cfg.SeriesTTL <= 0 {
-		return nil, fmt.Errorf("the series TTL must be positive, got %s", cfg.SeriesTTL)
-	}
-	if cfg.Ephemeral == (PortRange{}) {
-		cfg.Ephemeral = DefaultEphemeral
 	}
 	m := &Metrics{cfg: cfg, registry: prometheus.NewRegistry()}
 	for _, n := range cfg.Labels {
 		m.extras = append(m.extras, ExtraLabels[n])
 	}
-	base := append(slices.Clone(baseLabels), cfg.Labels...)
-
-	folds := prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.baseLabels = append(slices.Clone(baseLabels), cfg.Labels...)
+	m.folds = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "metrics_folded_series_total",
 		Help: "Updates that found their family at --metrics-max-series label sets and went to a series whose open-ended labels are ~other.",
 	}, []string{"family"})
-	m.registry.MustRegister(folds)
-	m.folds = folds
-
-	// newFamily registers a vec whose labels are the enumerated ones, then
-	// the base labels.
-	counter := func(name, help string, enumerated ...string) *family[prometheus.Counter] {
-		vec := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help},
-			append(slices.Clone(enumerated), base...))
-		m.registry.MustRegister(vec)
-		f := &family[prometheus.Counter]{name: namespace + "_" + name, with: vec.WithLabelValues, delete: vec.DeleteLabelValues}
-		m.setup(f.name, len(enumerated), len(base), &f.fixed, &f.max, &f.folds, folds)
-		f.series = make(map[string]*series[prometheus.Counter])
-		m.expiring = append(m.expiring, f)
-		m.sizes = append(m.sizes, sizer{f.name, func() int { return len(f.series) }})
-		return f
-	}
-	histogram := func(name, help string, buckets []float64, enumerated ...string) *family[prometheus.Observer] {
-		vec := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help,
-			Buckets: buckets}, append(slices.Clone(enumerated), base...))
-		m.registry.MustRegister(vec)
-		f := &family[prometheus.Observer]{name: namespace + "_" + name, with: vec.WithLabelValues, delete: vec.DeleteLabelValues}
-		m.setup(f.name, len(enumerated), len(base), &f.fixed, &f.max, &f.folds, folds)
-		f.series = make(map[string]*series[prometheus.Observer])
-		m.expiring = append(m.expiring, f)
-		m.sizes = append(m.sizes, sizer{f.name, func() int { return len(f.series) }})
-		return f
-	}
-
-	m.connections = counter("connections_total",
-		"Connection records, one per connection when it ends (or is still open when tracing stops, or evicted), by role, outcome and reason.",
-		"role", "outcome", "reason")
-	m.connect = histogram("connect_duration_seconds",
-		"Clients: connect() to ESTABLISHED, SYN retries included, of the connections that got established.",
-		connectBuckets)
-	m.handshakeRTT = histogram("handshake_rtt_seconds",
-		"The handshake's RTT sample: SYN to SYN+ACK for a client, SYN+ACK to ACK for a server (none when the SYN was retransmitted).",
-		rttBuckets, "role")
-	m.synRetrans = counter("syn_retransmits_total", "SYN retransmissions of client connections.")
-	m.synAckRetrans = counter("synack_retransmits_total", "SYN+ACK retransmissions of server connections.")
-	m.retrans = counter("retransmits_total", "Retransmissions after the handshake.", "role")
-	m.resets = counter("resets_total",
-		"Connections that sent or received a RST, by direction and by the connection's reason (the same words as connections_total).",
-		"direction", "reason")
-
-	m.alerts = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "alerts_total",
-		Help: "Alerts raised: connections stuck past --stuck-after in CLOSE_WAIT, FIN_WAIT2, SYN_SENT or SYN_RECV, and orphaned FIN_WAIT2 endings."},
-		[]string{"kind"})
-	for k := timeline.AlertCloseWait; k <= timeline.AlertTimeWaitEnded; k++ {
-		m.alerts.WithLabelValues(k.String()) // zero from the start, for rate() and increase()
-	}
-	m.registry.MustRegister(m.alerts)
-
+	m.registry.MustRegister(m.folds)
+	m.newFamilies()
+	m.newAlerts()
 	m.health = newHealthCollector(cfg.Version, cfg.Kernel)
 	m.registry.MustRegister(m.health)
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m, nil
 }
 
-func (m *Metrics) setup(name string, enumerated, base int, fixed *[]bool, max *int, folds *prometheus.Counter, vec *prometheus.CounterVec) {
-	*fixed = make([]bool, enumerated+base)
-	for i := range enumerated {
-		(*fixed)[i] = true
+// checkConfig rejects what can't be and fills in the defaults.
+func checkConfig(cfg *Config) error {
+	if err := CheckExtraLabels(cfg.Labels); err != nil {
+		return err
 	}
-	*max = m.cfg.MaxSeries
-	*folds = vec.WithLabelValues(name)
+	if cfg.MaxSeries < 1 {
+		return fmt.Errorf("the series cap must be at least 1, got %d", cfg.MaxSeries)
+	}
+	if cfg.SeriesTTL <= 0 {
+		return fmt.Errorf("the series TTL must be positive, got %s", cfg.SeriesTTL)
+	}
+	if cfg.Ephemeral == (PortRange{}) {
+		cfg.Ephemeral = DefaultEphemeral
+	}
+	return nil
+}
+
+// newFamilies makes the per-connection families.
+func (m *Metrics) newFamilies() {
+	m.connections = m.counter("connections_total",
+		"Connection records, one per connection when it ends (or is still open when tracing stops, or evicted), by role, outcome and reason.",
+		"role", "outcome", "reason")
+	m.connect = m.histogram("connect_duration_seconds",
+		"Clients: connect() to ESTABLISHED, SYN retries included, of the connections that got established.",
+		connectBuckets)
+	m.handshakeRTT = m.histogram("handshake_rtt_seconds",
+		"The handshake's RTT sample: SYN to SYN+ACK for a client, SYN+ACK to ACK for a server (none when the SYN was retransmitted).",
+		rttBuckets, "role")
+	m.synRetrans = m.counter("syn_retransmits_total", "SYN retransmissions of client connections.")
+	m.synAckRetrans = m.counter("synack_retransmits_total", "SYN+ACK retransmissions of server connections.")
+	m.retrans = m.counter("retransmits_total", "Retransmissions after the handshake.", "role")
+	m.resets = m.counter("resets_total",
+		"Connections that sent or received a RST, by direction and by the connection's reason (the same words as connections_total).",
+		"direction", "reason")
+}
+
+// newAlerts makes the alert counter, every kind at zero from the start
+// (for rate() and increase()).
+func (m *Metrics) newAlerts() {
+	m.alerts = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "alerts_total",
+		Help: "Alerts raised: connections stuck past --stuck-after in CLOSE_WAIT, FIN_WAIT2, SYN_SENT or SYN_RECV, and orphaned FIN_WAIT2 endings."},
+		[]string{"kind"})
+	for k := timeline.AlertCloseWait; k <= timeline.AlertTimeWaitEnded; k++ {
+		m.alerts.WithLabelValues(k.String())
+	}
+	m.registry.MustRegister(m.alerts)
+}
+
+// counter makes a counter family: its labels are the enumerated ones,
+// then the base labels.
+func (m *Metrics) counter(name, help string, enumerated ...string) *family[prometheus.Counter] {
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help},
+		append(slices.Clone(enumerated), m.baseLabels...))
+	return addFamily(m, name, len(enumerated), vec, vec.WithLabelValues, vec.DeleteLabelValues)
+}
+
+// histogram makes a histogram family, labelled as counter's.
+func (m *Metrics) histogram(name, help string, buckets []float64, enumerated ...string) *family[prometheus.Observer] {
+	vec := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help,
+		Buckets: buckets}, append(slices.Clone(enumerated), m.baseLabels...))
+	return addFamily(m, name, len(enumerated), vec, vec.WithLabelValues, vec.DeleteLabelValues)
+}
+
+// addFamily registers vec and bounds its series with a family, whose first
+// enumerated labels are kept when folding.
+func addFamily[T any](m *Metrics, name string, enumerated int, vec prometheus.Collector,
+	with func(...string) T, del func(...string) bool) *family[T] {
+	m.registry.MustRegister(vec)
+	f := &family[T]{name: namespace + "_" + name, with: with, delete: del, max: m.cfg.MaxSeries,
+		fixed: make([]bool, enumerated+len(m.baseLabels)), series: make(map[string]*series[T])}
+	for i := range enumerated {
+		f.fixed[i] = true
+	}
+	f.folds = m.folds.WithLabelValues(f.name)
+	m.expiring = append(m.expiring, f)
+	m.sizes = append(m.sizes, sizer{f.name, func() int { return len(f.series) }})
+	return f
 }
 
 // Registry is where the metrics are registered.

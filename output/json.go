@@ -12,12 +12,14 @@ import (
 )
 
 // SchemaVersion is the first field of every JSON line ("schema_version").
-// Version 1 (no such field) had no "container"; version 2 added it. Fields
-// are added within a version, never renamed or removed.
-const SchemaVersion = 2
+// Version 1 (no such field) had no "container"; version 2 added it;
+// version 3 added what the host did (drops, failed calls, accept queues),
+// the socket's own settings, and the host-side alerts. Fields are added,
+// never renamed or removed.
+const SchemaVersion = 3
 
 // lineStart opens every JSON line: the schema version, then the type.
-const lineStart = `{"schema_version":2,"type":`
+const lineStart = `{"schema_version":3,"type":`
 
 // JSON writes one JSON object per line. The schema is documented in the
 // README and kept stable: fields are added, never renamed or removed.
@@ -40,6 +42,19 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 	b = j.appendTimeField(b, "start", c.Start)
 	b = j.appendTimeField(b, "end", c.End)
 	b = appendMillisField(b, "duration_ms", c.Duration())
+	b = j.appendEndpoints(b, c)
+	b = appendOutcome(b, c)
+	b = appendJSONFigures(b, c)
+	b = appendTimeline(b, c)
+	b = appendHostFields(b, c)
+	b = append(b, "}\n"...)
+	j.buf = b
+	return j.write()
+}
+
+// appendEndpoints writes the connection's addresses, its owner, and where
+// it lives (cgroup, container, namespace).
+func (j *JSON) appendEndpoints(b []byte, c *timeline.Connection) []byte {
 	b = appendStringField(b, "family", c.Family())
 	b = appendAddrField(b, "laddr", c.LAddr)
 	b = appendUintField(b, "lport", uint64(c.LPort))
@@ -54,10 +69,13 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 	b = appendContainer(b, j.opts.container(c.Cgroup))
 	b = appendUintField(b, "netns", uint64(c.NetNS))
 	if c.PeerCookie == 0 {
-		b = append(b, `,"peer_cookie":null`...)
-	} else {
-		b = appendUintField(b, "peer_cookie", c.PeerCookie)
+		return append(b, `,"peer_cookie":null`...)
 	}
+	return appendUintField(b, "peer_cookie", c.PeerCookie)
+}
+
+// appendOutcome writes how the connection ended, and why.
+func appendOutcome(b []byte, c *timeline.Connection) []byte {
 	b = appendStringField(b, "outcome", c.Outcome.String())
 	if c.ClosedBy == timeline.ClosedByNone {
 		b = append(b, `,"closed_by":null`...)
@@ -89,7 +107,12 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 	start := len(b)
 	b = timeline.AppendExplanation(b, c)
 	b = escapeInPlace(b, start)
-	b = append(b, '"')
+	return append(b, '"')
+}
+
+// appendJSONFigures writes the kernel's counters and RTTs, and how complete
+// the record is.
+func appendJSONFigures(b []byte, c *timeline.Connection) []byte {
 	b = appendUintField(b, "bytes_sent", c.BytesSent)
 	b = appendUintField(b, "bytes_received", c.BytesReceived)
 	b = appendUintField(b, "segs_retransmitted", uint64(c.SegsRetrans))
@@ -105,7 +128,12 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 	}
 	b = appendBoolField(b, "partial", c.Partial)
 	b = appendBoolField(b, "incomplete", c.Incomplete)
-	b = appendBoolField(b, "evicted", c.Evicted)
+	return appendBoolField(b, "evicted", c.Evicted)
+}
+
+// appendTimeline writes the states the connection went through and its
+// steps.
+func appendTimeline(b []byte, c *timeline.Connection) []byte {
 	b = append(b, `,"states":[`...)
 	for i, s := range c.States {
 		if i > 0 {
@@ -121,10 +149,7 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 		b = appendStep(b, c, &c.Steps[i])
 	}
 	b = append(b, ']')
-	b = appendUintField(b, "timeline_dropped", uint64(c.StepsDropped))
-	b = append(b, "}\n"...)
-	j.buf = b
-	return j.write()
+	return appendUintField(b, "timeline_dropped", uint64(c.StepsDropped))
 }
 
 func appendStep(b []byte, c *timeline.Connection, s *timeline.Step) []byte {
@@ -178,6 +203,15 @@ func (j *JSON) Event(e *timeline.Event) error {
 	if e.RSTReason != "" {
 		b = appendStringField(b, "reason", e.RSTReason)
 	}
+	if e.DropReason != "" {
+		b = appendStringField(b, "drop_reason", e.DropReason)
+	}
+	if e.Syscall != 0 {
+		b = appendStringField(b, "syscall", e.Syscall.String())
+	}
+	if e.Queue.Known {
+		b = appendQueue(b, e.Queue)
+	}
 	if e.Type == timeline.EventState && (e.SockDead || e.SockDone) {
 		b = appendBoolField(b, "sock_dead", e.SockDead)
 		b = appendBoolField(b, "sock_done", e.SockDone)
@@ -204,6 +238,7 @@ func (j *JSON) Alert(a *timeline.Alert) error {
 	b = appendContainer(b, j.opts.container(a.Cgroup))
 	b = appendUintField(b, "retries", uint64(a.Retries))
 	b = appendNullableString(b, "ended", a.Ended)
+	b = appendHostAlertFields(b, a)
 	b = append(appendKey(b, "explanation"), '"')
 	start := len(b)
 	b = timeline.AppendAlertExplanation(b, a)
@@ -295,6 +330,7 @@ func (j *JSON) Summary(s *Summary) error {
 	b = appendUintField(b, "stray_events", s.StrayEvents)
 	b = appendUintField(b, "resets_without_socket", s.ResetsNoSocket)
 	b = appendUintField(b, "paired", s.Paired)
+	b = appendHostSummary(b, s)
 	b = append(b, "}\n"...)
 	j.buf = b
 	if err := j.write(); err != nil {
@@ -346,11 +382,17 @@ func appendEndpointCounts(b []byte, eps []timeline.EndpointCount) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"raddr":`...)
+		// A server's TIME_WAIT sockets are grouped by its service
+		// (laddr, lport); a client's by the remote they went to.
+		addr, port := `{"raddr":`, "rport"
+		if e.Local {
+			addr, port = `{"laddr":`, "lport"
+		}
+		b = append(b, addr...)
 		b = append(b, '"')
 		b = e.Addr.AppendTo(b)
 		b = append(b, '"')
-		b = appendUintField(b, "rport", uint64(e.Port))
+		b = appendUintField(b, port, uint64(e.Port))
 		b = appendUintField(b, "count", e.Count)
 		b = append(b, '}')
 	}

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/tcptrace/tcptrace/containers"
 	"github.com/tcptrace/tcptrace/tracer/timeline"
@@ -14,13 +13,14 @@ import (
 // Ladder writes each connection as the ladder diagram of a TCP textbook:
 // this host's end on the left, the peer on the right, time going down,
 // segments as arrows between the two lines and each end's state beside its
-// line. Alerts, events, TIME_WAIT counts, lost events and the summary are
-// written as the text writer writes them.
+// line, with their sequence numbers where the records prove them
+// (ladder_seq.go). Alerts, events, TIME_WAIT counts, lost events and the
+// summary are written as the text writer writes them.
 //
 //	14:02:11.204 curl[812] 127.0.0.1:41230 → 127.0.0.1:8080
 //	    client closed by local 1.2ms
-//	                local :41230                                        remote :8080
-//	  +0.000ms    SYN_SENT │── SYN ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─▶│
+//	            local :41230                                        remote :8080
+//	  +0.000ms    SYN_SENT │─ ─ SYN seq=0 ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─ ─▶│
 type Ladder struct {
 	Text
 	style ladderStyle
@@ -30,6 +30,9 @@ type Ladder struct {
 type LadderOptions struct {
 	ASCII bool // plain ASCII instead of box drawing
 	Color bool // SGR colours: only for a terminal, and not with NO_COLOR
+	// AbsoluteSeq writes sequence numbers as the wire carries them (like
+	// tcpdump -S) instead of relative to each side's ISN.
+	AbsoluteSeq bool
 }
 
 // ladderStyle is what renderLadder needs besides the records.
@@ -39,13 +42,14 @@ type ladderStyle struct {
 	cgroup    func(uint64) string
 	container func(uint64) *containers.Info
 	scratch   []byte
+	absSeq    bool
 }
 
 // NewLadder returns a ladder writer; times are shown in loc (nil: local time).
 func NewLadder(w io.Writer, loc *time.Location, opts Options, lo LadderOptions) *Ladder {
 	l := &Ladder{Text: *NewText(w, loc, opts)}
 	l.style = ladderStyle{loc: l.loc, cgroup: l.opts.cgroupPath, container: l.opts.container,
-		drawer: drawer{g: &unicodeGlyphs, color: lo.Color}}
+		drawer: drawer{g: &unicodeGlyphs, color: lo.Color}, absSeq: lo.AbsoluteSeq}
 	if lo.ASCII {
 		l.style.g, l.style.ascii = &asciiGlyphs, true
 	}
@@ -82,7 +86,7 @@ func renderLadder(b []byte, local, peer *timeline.Connection, st *ladderStyle) [
 	b = st.headings(b, lh, rh)
 	var last [16]byte
 	lastLen := 0
-	rows := ladderRows(local, peer)
+	rows := ladderRows(local, peer, st.absSeq)
 	for i := range rows {
 		b = st.row(b, &rows[i], &last, &lastLen)
 	}
@@ -108,18 +112,9 @@ func (st *ladderStyle) header(b []byte, c *timeline.Connection, lead string) []b
 	b = append(b, lead...)
 	b, what := appendHeader(b, c, st.loc, st.container(c.Cgroup))
 	line := st.text(string(b[start:]))
-	what = len(st.text(string(b[start:what])))
+	rel := len(st.text(string(b[start:what])))
 	b = append(b[:start], line...)
-	switch {
-	case utf8.RuneCount(b[start:]) <= width:
-	case utf8.RuneCountInString(line[:what]) > width: // long IPv6 addresses
-		return wrapLine(b, start, "    ", &st.scratch)
-	default:
-		b = b[:start+what-1] // the blank before the role
-		b = append(b, "\n    "...)
-		b = append(b, line[what:]...)
-	}
-	return append(b, '\n')
+	return fitHeader(b, start, rel, &st.scratch)
 }
 
 // explain writes the record's explanation as the text writer does, and

@@ -138,12 +138,18 @@ func (d *drawer) row(b []byte, r *row, lastTime *[16]byte, lastLen *int) []byte 
 	case r.arrow.kind != 0:
 		b = d.arrow(b, &r.arrow)
 	case r.note != "":
-		n := d.text(r.note)
-		w := utf8.RuneCountInString(n)
-		pad := max(0, (middleCols-w)/2)
-		b = spaces(b, pad)
-		b = d.paint(b, sgrDim, n)
-		b = spaces(b, middleCols-pad-w)
+		notes := splitNote(d.text(r.note), middleCols-2)
+		b = d.note(b, notes[0])
+		for _, n := range notes[1:] {
+			// The rest of a long note on rows of its own, the lines beside it.
+			b = append(b, line...)
+			b = trimRight(b, start)
+			b = append(b, '\n')
+			start = len(b)
+			b = spaces(b, timeCols+1+leftCols+1)
+			b = append(b, line...)
+			b = d.note(b, n)
+		}
 	default:
 		b = spaces(b, middleCols)
 	}
@@ -152,11 +158,63 @@ func (d *drawer) row(b []byte, r *row, lastTime *[16]byte, lastLen *int) []byte 
 		b = append(b, ' ')
 		b = d.paint(b, d.labelColor(rl), rl)
 	}
-	// No trailing blanks.
+	return append(trimRight(b, start), '\n')
+}
+
+// trimRight drops the blanks that end the line b[start:].
+func trimRight(b []byte, start int) []byte {
 	for len(b) > start && b[len(b)-1] == ' ' {
 		b = b[:len(b)-1]
 	}
-	return append(b, '\n')
+	return b
+}
+
+// note writes a note centred between the lines, at least a blank from each.
+func (d *drawer) note(b []byte, n string) []byte {
+	w := utf8.RuneCountInString(n)
+	pad := max(0, (middleCols-w)/2)
+	b = spaces(b, pad)
+	b = d.paint(b, sgrDim, n)
+	return spaces(b, middleCols-pad-w)
+}
+
+// splitNote breaks a note wider than w columns at blanks into as few lines
+// as it takes, as even as can be. A word wider than w is cut.
+func splitNote(n string, w int) []string {
+	words := strings.Fields(n)
+	fill := func(target int) []string {
+		var lines []string
+		cur := ""
+		for _, word := range words {
+			for utf8.RuneCountInString(word) > w {
+				r := []rune(word)
+				if cur != "" {
+					lines, cur = append(lines, cur), ""
+				}
+				lines, word = append(lines, string(r[:w])), string(r[w:])
+			}
+			switch {
+			case cur == "":
+				cur = word
+			case utf8.RuneCountInString(cur)+1+utf8.RuneCountInString(word) <= target:
+				cur += " " + word
+			default:
+				lines, cur = append(lines, cur), word
+			}
+		}
+		return append(lines, cur)
+	}
+	if utf8.RuneCountInString(n) <= w || len(words) == 0 {
+		return []string{n}
+	}
+	lines := fill(w)
+	// The narrowest width that takes no more lines.
+	for t := (utf8.RuneCountInString(n) + len(lines) - 1) / len(lines); t < w; t++ {
+		if even := fill(t); len(even) == len(lines) {
+			return even
+		}
+	}
+	return lines
 }
 
 func (d *drawer) labelColor(l string) string {

@@ -1,6 +1,7 @@
 package output
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"strconv"
@@ -53,14 +54,20 @@ type row struct {
 	// dotted draws the lines dotted: before tracing began, after the end.
 	dotted bool
 	tail   bool // after the last event: what the kernel does next
+	// after: an untimed row that sorts with the row before it (the bytes
+	// exchanged, after the handshake), not with the next timed one.
+	after bool
 
 	// For pairing the two ends.
 	from   side  // whose record the row comes from
 	sender bool  // the arrow was inferred by the end that sent it
 	ord    int   // the arrow's ordinal among its kind and direction
 	key    int64 // where it sorts among both ends' rows
-	dup    int   // a detached label row: index+1 of the row it belongs to
 	gone   bool  // dropped as the duplicate of the other end's arrow
+	// detached: a label row taken from a dropped duplicate arrow; it
+	// belongs to the arrow row kept, rows[arrowRow] in pairRows.
+	detached bool
+	arrowRow int
 }
 
 // inferred marks a state of the end whose record is not drawn: what the
@@ -80,6 +87,19 @@ type rowBuilder struct {
 	// (finToOrphan); no tracepoint reports a timewait socket's moves.
 	peerTimeWait, finToOrphan bool
 	lastRetransmit            int64 // time of the last data retransmission, -1: none
+	lastSyn                   int64 // time of the last SYN sent
+	accepted                  bool  // the handshake of an accepted socket is drawn
+	seq                       *seqNums
+}
+
+// lab is the label of a segment this record's end sent (out) or received,
+// with its sequence numbers where they are known.
+func (g *rowBuilder) lab(kind segKind, out bool, base string) string {
+	from := g.from
+	if !out {
+		from = 1 - from
+	}
+	return g.seq.label(kind, from, base)
 }
 
 func (g *rowBuilder) add(r row) *row {
@@ -131,19 +151,8 @@ func (g *rowBuilder) wait(ns int64) {
 		return
 	}
 	r := row{}
-	r.label[g.own()] = "wait " + waitString(ns)
+	r.label[g.own()] = "wait " + string(appendWait(nil, ns))
 	g.add(r)
-}
-
-// waitString writes a timer's wait as it is read: "1.0 s", "16 s", "200 ms".
-func waitString(ns int64) string {
-	switch {
-	case ns < 1e9:
-		return strconv.FormatInt((ns+5e5)/1e6, 10) + " ms"
-	case ns < 10e9:
-		return strconv.FormatFloat(float64(ns)/1e9, 'f', 1, 64) + " s"
-	}
-	return strconv.FormatInt((ns+5e8)/1e9, 10) + " s"
 }
 
 // build turns the record's steps into rows.
@@ -154,112 +163,146 @@ func (g *rowBuilder) build() {
 		r.label[g.own()] = c.States[0].String()
 		g.add(r)
 	}
-	steps := c.Steps
-	lastSyn := c.Start
+	g.lastSyn = c.Start
 	g.lastRetransmit = -1
-	accepted := false // the handshake of an accepted socket is drawn
+	g.accepted = false
+	steps := c.Steps
 	for i := 0; i < len(steps); i++ {
-		s := &steps[i]
 		var next *timeline.Step
 		if i+1 < len(steps) {
 			next = &steps[i+1]
 		}
-		switch s.Kind {
-		case timeline.StepSynRetransmit:
-			g.wait(s.Since)
-			g.segment(s.Time, true, true, segRetransmit, "SYN (retry "+strconv.Itoa(s.N)+")", true, "", "")
-			lastSyn = s.Time
-			continue
-		case timeline.StepSynAckRetransmit:
-			if !accepted {
-				g.passiveOpen()
-				accepted = true
-			}
-			g.wait(s.Since)
-			g.segment(s.Time, true, true, segRetransmit, "SYN+ACK (retry "+strconv.Itoa(s.N)+")", true, "", "")
-			continue
-		case timeline.StepRetransmit:
-			// The wait before the first one is not known: the original
-			// send is not traced. Between retransmissions it is the RTO.
-			if g.lastRetransmit >= 0 {
-				g.wait(s.Time - g.lastRetransmit)
-			}
-			g.lastRetransmit = s.Time
-			g.segment(s.Time, true, true, segRetransmit, "retransmission "+strconv.Itoa(s.N), true, "", "")
-			continue
-		case timeline.StepRSTSent:
-			peer := inferred("CLOSE")
-			if s.From == timeline.StateTimeWait {
-				peer = ""
-			}
-			g.segment(s.Time, true, true, segRST, "RST", true, "", peer)
-			continue
-		case timeline.StepRSTReceived:
-			peer := inferred("CLOSE")
-			switch {
-			case s.From == timeline.StateSynSent && c.Reason == timeline.ReasonNothingListening:
-				peer = inferred("no listener")
-			case s.From == timeline.StateSynSent:
-				peer = ""
-			case c.HalfOpen:
-				peer = inferred("no socket")
-			}
-			own := ""
-			if next != nil && next.Kind == timeline.StepState && next.To == timeline.StateClose &&
-				!next.TimewaitSocket && next.Time-s.Time < 1e6 {
-				// The RST closed the socket: one row.
-				own = next.To.String()
-				i++
-			}
-			g.segment(s.Time, true, false, segRST, "RST", true, own, peer)
-			continue
-		case timeline.StepError:
-			continue // the explanation says what the application saw
-		}
-		// An accepted socket: LISTEN -> SYN_RECV when the final ACK came
-		// (before Linux 6.15 only SYN_RECV -> ESTABLISHED is reported).
-		if s.Kind == timeline.StepState && (s.From == timeline.StateListen && s.To == timeline.StateSynRecv ||
-			s.From == timeline.StateSynRecv && s.To == timeline.StateEstablished && !accepted && !c.Partial &&
-				c.Role == timeline.RoleServer) {
-			if !accepted {
-				g.passiveOpen()
-				accepted = true
-			}
-			r := g.recv(s.Time, segAckSyn, "ACK", "", inferred("ESTABLISHED"))
-			if s.To == timeline.StateEstablished {
-				r.label[g.own()] = s.To.String()
-				g.data()
-				continue
-			}
-			if next != nil && next.Kind == timeline.StepState && next.From == timeline.StateSynRecv &&
-				next.To == timeline.StateEstablished {
-				r.label[g.own()] = next.To.String()
-				i++
-				g.data()
-			}
-			continue
-		}
-		lastSyn = g.transition(s, next, lastSyn)
-		if s.Kind == timeline.StepState && s.To == timeline.StateClose && next != nil &&
-			next.Kind == timeline.StepRSTSent && next.Time-s.Time < 1e6 {
-			// close() sent a RST: the RST row carries the CLOSE.
-			last := &g.rows[len(g.rows)-1]
-			if last.arrow.kind == 0 && last.note == "" {
-				g.rows = g.rows[:len(g.rows)-1]
-				g.segment(s.Time, true, true, segRST, "RST", true, s.To.String(), inferred("CLOSE"))
-				i++
-			}
+		if g.step(&steps[i], next) {
+			i++
 		}
 	}
 	g.end()
+}
+
+// step adds the rows of s, and says whether they also drew next.
+func (g *rowBuilder) step(s, next *timeline.Step) bool {
+	switch s.Kind {
+	case timeline.StepSynRetransmit, timeline.StepSynAckRetransmit, timeline.StepRetransmit:
+		g.retransmission(s)
+		return false
+	case timeline.StepRSTSent:
+		peer := inferred("CLOSE")
+		if s.From == timeline.StateTimeWait {
+			peer = ""
+		}
+		g.segment(s.Time, true, true, segRST, "RST", true, "", peer)
+		return false
+	case timeline.StepRSTReceived:
+		return g.rstReceived(s, next)
+	case timeline.StepError:
+		return false // the explanation says what the application saw
+	}
+	if g.acceptsHandshake(s) {
+		return g.acceptedACK(s, next)
+	}
+	g.transition(s)
+	if s.Kind == timeline.StepState && s.To == timeline.StateClose && next != nil &&
+		next.Kind == timeline.StepRSTSent && next.Time-s.Time < 1e6 {
+		// close() sent a RST: the RST row carries the CLOSE.
+		last := &g.rows[len(g.rows)-1]
+		if last.arrow.kind == 0 && last.note == "" {
+			g.rows = g.rows[:len(g.rows)-1]
+			g.segment(s.Time, true, true, segRST, "RST", true, s.To.String(), inferred("CLOSE"))
+			return true
+		}
+	}
+	return false
+}
+
+// retransmission adds a retransmitted SYN, SYN+ACK or segment, after the
+// timer's wait.
+func (g *rowBuilder) retransmission(s *timeline.Step) {
+	switch s.Kind {
+	case timeline.StepSynRetransmit:
+		g.wait(s.Since)
+		g.segment(s.Time, true, true, segRetransmit, g.lab(segSYN, true, "SYN (retry "+strconv.Itoa(s.N)+")"), true, "", "")
+		g.lastSyn = s.Time
+	case timeline.StepSynAckRetransmit:
+		if !g.accepted {
+			g.passiveOpen()
+			g.accepted = true
+		}
+		g.wait(s.Since)
+		g.segment(s.Time, true, true, segRetransmit, g.lab(segSynAck, true, "SYN+ACK (retry "+strconv.Itoa(s.N)+")"), true,
+			"", "")
+	case timeline.StepRetransmit:
+		// The wait before the first one is not known: the original
+		// send is not traced. Between retransmissions it is the RTO.
+		if g.lastRetransmit >= 0 {
+			g.wait(s.Time - g.lastRetransmit)
+		}
+		g.lastRetransmit = s.Time
+		g.segment(s.Time, true, true, segRetransmit, "retransmission "+strconv.Itoa(s.N), true, "", "")
+	}
+}
+
+// rstReceived adds a RST received, and says whether it also drew next: the
+// CLOSE it caused.
+func (g *rowBuilder) rstReceived(s, next *timeline.Step) bool {
+	c := g.c
+	peer := inferred("CLOSE")
+	switch {
+	case s.From == timeline.StateSynSent && c.Reason == timeline.ReasonNothingListening:
+		peer = inferred("no listener")
+	case s.From == timeline.StateSynSent:
+		peer = ""
+	case c.HalfOpen:
+		peer = inferred("no socket")
+	}
+	own := ""
+	closed := next != nil && next.Kind == timeline.StepState && next.To == timeline.StateClose &&
+		!next.TimewaitSocket && next.Time-s.Time < 1e6
+	if closed {
+		// The RST closed the socket: one row.
+		own = next.To.String()
+	}
+	g.segment(s.Time, true, false, segRST, "RST", true, own, peer)
+	return closed
+}
+
+// acceptsHandshake says whether s is the end of an accepted socket's
+// handshake: LISTEN -> SYN_RECV when the final ACK came (before Linux 6.15
+// only SYN_RECV -> ESTABLISHED is reported).
+func (g *rowBuilder) acceptsHandshake(s *timeline.Step) bool {
+	c := g.c
+	return s.Kind == timeline.StepState && (s.From == timeline.StateListen && s.To == timeline.StateSynRecv ||
+		s.From == timeline.StateSynRecv && s.To == timeline.StateEstablished && !g.accepted && !c.Partial &&
+			c.Role == timeline.RoleServer)
+}
+
+// acceptedACK adds an accepted socket's handshake and its final ACK, and
+// says whether it also drew next: SYN_RECV -> ESTABLISHED.
+func (g *rowBuilder) acceptedACK(s, next *timeline.Step) bool {
+	if !g.accepted {
+		g.passiveOpen()
+		g.accepted = true
+	}
+	r := g.recv(s.Time, segAckSyn, g.lab(segAckSyn, false, "ACK"), "", inferred("ESTABLISHED"))
+	if s.To == timeline.StateEstablished {
+		r.label[g.own()] = s.To.String()
+		g.data()
+		return false
+	}
+	if next != nil && next.Kind == timeline.StepState && next.From == timeline.StateSynRecv &&
+		next.To == timeline.StateEstablished {
+		r.label[g.own()] = next.To.String()
+		g.data()
+		return true
+	}
+	return false
 }
 
 // passiveOpen draws the handshake of an accepted socket up to its
 // SYN+ACK: the SYN and SYN+ACK went through a request socket that no
 // tracepoint reports, so their times are not known.
 func (g *rowBuilder) passiveOpen() {
-	g.segment(g.c.Start, false, false, segSYN, "SYN", false, timeline.StateListen.String(), inferred("SYN_SENT"))
-	g.segment(g.c.Start, false, true, segSynAck, "SYN+ACK", false, timeline.StateSynRecv.String(), "")
+	g.segment(g.c.Start, false, false, segSYN, g.lab(segSYN, false, "SYN"), false, timeline.StateListen.String(), inferred("SYN_SENT"))
+	g.segment(g.c.Start, false, true, segSynAck, g.lab(segSynAck, true, "SYN+ACK"), false, timeline.StateSynRecv.String(), "")
 }
 
 // data adds the bytes exchanged, once, after the handshake: the
@@ -273,90 +316,123 @@ func (g *rowBuilder) data() {
 	b = append(b, " sent, "...)
 	b = appendBytes(b, c.BytesReceived)
 	b = append(b, " received"...)
-	g.add(row{note: "⇄ " + string(b)})
+	g.add(row{note: "⇄ " + string(b), after: true})
 }
 
-// transition adds the rows of one state change and returns when the last
-// SYN was sent.
-func (g *rowBuilder) transition(s, next *timeline.Step, lastSyn int64) int64 {
+// transition adds the rows of one state change.
+func (g *rowBuilder) transition(s *timeline.Step) {
+	switch {
+	case s.From == s.To && !s.TimewaitSocket:
+		g.stateSetAgain(s)
+	case s.TimewaitSocket:
+		g.timewaitMove(s)
+	case g.segmentsOf(s):
+	case s.To != timeline.StateClose:
+		g.state(s.Time, s.To.String())
+	default:
+		g.closedWithoutFIN(s)
+	}
+}
+
+// stateSetAgain: close() after shutdown(), the state set again, unchanged
+// (the FIN went out at shutdown()). No segment, no new state.
+func (g *rowBuilder) stateSetAgain(s *timeline.Step) {
+	if !afterShutdown(s.To) {
+		return
+	}
+	note := "close() after shutdown()"
+	if g.from == right {
+		note = "peer's " + note
+	}
+	g.add(row{t: s.Time - g.base, timed: true, note: note})
+}
+
+// timewaitMove adds what a timewait socket's step implies.
+func (g *rowBuilder) timewaitMove(s *timeline.Step) {
+	to := s.To.String()
+	switch {
+	case s.To == timeline.StateFinWait2:
+		// Orphaned: the end notes say what it waits for.
+	case s.From == timeline.StateClosing:
+		g.recv(s.Time, segAckFIN, g.lab(segAckFIN, false, "ACK"), to, inferred("TIME_WAIT"))
+	case s.From == timeline.StateFinWait1:
+		// The peer's FIN came with the ACK of ours.
+		g.recv(s.Time, segFIN, g.lab(segFIN, false, "FIN+ACK"), "", inferred("LAST_ACK"))
+		g.send(s.Time, segAckFIN, g.lab(segAckFIN, true, "ACK"), to, inferred("CLOSE"))
+	default:
+		g.recv(s.Time, segFIN, g.lab(segFIN, false, "FIN"), "", inferred("LAST_ACK"))
+		g.send(s.Time, segAckFIN, g.lab(segAckFIN, true, "ACK"), to, inferred("CLOSE"))
+	}
+}
+
+// segmentsOf adds the segments a state change of the handshake or of the
+// FIN exchange implies, and says whether s is one.
+func (g *rowBuilder) segmentsOf(s *timeline.Step) bool {
 	c := g.c
 	to := s.To.String()
-	if s.TimewaitSocket {
-		switch {
-		case s.To == timeline.StateFinWait2:
-			// Orphaned: the end notes say what it waits for.
-		case s.From == timeline.StateClosing:
-			g.recv(s.Time, segAckFIN, "ACK", to, inferred("TIME_WAIT"))
-		case s.From == timeline.StateFinWait1:
-			// The peer's FIN came with the ACK of ours.
-			g.recv(s.Time, segFIN, "FIN+ACK", "", inferred("LAST_ACK"))
-			g.send(s.Time, segAckFIN, "ACK", to, inferred("CLOSE"))
-		default:
-			g.recv(s.Time, segFIN, "FIN", "", inferred("LAST_ACK"))
-			g.send(s.Time, segAckFIN, "ACK", to, inferred("CLOSE"))
-		}
-		return lastSyn
-	}
 	switch [2]timeline.State{s.From, s.To} {
 	case [2]timeline.State{timeline.StateClose, timeline.StateSynSent}:
-		g.send(s.Time, segSYN, "SYN", to, "")
-		return s.Time
+		if g.c.SyscallErrno != 0 && g.c.Outcome == timeline.OutcomeAborted {
+			// connect() failed before any SYN (no free local port).
+			g.state(s.Time, to)
+			return true
+		}
+		g.send(s.Time, segSYN, g.lab(segSYN, true, "SYN"), to, "")
+		g.lastSyn = s.Time
 	case [2]timeline.State{timeline.StateSynSent, timeline.StateEstablished}:
-		g.recv(s.Time, segSynAck, "SYN+ACK", "", inferred("SYN_RECV"))
-		g.send(s.Time, segAckSyn, "ACK", to, inferred("ESTABLISHED"))
+		g.recv(s.Time, segSynAck, g.lab(segSynAck, false, "SYN+ACK"), "", inferred("SYN_RECV"))
+		g.send(s.Time, segAckSyn, g.lab(segAckSyn, true, "ACK"), to, inferred("ESTABLISHED"))
 		g.data()
-		return lastSyn
 	case [2]timeline.State{timeline.StateEstablished, timeline.StateFinWait1}:
 		peer := inferred("CLOSE_WAIT")
 		if c.ClosedBy == timeline.ClosedByBoth {
 			peer = "" // its own FIN crosses ours
 		}
-		g.send(s.Time, segFIN, "FIN", to, peer)
-		return lastSyn
+		g.send(s.Time, segFIN, g.lab(segFIN, true, "FIN"), to, peer)
 	case [2]timeline.State{timeline.StateFinWait1, timeline.StateFinWait2}:
-		g.recv(s.Time, segAckFIN, "ACK", to, "")
-		return lastSyn
+		g.recv(s.Time, segAckFIN, g.lab(segAckFIN, false, "ACK"), to, "")
 	case [2]timeline.State{timeline.StateFinWait1, timeline.StateClosing}:
-		g.recv(s.Time, segFIN, "FIN", "", inferred("FIN_WAIT1"))
-		g.send(s.Time, segAckFIN, "ACK", to, inferred("CLOSING"))
-		return lastSyn
+		g.recv(s.Time, segFIN, g.lab(segFIN, false, "FIN"), "", inferred("FIN_WAIT1"))
+		g.send(s.Time, segAckFIN, g.lab(segAckFIN, true, "ACK"), to, inferred("CLOSING"))
 	case [2]timeline.State{timeline.StateEstablished, timeline.StateCloseWait}:
-		g.recv(s.Time, segFIN, "FIN", to, inferred("FIN_WAIT1"))
-		g.send(s.Time, segAckFIN, "ACK", "", inferred("FIN_WAIT2"))
-		return lastSyn
+		g.recv(s.Time, segFIN, g.lab(segFIN, false, "FIN"), to, inferred("FIN_WAIT1"))
+		g.send(s.Time, segAckFIN, g.lab(segAckFIN, true, "ACK"), "", inferred("FIN_WAIT2"))
 	case [2]timeline.State{timeline.StateCloseWait, timeline.StateLastAck}:
-		r := g.send(s.Time, segFIN, "FIN", to, inferred("TIME_WAIT"))
+		r := g.send(s.Time, segFIN, g.lab(segFIN, true, "FIN"), to, inferred("TIME_WAIT"))
 		if g.peerTimeWait {
 			r.label[g.peer()] = inferred("TIME_WAIT")
 		}
-		return lastSyn
 	case [2]timeline.State{timeline.StateLastAck, timeline.StateClose}:
-		if c.Outcome == timeline.OutcomeClosed {
-			g.recv(s.Time, segAckFIN, "ACK", to, "")
-			return lastSyn
+		if c.Outcome != timeline.OutcomeClosed {
+			return false
 		}
+		g.recv(s.Time, segAckFIN, g.lab(segAckFIN, false, "ACK"), to, "")
+	default:
+		return false
 	}
-	if s.To != timeline.StateClose {
-		g.state(s.Time, to)
-		return lastSyn
-	}
-	// Closed without a FIN exchange.
+	return true
+}
+
+// closedWithoutFIN adds a CLOSE without a FIN exchange, with why.
+func (g *rowBuilder) closedWithoutFIN(s *timeline.Step) {
+	c := g.c
 	var note string
 	switch {
 	case c.Outcome == timeline.OutcomeTimeout && s.From == timeline.StateSynSent:
-		g.wait(s.Time - lastSyn)
+		g.wait(s.Time - g.lastSyn)
 		note = "✗ gave up: no answer to the SYN"
 	case c.Outcome == timeline.OutcomeTimeout:
 		if g.lastRetransmit >= 0 {
 			g.wait(s.Time - g.lastRetransmit)
 		}
 		note = "✗ gave up: no ACK of what it sent"
+	case c.Outcome == timeline.OutcomeAborted && c.SyscallErrno != 0:
+		note = "✗ connect() failed: " + timeline.ErrnoName(c.SyscallErrno)
 	case c.Outcome == timeline.OutcomeAborted:
 		note = "✗ the application closed it"
 	}
-	r := g.state(s.Time, to)
+	r := g.state(s.Time, s.To.String())
 	r.note = note
-	return lastSyn
 }
 
 // end adds what happens after the last event: the timewait socket's wait,
@@ -381,7 +457,11 @@ func (g *rowBuilder) end() {
 		note(who + "still open when tracing stopped")
 	case last != nil && last.TimewaitSocket && (last.To == timeline.StateTimeWait || g.finToOrphan):
 		// 2MSL is TCP_TIMEWAIT_LEN, fixed at 60 s in Linux.
-		note(who + "TIME_WAIT for 2MSL (60 s), then gone")
+		if who == "" {
+			note("TIME_WAIT for 2MSL (60 s), then gone")
+		} else {
+			note(who + "TIME_WAIT 2MSL (60 s), then gone")
+		}
 	case last != nil && last.TimewaitSocket:
 		note(who + "orphaned FIN_WAIT2: waits for the FIN")
 		fin := "at most tcp_fin_timeout (60 s default)"
@@ -400,17 +480,18 @@ func (g *rowBuilder) end() {
 
 // ladderRows builds the rows of local's record and, when peer is given,
 // those of the peer's record merged in, each segment drawn once.
-func ladderRows(local, peer *timeline.Connection) []row {
+func ladderRows(local, peer *timeline.Connection, absSeq bool) []row {
 	base := local.Start
 	if peer != nil {
 		base = min(base, peer.Start)
 	}
-	g := rowBuilder{c: local, from: left, base: base, other: peer == nil, ords: map[[2]int]int{}}
+	seq := newSeqNums(local, peer, absSeq)
+	g := rowBuilder{c: local, from: left, base: base, other: peer == nil, ords: map[[2]int]int{}, seq: seq}
 	if peer == nil {
 		g.build()
 		return g.rows
 	}
-	p := rowBuilder{c: peer, from: right, base: base, ords: map[[2]int]int{}}
+	p := rowBuilder{c: peer, from: right, base: base, ords: map[[2]int]int{}, seq: seq}
 	g.finToOrphan, p.finToOrphan = finToOrphan(local, peer), finToOrphan(peer, local)
 	g.peerTimeWait, p.peerTimeWait = p.finToOrphan, g.finToOrphan
 	g.build()
@@ -448,6 +529,14 @@ func pairRows(a, b []row) []row {
 	rows := append(slices.Clip(a), b...)
 	sortKeys(rows[:len(a)])
 	sortKeys(rows[len(a):])
+	detached := dropDuplicateArrows(rows)
+	return mergeRows(rows, detached)
+}
+
+// dropDuplicateArrows marks gone, of each segment drawn by both ends, the
+// row that is not better, and moves its labels to the row kept or to
+// detached label rows, which it returns.
+func dropDuplicateArrows(rows []row) []row {
 	type segKey struct {
 		kind    segKind
 		toRight bool
@@ -479,13 +568,19 @@ func pairRows(a, b []row) []row {
 			case keep.label[s] == "" && !drop.timed:
 				keep.label[s] = l
 			default:
-				d := row{t: drop.t, timed: drop.timed, key: max(drop.key, keep.key), from: drop.from}
+				d := row{t: drop.t, timed: drop.timed, key: max(drop.key, keep.key), from: drop.from,
+					detached: true, arrowRow: first[k]}
 				d.label[s] = l
-				d.dup = 1 + int(first[k])
 				detached = append(detached, d)
 			}
 		}
 	}
+	return detached
+}
+
+// mergeRows sorts rows and the detached label rows by key, leaving out
+// those gone, and writes a detached label beside its arrow when it can.
+func mergeRows(rows, detached []row) []row {
 	// The detached rows point at the row they belong to by index: keep
 	// indices stable until they are resolved.
 	out := make([]row, 0, len(rows)+len(detached))
@@ -498,29 +593,21 @@ func pairRows(a, b []row) []row {
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(x, y int) int {
-		if all[x].key < all[y].key {
-			return -1
-		}
-		if all[x].key > all[y].key {
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(order, func(x, y int) int { return cmp.Compare(all[x].key, all[y].key) })
 	for _, i := range order {
 		r := all[i]
 		if r.gone {
 			continue
 		}
-		if r.dup > 0 {
+		if r.detached {
 			// A state the segment caused at its receiver: beside the
 			// arrow, when it is the row just before and has room.
-			k := byIndex[r.dup-1]
-			if k >= 0 && k >= len(out)-2 && out[k].label[slotOf(r)] == "" {
+			k := byIndex[r.arrowRow]
+			if k >= 0 && k >= len(out)-2 && out[k].label[slotOf(r)] == "" && !laterOwn(out[k+1:], r) {
 				out[k].label[slotOf(r)] = r.label[slotOf(r)]
 				continue
 			}
-			r.dup = 0
+			r.detached = false
 		}
 		if i < len(rows) {
 			byIndex[i] = len(out)
@@ -528,6 +615,17 @@ func pairRows(a, b []row) []row {
 		out = append(out, r)
 	}
 	return out
+}
+
+// laterOwn says whether rows has a timed row of r's end before r: then r's
+// state came after it, and is not written beside an arrow above it.
+func laterOwn(rows []row, r row) bool {
+	for _, o := range rows {
+		if o.from == r.from && o.timed && (!r.timed || o.t < r.t) {
+			return true
+		}
+	}
+	return false
 }
 
 func slotOf(r row) int {
@@ -564,7 +662,7 @@ func sortKeys(rows []row) {
 	}
 	last := int64(-1)
 	for i := range rows {
-		if rows[i].key < 0 {
+		if rows[i].key < 0 || rows[i].after && i > 0 {
 			rows[i].key = last
 		}
 		last = rows[i].key

@@ -9,8 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unicode/utf8"
 
+	"github.com/tcptrace/tcptrace/internal/linecheck"
 	"github.com/tcptrace/tcptrace/tracer/timeline"
 )
 
@@ -123,6 +123,7 @@ type ladderCase struct {
 	local  uint64 // the record drawn
 	peer   uint64 // its peer's record, 0: none
 	ascii  bool
+	absSeq bool // --absolute-seq
 }
 
 func clientHandshake(e end) []timeline.Event {
@@ -162,7 +163,7 @@ func ladderCases() []ladderCase {
 	orphanSys := linuxSysctls
 	orphanSys.FinTimeout = 30
 	lc, ls := loClient, loServer
-	return []ladderCase{
+	return append([]ladderCase{
 		{name: "closed_local", sys: linuxSysctls, local: 1, events: closedLocal},
 		{name: "closed_local", sys: linuxSysctls, local: 1, events: closedLocal, ascii: true},
 		{name: "closed_peer", sys: linuxSysctls, local: 1, events: cat(clientHandshake(c), []timeline.Event{
@@ -261,6 +262,31 @@ func ladderCases() []ladderCase {
 		{name: "paired", sys: linuxSysctls, local: 11, peer: 12, events: pairedClose(lc, ls)},
 		{name: "paired", sys: linuxSysctls, local: 11, peer: 12, events: pairedClose(lc, ls), ascii: true},
 		{name: "paired_server_closes", sys: linuxSysctls, local: 12, peer: 11, events: pairedServerCloses(lc, ls)},
+		// curl against python3 -m http.server, as the kernel reported it.
+		{name: "shutdown_then_close_paired", sys: linuxSysctls, local: 11, peer: 12, events: shutdownThenClose(lc, ls)},
+		{name: "shutdown_then_close_server", sys: linuxSysctls, local: 12, events: shutdownThenClose(lc, ls)},
+		{name: "shutdown_then_close_client", sys: linuxSysctls, local: 11, events: shutdownThenClose(lc, ls)},
+	}, seqCases()...)
+}
+
+// shutdownThenClose is curl against python3 -m http.server on loopback, the
+// events as the kernel reported them: the server answers, calls
+// shutdown(SHUT_WR) (its FIN) and then close(), which sets FIN_WAIT1
+// again; curl reads to EOF and closes; the server ends in TIME_WAIT.
+func shutdownThenClose(lc, ls end) []timeline.Event {
+	lc.comm, ls.comm = "curl", "python3"
+	return []timeline.Event{
+		lc.st(0, closeState, synSent),
+		lc.st(0.107, synSent, established, figures(1, 0, 30)),
+		ls.st(0.118, listen, synRecv),
+		ls.st(0.123, synRecv, established, figures(0, 0, 40)),
+		ls.st(4.751, established, finWait1, figures(1130, 78, 40)),
+		lc.st(4.755, established, closeWait, done, figures(1+78, 1130+1, 30)),
+		ls.st(4.764, finWait1, finWait1, figures(1130, 78, 40)),
+		lc.st(4.932, closeWait, lastAck, done, figures(1+78, 1130+1, 30)),
+		ls.st(4.938, finWait1, finWait2, dead, figures(1130+1, 78, 40)),
+		ls.st(4.945, finWait2, closeState, deadDone, figures(1130+1, 78+1, 40)),
+		lc.st(4.960, lastAck, closeState, deadDone, figures(1+78+1, 1130+1, 30)),
 	}
 }
 
@@ -321,7 +347,7 @@ func renderCase(t *testing.T, tc ladderCase, color bool) []byte {
 		}
 	}
 	var buf bytes.Buffer
-	w := NewLadder(&buf, time.UTC, Options{}, LadderOptions{ASCII: tc.ascii, Color: color})
+	w := NewLadder(&buf, time.UTC, Options{}, LadderOptions{ASCII: tc.ascii, Color: color, AbsoluteSeq: tc.absSeq})
 	if err := w.ConnectionPair(local, peer); err != nil {
 		t.Fatal(err)
 	}
@@ -337,13 +363,14 @@ func TestLadderGolden(t *testing.T) {
 		if tc.ascii {
 			name += ".ascii"
 		}
+		if tc.absSeq {
+			name += ".abs"
+		}
 		t.Run(name, func(t *testing.T) {
 			got := renderCase(t, tc, false)
 			golden(t, filepath.Join("ladder", name+".golden"), got)
+			checkLines(t, got)
 			for i, line := range strings.Split(strings.TrimSuffix(string(got), "\n"), "\n") {
-				if n := utf8.RuneCountInString(line); n > width {
-					t.Errorf("line %d is %d columns wide, more than %d: %q", i+1, n, width, line)
-				}
 				for _, r := range line {
 					if r < 0x20 || r == 0x7f || tc.ascii && r > 0x7e {
 						t.Errorf("line %d: %q is not plain text: %q", i+1, r, line)
@@ -352,6 +379,16 @@ func TestLadderGolden(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkLines checks what every text and ladder output must be
+// (internal/linecheck): no line wider than 80 columns, no raw X → X, no
+// diagram row that says nothing, no note running into the lines.
+func checkLines(t *testing.T, out []byte) {
+	t.Helper()
+	for _, p := range linecheck.Problems(string(out)) {
+		t.Error(p)
 	}
 }
 
@@ -375,7 +412,7 @@ func TestLadderColorOnlyAddsEscapes(t *testing.T) {
 // inferred from a state change dashed.
 func TestLadderSolidOnlyForSeenSegments(t *testing.T) {
 	recs := correlate(t, linuxSysctls, ladderCases()[0].events...)
-	rows := ladderRows(recs[1], nil)
+	rows := ladderRows(recs[1], nil, false)
 	for _, r := range rows {
 		if r.arrow.kind != 0 && r.arrow.seen {
 			t.Errorf("graceful close: %q drawn as seen, but no tracepoint reports it", r.arrow.label)
@@ -386,7 +423,7 @@ func TestLadderSolidOnlyForSeenSegments(t *testing.T) {
 		client.ev(1010, timeline.EventRSTReceived, synSent),
 		client.st(1010, synSent, closeState, errno(syscall.ECONNREFUSED)))
 	var seen []string
-	for _, r := range ladderRows(recs[1], nil) {
+	for _, r := range ladderRows(recs[1], nil, false) {
 		if r.arrow.seen {
 			seen = append(seen, r.arrow.label)
 		}
@@ -425,5 +462,47 @@ func TestLadderDelegatesToText(t *testing.T) {
 	}
 	if text.String() != ladder.String() || text.Len() == 0 {
 		t.Errorf("ladder:\n%s\ntext:\n%s", ladder.String(), text.String())
+	}
+}
+
+// curl against python3 -m http.server: close() after shutdown() is said
+// for what it is, the bytes exchanged come before the server's FIN, and
+// the text timeline and closing summary fit the screen as the ladder does.
+func TestShutdownThenClose(t *testing.T) {
+	recs := correlate(t, linuxSysctls, shutdownThenClose(loClient, loServer)...)
+	cli, srv := recs[11], recs[12]
+	pair := renderCase(t, ladderCase{sys: linuxSysctls, local: 11, peer: 12, events: shutdownThenClose(loClient, loServer)}, false)
+	d := string(pair)
+	data, fin := strings.Index(d, "⇄"), strings.Index(d, " FIN ")
+	if data < 0 || fin < 0 || data > fin {
+		t.Errorf("the bytes exchanged are not drawn before the server's FIN:\n%s", d)
+	}
+	if !strings.Contains(d, "peer's close() after shutdown()") {
+		t.Errorf("no close() after shutdown() in:\n%s", d)
+	}
+
+	var buf bytes.Buffer
+	w := NewText(&buf, time.UTC, Options{})
+	w.Connection(srv)
+	w.Connection(cli)
+	sum := NewSummary(timeline.Stats{Events: 22, Connections: 4, ResetsNoSocket: 1,
+		ByReason: map[string]uint64{"closed_local": 1, "closed_peer": 1, "listener_closed": 1, "nothing_listening": 1}})
+	sum.ByOutcome["closed"], sum.ByOutcome["refused"] = 3, 1
+	sum.Duration, sum.RingRecords, sum.Paired = 4349*time.Millisecond, 9, 2
+	sum.TopFailures = []timeline.EndpointCount{{Endpoint: timeline.Endpoint{Addr: loAddr, Port: 8080}, Count: 1}}
+	sum.TimeWaitKnown, sum.TimeWaitTotal = true, 1
+	sum.TimeWaitTop = []timeline.EndpointCount{{Endpoint: timeline.Endpoint{Addr: loAddr, Port: 8080, Local: true}, Count: 1}}
+	w.Summary(sum)
+	golden(t, "text_shutdown_then_close.golden", buf.Bytes())
+	checkLines(t, buf.Bytes())
+	out := buf.String()
+	for _, want := range []string{
+		"close() after shutdown(): FIN already sent     FIN_WAIT1",
+		"--- TIME_WAIT now: 1, at local 127.0.0.1:8080=1\n",
+		"ring-buffer records 9,\n    RSTs to closed ports 1, paired 2\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
 	}
 }

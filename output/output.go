@@ -84,6 +84,13 @@ type Summary struct {
 	ResetsNoSocket  uint64
 	// Paired counts the records that found their peer's (two a pair).
 	Paired uint64
+	// What the host did: TCP packets dropped by reason, failed calls,
+	// what listeners dropped, notes lost, failed retransmission attempts.
+	Drops             map[string]uint64
+	SyscallErrors     map[timeline.SyscallErrno]uint64
+	ListenDrops       uint64
+	NotesLost         uint64
+	RetransmitsFailed uint64
 }
 
 // NewSummary fills a summary from the correlator's counters.
@@ -99,6 +106,10 @@ func NewSummary(st timeline.Stats) *Summary {
 		Evicted:        st.Evicted,
 		StrayEvents:    st.Stray,
 		ResetsNoSocket: st.ResetsNoSocket,
+		Drops:          st.Drops,
+		SyscallErrors:  st.SyscallErrors,
+		ListenDrops:    st.ListenDrops,
+		NotesLost:      st.NotesLost,
 	}
 	for _, o := range timeline.Outcomes() {
 		s.ByOutcome[o.String()] = st.ByOutcome[o]

@@ -202,6 +202,7 @@ func TestTextGolden(t *testing.T) {
 	var buf bytes.Buffer
 	render(t, NewText(&buf, time.UTC, Options{CgroupPath: cgroupName, Container: containerOf}))
 	golden(t, "text.golden", buf.Bytes())
+	checkLines(t, buf.Bytes())
 	for _, line := range strings.Split(buf.String(), "\n") {
 		for _, r := range line {
 			if r < 0x20 && r != '\t' {

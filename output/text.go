@@ -3,6 +3,7 @@ package output
 import (
 	"io"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -34,13 +35,21 @@ const width = 80
 //	14:02:11.204 curl[812] 127.0.0.1:41230 → 127.0.0.1:8080 client closed by local 1.2ms
 //	     +0.000ms  SYN sent                                       SYN_SENT
 func (t *Text) Connection(c *timeline.Connection) error {
-	b, _ := appendHeader(t.buf, c, t.loc, t.opts.container(c.Cgroup))
-	b = append(b, '\n')
-	start := len(b)
+	start := len(t.buf)
+	b, what := appendHeader(t.buf, c, t.loc, t.opts.container(c.Cgroup))
+	b = fitHeader(b, start, what-start, &t.scratch)
+	start = len(b)
 	b = append(b, "    ↳ "...)
 	b = timeline.AppendExplanation(b, c)
 	b = t.wrap(b, start, "      ")
-	b = appendFigures(b, c, t.opts.cgroupPath(c.Cgroup))
+	fig := len(b)
+	if b = appendFigures(b, c, t.opts.cgroupPath(c.Cgroup)); len(b) > fig {
+		b = t.wrap(b[:len(b)-1], fig, "      ") // a long cgroup path
+	}
+	if info := len(b); hasTCPInfo(c) {
+		b = appendTCPInfo(b, c)
+		b = t.wrap(b[:len(b)-1], info, "      ")
+	}
 	for i := range c.Steps {
 		s := &c.Steps[i]
 		b = append(b, "    "...)
@@ -108,6 +117,25 @@ func appendHeader(b []byte, c *timeline.Connection, loc *time.Location, ctr *con
 		b = append(b, " (incomplete: events lost)"...)
 	}
 	return b, what
+}
+
+// fitHeader ends the header line that starts at b[start:], whose role
+// begins rel bytes in, with a newline; when it is wider than the screen it
+// breaks it before the role (the line's second half indented), and wraps
+// what is still too wide (long IPv6 addresses, many flags).
+func fitHeader(b []byte, start, rel int, scratch *[]byte) []byte {
+	if utf8.RuneCount(b[start:]) <= width {
+		return append(b, '\n')
+	}
+	if utf8.RuneCount(b[start:start+rel]) > width {
+		return wrapLine(b, start, "    ", scratch)
+	}
+	rest := string(b[start+rel:])
+	b = append(b[:start+rel-1], '\n') // the blank before the role
+	second := len(b)
+	b = append(b, "    "...)
+	b = append(b, rest...)
+	return wrapLine(b, second, "    ", scratch)
 }
 
 // appendContainerLabel writes " [pod NAMESPACE/NAME container NAME]" for
@@ -256,6 +284,16 @@ func (t *Text) Alert(a *timeline.Alert) error {
 	} else {
 		b = append(b, " !! "...)
 	}
+	if b, ok := appendHostAlertHead(b, a); ok {
+		b = appendOwner(b, a.Comm, a.PID)
+		b = appendContainerLabel(b, t.opts.container(a.Cgroup))
+		b = append(b, ' ')
+		b = appendAddrPort(b, a.LAddr, a.LPort)
+		b = append(b, ": "...)
+		b = timeline.AppendAlertExplanation(b, a)
+		t.buf = t.wrap(b, start, "    ")
+		return t.write()
+	}
 	b = append(b, a.State.String()...)
 	switch {
 	case a.Kind == timeline.AlertFinWait2OrphanEnded:
@@ -290,13 +328,13 @@ func describe(b []byte, c *timeline.Connection, s *timeline.Step) []byte {
 		b = append(b, "SYN retry #"...)
 		b = strconv.AppendInt(b, int64(s.N), 10)
 		b = append(b, " after "...)
-		return appendSeconds(b, s.Since)
+		return appendWait(b, s.Since)
 	case timeline.StepSynAckRetransmit:
 		b = append(b, "SYN+ACK retry #"...)
 		b = strconv.AppendInt(b, int64(s.N), 10)
 		if s.N > 1 {
 			b = append(b, " after "...)
-			b = appendSeconds(b, s.Since)
+			b = appendWait(b, s.Since)
 		}
 		return append(b, " (final ACK missing)"...)
 	case timeline.StepRetransmit:
@@ -318,6 +356,11 @@ func describe(b []byte, c *timeline.Connection, s *timeline.Step) []byte {
 		}
 		return append(b, "RST received: connection reset by peer"...)
 	case timeline.StepError:
+		if !c.ErrorSeen() {
+			// Set on a socket no application holds any more (or ever).
+			b = append(b, "error set on the socket, no application holds it: "...)
+			return append(b, timeline.ErrnoName(s.Errno)...)
+		}
 		b = append(b, "error reported to the application: "...)
 		return append(b, timeline.ErrnoName(s.Errno)...)
 	}
@@ -334,8 +377,14 @@ func describeTransition(b []byte, c *timeline.Connection, s *timeline.Step) []by
 		}
 		return append(b, "orphaned: waiting for the peer's FIN"...)
 	}
+	if s.From == s.To {
+		return describeUnchanged(b, s.To)
+	}
 	switch [2]timeline.State{s.From, s.To} {
 	case [2]timeline.State{timeline.StateClose, timeline.StateSynSent}:
+		if c.Reason == timeline.ReasonNoLocalPort || c.Reason == timeline.ReasonConnectFailed {
+			return append(b, "connect(): no SYN went out"...) // it failed before any
+		}
 		return append(b, "SYN sent"...)
 	case [2]timeline.State{timeline.StateSynSent, timeline.StateEstablished}:
 		b = append(b, "SYN+ACK received, ACK sent: connected"...)
@@ -379,14 +428,41 @@ func describeTransition(b []byte, c *timeline.Connection, s *timeline.Step) []by
 	case timeline.OutcomeResetLocal:
 		return append(b, "aborted: this host resets the connection"...)
 	case timeline.OutcomeAborted:
+		if c.SyscallErrno != 0 {
+			b = append(b, "connect() failed: "...)
+			return append(b, timeline.ErrnoName(c.SyscallErrno)...)
+		}
 		return append(b, "closed before the handshake completed"...)
 	}
 	return append(b, "closed"...)
 }
 
-// Event writes one kernel event on one line.
+// describeUnchanged says what a "change" to the same state is. The kernel
+// reports one when close() follows shutdown(SHUT_WR): the FIN went out at
+// shutdown(), so tcp_close() keeps the state it finds (FIN_WAIT1,
+// FIN_WAIT2, CLOSING or LAST_ACK) and sets it again.
+func describeUnchanged(b []byte, st timeline.State) []byte {
+	if afterShutdown(st) {
+		return append(b, "close() after shutdown(): FIN already sent"...)
+	}
+	b = append(b, "state set again, unchanged: "...)
+	return append(b, st.String()...)
+}
+
+// afterShutdown says whether close() may leave a socket in st, its FIN
+// sent by an earlier shutdown().
+func afterShutdown(st timeline.State) bool {
+	switch st {
+	case timeline.StateFinWait1, timeline.StateFinWait2, timeline.StateClosing, timeline.StateLastAck:
+		return true
+	}
+	return false
+}
+
+// Event writes one kernel event, wrapped at the screen's width.
 func (t *Text) Event(e *timeline.Event) error {
 	b := t.buf
+	start := len(b)
 	b = time.Unix(0, e.Time).In(t.loc).AppendFormat(b, "15:04:05.000000")
 	b = append(b, " event "...)
 	b = strconv.AppendUint(b, e.Cookie, 10)
@@ -413,124 +489,151 @@ func (t *Text) Event(e *timeline.Event) error {
 		b = append(b, " reason="...)
 		b = append(b, e.RSTReason...)
 	}
-	b = append(b, '\n')
-	t.buf = b
+	t.buf = t.wrap(b, start, "    ")
 	return t.write()
 }
 
 // TimeWait writes the TIME_WAIT counts of a scan.
 func (t *Text) TimeWait(at time.Time, total uint64, top []timeline.EndpointCount) error {
-	b := t.buf
-	start := len(b)
-	b = at.In(t.loc).AppendFormat(b, "15:04:05.000")
+	b := at.In(t.loc).AppendFormat(nil, "15:04:05.000")
 	b = append(b, " TIME_WAIT sockets: "...)
 	b = strconv.AppendUint(b, total, 10)
-	if len(top) > 0 {
-		b = appendCounts(append(b, "; most to"...), top)
-	}
-	t.buf = t.wrap(b, start, "    ")
+	l := items{b: t.buf, line: len(t.buf)}
+	l.b = append(l.b, b...)
+	l.timeWait(top)
+	t.buf = append(l.b, '\n')
 	return t.write()
 }
 
 // Lost writes a visible line as soon as the kernel reports dropped events.
 func (t *Text) Lost(at time.Time, n, total uint64) error {
 	b := t.buf
+	start := len(b)
 	b = at.In(t.loc).AppendFormat(b, "15:04:05.000")
 	b = append(b, " !! LOST "...)
 	b = strconv.AppendUint(b, n, 10)
 	b = append(b, " events (ring buffer full; "...)
 	b = strconv.AppendUint(b, total, 10)
-	b = append(b, " in all): some records below are incomplete\n"...)
-	t.buf = b
+	b = append(b, " in all): some records below are incomplete"...)
+	t.buf = t.wrap(b, start, "    ")
 	return t.write()
 }
 
-// Summary writes the closing summary.
+// Summary writes the closing summary: lines that begin with "---", each
+// broken between its items to fit the screen.
 func (t *Text) Summary(s *Summary) error {
-	b := t.buf
-	b = append(b, "\n--- "...)
-	b = strconv.AppendUint(b, s.Connections, 10)
-	b = append(b, " connections in "...)
-	b = append(b, s.Duration.Round(time.Millisecond).String()...)
-	b = append(b, ":"...)
+	l := items{b: append(t.buf, '\n')}
+	l.start("--- " + strconv.FormatUint(s.Connections, 10) + " connections in " +
+		s.Duration.Round(time.Millisecond).String() + ":")
 	for _, o := range timeline.Outcomes() {
 		if n := s.ByOutcome[o.String()]; n > 0 {
-			b = append(b, ' ')
-			b = append(b, o.String()...)
-			b = append(b, '=')
-			b = strconv.AppendUint(b, n, 10)
+			l.add(" ", o.String()+"="+strconv.FormatUint(n, 10))
 		}
 	}
 	if len(s.ByReason) > 0 {
-		b = append(b, "\n--- reasons:"...)
+		l.start("--- reasons:")
 		for _, r := range sortedKeys(s.ByReason) {
-			b = append(b, ' ')
-			b = append(b, r...)
-			b = append(b, '=')
-			b = strconv.AppendUint(b, s.ByReason[r], 10)
+			l.add(" ", r+"="+strconv.FormatUint(s.ByReason[r], 10))
 		}
 	}
 	if n := s.Handshakes.Count(); n > 0 {
-		b = append(b, "\n--- client handshakes: "...)
-		b = strconv.AppendUint(b, n, 10)
-		b = append(b, ", p50 "...)
-		b = appendDuration(b, s.Handshakes.Percentile(50))
-		b = append(b, ", p99 "...)
-		b = appendDuration(b, s.Handshakes.Percentile(99))
+		l.start("--- client handshakes: " + strconv.FormatUint(n, 10))
+		l.add(", ", "p50 "+string(appendDuration(nil, s.Handshakes.Percentile(50))))
+		l.add(", ", "p99 "+string(appendDuration(nil, s.Handshakes.Percentile(99))))
 	}
 	if len(s.TopFailures) > 0 {
-		b = appendCounts(append(b, "\n--- most failures:"...), s.TopFailures)
-	}
-	if s.TimeWaitKnown {
-		b = append(b, "\n--- TIME_WAIT now: "...)
-		b = strconv.AppendUint(b, s.TimeWaitTotal, 10)
-		if len(s.TimeWaitTop) > 0 {
-			b = appendCounts(append(b, ", most to"...), s.TimeWaitTop)
+		l.start("--- most failures:")
+		for _, e := range s.TopFailures {
+			l.add(" ", endpointCount(e))
 		}
 	}
-	b = append(b, "\n--- events "...)
-	b = strconv.AppendUint(b, s.Events, 10)
-	b = append(b, ", lost "...)
-	b = strconv.AppendUint(b, s.LostEvents, 10)
-	b = append(b, ", evicted "...)
-	b = strconv.AppendUint(b, s.Evicted, 10)
-	b = append(b, ", recursion misses "...)
-	b = strconv.AppendUint(b, s.RecursionMisses, 10)
-	b = append(b, ", ring-buffer records "...)
-	b = strconv.AppendUint(b, s.RingRecords, 10)
-	if s.Alerts > 0 {
-		b = append(b, ", alerts "...)
-		b = strconv.AppendUint(b, s.Alerts, 10)
+	if s.TimeWaitKnown {
+		l.start("--- TIME_WAIT now: " + strconv.FormatUint(s.TimeWaitTotal, 10))
+		l.timeWait(s.TimeWaitTop)
 	}
-	if s.ResetsNoSocket > 0 {
-		b = append(b, ", RSTs to closed ports "...)
-		b = strconv.AppendUint(b, s.ResetsNoSocket, 10)
+	l.start("--- events " + strconv.FormatUint(s.Events, 10))
+	counter := func(name string, n uint64, always bool) {
+		if n > 0 || always {
+			l.add(", ", name+" "+strconv.FormatUint(n, 10))
+		}
 	}
-	if s.Paired > 0 {
-		b = append(b, ", paired "...)
-		b = strconv.AppendUint(b, s.Paired, 10)
-	}
-	if s.DecodeErrors > 0 {
-		b = append(b, ", undecodable "...)
-		b = strconv.AppendUint(b, s.DecodeErrors, 10)
-	}
-	b = append(b, '\n')
-	t.buf = b
+	counter("lost", s.LostEvents, true)
+	counter("evicted", s.Evicted, true)
+	counter("recursion misses", s.RecursionMisses, true)
+	counter("ring-buffer records", s.RingRecords, true)
+	counter("alerts", s.Alerts, false)
+	counter("RSTs to closed ports", s.ResetsNoSocket, false)
+	counter("paired", s.Paired, false)
+	counter("undecodable", s.DecodeErrors, false)
+	t.buf = append(l.b, '\n')
 	if err := t.write(); err != nil {
 		return err
 	}
 	return t.Flush()
 }
 
-// appendCounts writes " 1.2.3.4:80=3 [::1]:443=1".
-func appendCounts(b []byte, eps []timeline.EndpointCount) []byte {
-	for _, e := range eps {
-		b = append(b, ' ')
-		b = appendAddrPort(b, e.Addr, e.Port)
-		b = append(b, '=')
-		b = strconv.AppendUint(b, e.Count, 10)
+// items lays out lines of items (counters, endpoints) that break between
+// two items, never inside one, to fit the screen; a continuation line is
+// indented.
+type items struct {
+	b    []byte
+	line int // where the current line starts in b
+}
+
+// start begins a new line with head.
+func (l *items) start(head string) {
+	if len(l.b) > 0 && l.b[len(l.b)-1] != '\n' {
+		l.b = append(l.b, '\n')
 	}
-	return b
+	l.line = len(l.b)
+	l.b = append(l.b, head...)
+}
+
+// add writes sep and item or, where they would pass the screen's edge, sep
+// without its blanks and item on a new, indented line.
+func (l *items) add(sep, item string) {
+	if utf8.RuneCount(l.b[l.line:])+len(sep)+utf8.RuneCountInString(item) <= width {
+		l.b = append(l.b, sep...)
+		l.b = append(l.b, item...)
+		return
+	}
+	l.b = append(l.b, strings.TrimRight(sep, " ")...)
+	l.b = append(l.b, '\n')
+	l.line = len(l.b)
+	l.b = append(l.b, "    "...)
+	l.b = append(l.b, item...)
+}
+
+// timeWait writes TIME_WAIT counts in two groups: ", at local ADDR:PORT=N
+// ..." for those this host holds as a server, by the address and port its
+// clients came to (their ephemeral ports say nothing), then "; to remote
+// ADDR:PORT=N ..." for those it holds as a client, by where they went.
+func (l *items) timeWait(top []timeline.EndpointCount) {
+	sep := ", "
+	for _, local := range []bool{true, false} {
+		lead := "to remote "
+		if local {
+			lead = "at local "
+		}
+		first := true
+		for _, e := range top {
+			switch {
+			case e.Local != local:
+			case first:
+				l.add(sep, lead+endpointCount(e))
+				first, sep = false, "; "
+			default:
+				l.add(" ", endpointCount(e))
+			}
+		}
+	}
+}
+
+// endpointCount writes "1.2.3.4:80=3", "[::1]:443=1".
+func endpointCount(e timeline.EndpointCount) string {
+	b := appendAddrPort(nil, e.Addr, e.Port)
+	b = append(b, '=')
+	return string(strconv.AppendUint(b, e.Count, 10))
 }
 
 func appendOwner(b []byte, comm string, pid uint32) []byte {
@@ -541,30 +644,6 @@ func appendOwner(b []byte, comm string, pid uint32) []byte {
 	b = append(b, '[')
 	b = strconv.AppendUint(b, uint64(pid), 10)
 	return append(b, ']')
-}
-
-// appendDuration writes ns as "812µs", "12.3ms" or "7.10s".
-func appendDuration(b []byte, ns int64) []byte {
-	switch {
-	case ns < 1e6:
-		b = strconv.AppendInt(b, ns/1e3, 10)
-		return append(b, "µs"...)
-	case ns < 1e9:
-		b = strconv.AppendFloat(b, ms(ns), 'f', 1, 64)
-		return append(b, "ms"...)
-	}
-	b = strconv.AppendFloat(b, float64(ns)/1e9, 'f', 2, 64)
-	return append(b, 's')
-}
-
-// appendSeconds writes ns as "1.0 s" or "250 ms", as retry intervals are read.
-func appendSeconds(b []byte, ns int64) []byte {
-	if ns >= 1e9 {
-		b = strconv.AppendFloat(b, float64(ns)/1e9, 'f', 1, 64)
-		return append(b, " s"...)
-	}
-	b = strconv.AppendFloat(b, ms(ns), 'f', 0, 64)
-	return append(b, " ms"...)
 }
 
 // appendPadLeft writes prefix and a relative time ("+12.345ms", "+7.103s")

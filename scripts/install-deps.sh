@@ -4,7 +4,8 @@
 # nftables for the integration tests that drop SYNs, podman and runc for the
 # container tests and the image (deploy/), prometheus (with promtool) for
 # the metrics tests and the alerting rules, nginx for the prefork-owner
-# test. Only what is missing.
+# test and, with curl and python3, the real-program goldens. Only what is
+# missing.
 set -euo pipefail
 
 need=()
@@ -12,6 +13,8 @@ command -v clang >/dev/null || need+=(clang)
 command -v llvm-strip >/dev/null || need+=(llvm)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 command -v nft >/dev/null || need+=(nftables)
+# tcpdump: tests check records against the wire.
+command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v ip >/dev/null || need+=(iproute2)
 command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
@@ -20,6 +23,10 @@ command -v runc >/dev/null || need+=(runc)
 command -v promtool >/dev/null || need+=(prometheus)
 # nginx: the prefork-owner test runs a real nginx with two workers.
 [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+# curl and python3: the real-program goldens (curl against python3 -m
+# http.server and against nginx, a half-closing client, a resetting server).
+command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
 for pkg in "$@"; do
 	dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -69,6 +69,7 @@ func (d *Decoder) DecodeBatch(sample []byte, e *timeline.Event, fn func(*timelin
 			SockDead:  ent.Flags&uint8(tcptraceEventFlagsEVENT_F_SOCK_DEAD) != 0,
 			SockDone:  ent.Flags&uint8(tcptraceEventFlagsEVENT_F_SOCK_DONE) != 0,
 			OwnerSeen: ent.Flags&uint8(tcptraceEventFlagsEVENT_F_OWNER_SEEN) != 0,
+			NoFile:    ent.Flags&uint8(tcptraceEventFlagsEVENT_F_NO_FILE) != 0,
 		}
 		if ent.Flags&uint8(tcptraceEventFlagsEVENT_F_OWNER) != 0 {
 			e.PID, e.Comm = r.Pid, comm
@@ -81,10 +82,12 @@ func (d *Decoder) DecodeBatch(sample []byte, e *timeline.Event, fn func(*timelin
 			e.Errno = ent.Reason
 			switch e.NewState {
 			case timeline.StateEstablished:
-				setFigures(e, r.Established.BytesAcked, r.Established.BytesReceived, r.Established.SrttUs, r.Established.TotalRetrans)
+				d.setEstFigures(e, &r.Established)
 			case timeline.StateClose:
-				setFigures(e, r.Closed.BytesAcked, r.Closed.BytesReceived, r.Closed.SrttUs, r.Closed.TotalRetrans)
+				d.setFigures(e, &r.Closed, true)
 			}
+		case timeline.EventRetransmit:
+			e.Retrans, e.Backoff = retransKind(ent.Reason)
 		case timeline.EventError:
 			e.Errno = ent.Reason
 		case timeline.EventRSTSent:
@@ -95,10 +98,4 @@ func (d *Decoder) DecodeBatch(sample []byte, e *timeline.Event, fn func(*timelin
 		fn(e)
 	}
 	return nil
-}
-
-func setFigures(e *timeline.Event, acked, received uint64, srttUs, retrans uint32) {
-	e.BytesAcked, e.BytesReceived = acked, received
-	e.SRTT = srttUs >> 3 // the kernel keeps srtt_us scaled by 8
-	e.TotalRetrans = retrans
 }

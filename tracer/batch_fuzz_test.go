@@ -35,26 +35,19 @@ var fuzzLocalPorts = [4]uint16{0, 40000, 40001, 0}
 // fuzzSocket is what the kernel reads from the socket itself: the same for
 // every event of one connection.
 type fuzzSocket struct {
-	cookie      uint64
-	family      uint16
-	saddr       [16]uint8
-	daddr       [16]uint8
-	dport       uint16
-	netns       uint32
-	pid, uid    uint32
-	comm        [16]int8
-	cgroup      uint64
-	established figures
-	closed      figures
-}
-
-// figures are struct tcp_figures: what tcp_sock says at ESTABLISHED and at
-// CLOSE.
-type figures struct {
-	BytesAcked    uint64
-	BytesReceived uint64
-	SrttUs        uint32
-	TotalRetrans  uint32
+	cookie   uint64
+	family   uint16
+	saddr    [16]uint8
+	daddr    [16]uint8
+	dport    uint16
+	netns    uint32
+	pid, uid uint32
+	comm     [16]int8
+	cgroup   uint64
+	// What tcp_sock says at ESTABLISHED and at CLOSE (struct est_figures
+	// and tcp_figures).
+	established tcptraceEstFigures
+	closed      tcptraceTcpFigures
 }
 
 // Seed entries, in the fuzz encoding above: types, flags, and states as
@@ -141,8 +134,12 @@ func fuzzSocketFrom(b byte) fuzzSocket {
 	if b&2 != 0 {
 		s.cgroup = 0
 	}
-	s.established.SrttUs, s.established.BytesAcked = 8*50, 1
-	s.closed.SrttUs, s.closed.BytesAcked, s.closed.BytesReceived, s.closed.TotalRetrans = 8*40, 1000, 2000, uint32(b>>4)
+	s.established.SrttUs, s.established.BytesAcked, s.established.Jiffies = 8*50, 1, 4294667296
+	s.established.SndUna, s.established.RcvNxt = 1001, uint32(b)<<20
+	s.closed.Base = s.established
+	s.closed.Base.SrttUs, s.closed.Base.BytesAcked, s.closed.Base.BytesReceived = 8*40, 1000, 2000
+	s.closed.Base.TotalRetrans, s.closed.Base.Jiffies = uint32(b>>4), 4294667296+uint64(b)
+	s.closed.WriteSeq, s.closed.Cwnd, s.closed.Busy, s.closed.RwndLimited = 2001, 10, uint32(b), uint32(b>>1)
 	return s
 }
 
@@ -192,11 +189,9 @@ func oneByOneEvents(t *testing.T, d *Decoder, s *fuzzSocket, entries []tcptraceB
 			r.Uid = s.uid
 			switch ent.Newstate {
 			case uint8(timeline.StateEstablished):
-				r.BytesAcked, r.BytesReceived = s.established.BytesAcked, s.established.BytesReceived
-				r.SrttUs, r.TotalRetrans = s.established.SrttUs, s.established.TotalRetrans
+				r.Fig.Base = s.established
 			case uint8(timeline.StateClose):
-				r.BytesAcked, r.BytesReceived = s.closed.BytesAcked, s.closed.BytesReceived
-				r.SrttUs, r.TotalRetrans = s.closed.SrttUs, s.closed.TotalRetrans
+				r.Fig = s.closed
 			}
 		}
 		var e timeline.Event
@@ -224,11 +219,9 @@ func batchedEvents(t *testing.T, d *Decoder, s *fuzzSocket, entries []tcptraceBa
 		copy(b.Ev[:], queue)
 		b.Cookie, b.Saddr, b.Daddr, b.Netns, b.Family, b.Dport = s.cookie, s.saddr, s.daddr, s.netns, s.family, s.dport
 		b.Pid, b.Comm, b.Uid, b.Cgroup = s.pid, s.comm, s.uid, s.cgroup
-		b.Established.BytesAcked, b.Established.BytesReceived = s.established.BytesAcked, s.established.BytesReceived
-		b.Established.SrttUs, b.Established.TotalRetrans = s.established.SrttUs, s.established.TotalRetrans
+		b.Established = s.established
 		if last := queue[len(queue)-1]; last.Type == uint8(timeline.EventState) && last.Newstate == uint8(timeline.StateClose) {
-			b.Closed.BytesAcked, b.Closed.BytesReceived = s.closed.BytesAcked, s.closed.BytesReceived
-			b.Closed.SrttUs, b.Closed.TotalRetrans = s.closed.SrttUs, s.closed.TotalRetrans
+			b.Closed = s.closed
 		}
 		sample := unsafe.Slice((*byte)(unsafe.Pointer(&b)), RawBatchSize)
 		var e timeline.Event

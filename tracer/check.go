@@ -2,16 +2,13 @@ package tracer
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 )
 
@@ -124,6 +121,9 @@ type LoadCheck struct {
 	// Degraded: what the loaded programs could not do here (an attach
 	// that failed), beside Refused.
 	Degraded []string `json:"degraded"`
+	// Host says what this kernel tells of host-side causes: drops and
+	// their reasons, failed system calls, failed retransmission attempts.
+	Host string `json:"host"`
 }
 
 // More capability numbers (include/uapi/linux/capability.h).
@@ -147,8 +147,8 @@ var checkedCaps = []struct {
 
 // iterFuncs are the BTF functions iterator programs attach through.
 var iterFuncs = []struct{ name, fn, detail string }{
-	{"iter/tcp", "bpf_iter_tcp", "scan of the TCP sockets open when tracing starts (Linux >= 5.9)"},
-	{"iter/task_file", "bpf_iter_task_file", "owners of the sockets open when tracing starts (Linux >= 5.8)"},
+	{"iter/tcp", "bpf_iter_tcp", "scan of the TCP sockets open when tracing starts (Linux >= " + KernelIterTCP + ")"},
+	{"iter/task_file", "bpf_iter_task_file", "owners of the sockets open when tracing starts (Linux >= " + KernelIterTaskFile + ")"},
 }
 
 // RunPreflight checks everything tcptrace needs. With load, and if the
@@ -158,90 +158,115 @@ func RunPreflight(load, ownerIO bool) *Preflight {
 	p := &Preflight{Degraded: []string{}, Problems: []string{}, Advice: []string{}}
 	p.Kernel = kernelInfo()
 	p.Capabilities = processCaps()
+	sup := probeSupport()
+	p.checkBTF(sup)
+	p.checkRingBuffer(sup)
+	var k *Kernel // nil without BTF: what it offers is unknown
+	if sup.spec != nil {
+		k = newKernel(sup.spec)
+	}
+	p.checkTracepoints(sup.spec)
+	p.checkOptional(k)
+	p.checkIterators(sup.spec)
+	p.checkAccess()
+	p.checkLoad(load, ownerIO)
+	p.Verdict = p.verdict()
+	return p
+}
 
-	// BTF.
+// checkBTF reports the kernel's type information.
+func (p *Preflight) checkBTF(sup support) {
 	p.BTF = CheckItem{Name: vmlinuxBTF, Required: true, Detail: "kernel type information: tp_btf programs and CO-RE need it"}
-	var spec *btf.Spec
-	if _, err := os.Stat(vmlinuxBTF); err != nil {
-		p.BTF.Status, p.BTF.Error = StatusMissing, err.Error()
-		p.problem("this kernel exposes no BTF ("+vmlinuxBTF+" is missing)",
-			"use a kernel built with CONFIG_DEBUG_INFO_BTF=y (Linux >= 5.8; most distribution kernels are)")
-	} else if spec, err = btf.LoadKernelSpec(); err != nil {
-		p.BTF.Status, p.BTF.Error = StatusFailed, err.Error()
-		p.problem("reading kernel BTF failed: "+err.Error(), "check that "+vmlinuxBTF+" is readable")
-		spec = nil
-	} else {
+	switch {
+	case sup.noBTF != nil:
+		p.BTF.Status, p.BTF.Error = StatusMissing, sup.noBTF.Error()
+		p.problem(problemNoBTF, adviceNoBTF)
+	case sup.specErr != nil:
+		p.BTF.Status, p.BTF.Error = StatusFailed, sup.specErr.Error()
+		p.problem(problemBTFUnreadable+" failed: "+sup.specErr.Error(), "check that "+vmlinuxBTF+" is readable")
+	default:
 		p.BTF.Status = StatusOK
 	}
+}
 
-	// Ring buffer: probing creates a map, which needs CAP_BPF.
-	p.RingBuffer = CheckItem{Name: "BPF_MAP_TYPE_RINGBUF", Required: true, Detail: "events reach user space through one BPF ring buffer (Linux >= 5.8)"}
-	switch err := features.HaveMapType(ebpf.RingBuf); {
-	case err == nil:
+// checkRingBuffer reports BPF ring buffer support; the probe creates a
+// map, which needs CAP_BPF.
+func (p *Preflight) checkRingBuffer(sup support) {
+	p.RingBuffer = CheckItem{Name: "BPF_MAP_TYPE_RINGBUF", Required: true,
+		Detail: "events reach user space through one BPF ring buffer (Linux >= " + KernelRingBuf + ")"}
+	switch {
+	case sup.ringErr == nil:
 		p.RingBuffer.Status = StatusOK
-	case errors.Is(err, ebpf.ErrNotSupported):
-		p.RingBuffer.Status, p.RingBuffer.Error = StatusMissing, err.Error()
-		p.problem("this kernel has no BPF ring buffer", "tcptrace needs Linux >= 5.8")
+	case sup.ringMissing():
+		p.RingBuffer.Status, p.RingBuffer.Error = StatusMissing, sup.ringErr.Error()
+		p.problem(problemNoRingBuf, adviceNoRingBuf)
 	default:
-		p.RingBuffer.Status, p.RingBuffer.Error = StatusUnknown, err.Error()
+		p.RingBuffer.Status, p.RingBuffer.Error = StatusUnknown, sup.ringErr.Error()
 		if p.Capabilities.CanLoad {
-			p.problem("probing the BPF ring buffer failed: "+err.Error(), "")
+			p.problem(problemRingProbe+" failed: "+sup.ringErr.Error(), "")
 		}
 	}
+}
 
-	// Tracepoints, from the prototypes in kernel BTF.
-	rstReason := false
+// checkTracepoints reports each tracepoint from its prototype in the
+// kernel's BTF (spec; nil when unknown), with the programs attached to it.
+func (p *Preflight) checkTracepoints(spec *btf.Spec) {
 	seen := map[string]int{}
 	for _, prog := range programs {
 		if i, ok := seen[prog.tracepoint]; ok {
 			p.Tracepoints[i].Programs = append(p.Tracepoints[i].Programs, prog.name)
 			continue
 		}
-		tc := TracepointCheck{Name: tracepointGroup(prog.tracepoint) + ":" + prog.tracepoint,
-			Required: prog.lacking == "", Lacking: prog.lacking, Programs: []string{prog.name}, Status: StatusUnknown}
-		if spec != nil {
-			if proto, err := tracepointProto(spec, prog.tracepoint); err == nil {
-				tc.Status, tc.Args = StatusOK, len(proto.Params)-1
-				if prog.tracepoint == "tcp_send_reset" {
-					rstReason = len(proto.Params) >= 4
-				}
-			} else {
-				tc.Status = StatusMissing
-				if tc.Required {
-					p.problem("this kernel lacks the tracepoint "+tc.Name+" that tcptrace attaches to",
-						"use Linux >= 5.15, which has them all")
-				} else {
-					p.Degraded = append(p.Degraded, tc.Name+": "+prog.lacking)
-				}
-			}
-		}
 		seen[prog.tracepoint] = len(p.Tracepoints)
-		p.Tracepoints = append(p.Tracepoints, tc)
+		p.Tracepoints = append(p.Tracepoints, p.checkTracepoint(spec, prog))
 	}
+}
 
-	// Optional data the kernel may or may not give.
-	btfStatus := func(ok bool) string {
-		switch {
-		case spec == nil:
-			return StatusUnknown
-		case ok:
-			return StatusOK
-		}
-		return StatusMissing
+// checkTracepoint reports prog's tracepoint.
+func (p *Preflight) checkTracepoint(spec *btf.Spec, prog program) TracepointCheck {
+	tc := TracepointCheck{Name: tracepointGroup(prog.tracepoint) + ":" + prog.tracepoint,
+		Required: prog.required, Lacking: prog.lacking, Programs: []string{prog.name}, Status: StatusUnknown}
+	if spec == nil {
+		return tc
 	}
-	reasons := CheckItem{Name: "rst_reason", Status: btfStatus(rstReason),
+	proto, err := tracepointProto(spec, prog.tracepoint)
+	switch {
+	case err == nil:
+		tc.Status, tc.Args = StatusOK, len(proto.Params)-1
+	case tc.Required:
+		tc.Status = StatusMissing
+		p.problem(fmt.Sprintf(problemNoTracepoint, tc.Name), adviceTracepoints)
+	default:
+		tc.Status = StatusMissing
+		p.Degraded = append(p.Degraded, tc.Name+": "+prog.lacking)
+	}
+	return tc
+}
+
+// checkOptional reports the optional data the kernel (k; nil when
+// unknown) may or may not give.
+func (p *Preflight) checkOptional(k *Kernel) {
+	status := StatusUnknown
+	switch {
+	case k == nil:
+	case k.RSTReason:
+		status = StatusOK
+	default:
+		status = StatusMissing
+		p.Degraded = append(p.Degraded, degradedRSTReason,
+			"RSTs to closed ports and from timewait sockets: tcp_send_reset fires only for full sockets before Linux 6.10")
+	}
+	reasons := CheckItem{Name: "rst_reason", Status: status,
 		Detail: "why this host sent a RST (enum sk_rst_reason): tcp_send_reset's reason argument, Linux >= 6.10"}
-	noSocket := CheckItem{Name: "rst_without_full_socket", Status: btfStatus(rstReason),
+	noSocket := CheckItem{Name: "rst_without_full_socket", Status: status,
 		Detail: "RSTs sent for closed ports and by timewait sockets (cookie 0 or the timewait socket's): " +
 			"before Linux 6.10 tcp_send_reset fires only for full sockets, so those RSTs are invisible"}
 	p.Optional = append(p.Optional, reasons, noSocket)
-	if spec != nil && !rstReason {
-		p.Degraded = append(p.Degraded,
-			"RST reasons: tcp_send_reset has no reason argument before Linux 6.10",
-			"RSTs to closed ports and from timewait sockets: tcp_send_reset fires only for full sockets before Linux 6.10")
-	}
+}
 
-	// Iterators: the kernel declares bpf_iter_<target> for each target.
+// checkIterators reports the BPF iterators: the kernel declares
+// bpf_iter_<target> for each target.
+func (p *Preflight) checkIterators(spec *btf.Spec) {
 	for _, it := range iterFuncs {
 		item := CheckItem{Name: it.name, Required: true, Detail: it.detail, Status: StatusUnknown}
 		if spec != nil {
@@ -250,12 +275,16 @@ func RunPreflight(load, ownerIO bool) *Preflight {
 				item.Status = StatusOK
 			} else {
 				item.Status, item.Error = StatusMissing, err.Error()
-				p.problem("this kernel has no "+it.name+" BPF iterator", "use Linux >= 5.9")
+				p.problem("this kernel has no "+it.name+" BPF iterator", "use Linux >= "+KernelIterTCP)
 			}
 		}
 		p.Iterators = append(p.Iterators, item)
 	}
+}
 
+// checkAccess reports what keeps this process from loading the programs:
+// privileges, and the kernel's lockdown.
+func (p *Preflight) checkAccess() {
 	if !p.Capabilities.CanLoad {
 		p.problem("not enough privileges to load BPF tracing programs (need CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN)",
 			"run tcptrace as root (sudo tcptrace), or grant it CAP_BPF and CAP_PERFMON "+
@@ -265,8 +294,11 @@ func RunPreflight(load, ownerIO bool) *Preflight {
 		p.problem("kernel lockdown is in confidentiality mode: it forbids BPF programs from reading kernel memory",
 			"boot without lockdown=confidentiality (or with Secure Boot's lockdown off)")
 	}
+}
 
-	// The real thing: load, attach, detach.
+// checkLoad does the real thing, when asked and nothing stands in the way:
+// load, attach, detach.
+func (p *Preflight) checkLoad(load, ownerIO bool) {
 	switch {
 	case !load:
 		p.Load = LoadCheck{Status: StatusSkipped, Attached: []string{}, Refused: []string{}, Error: "not asked to (--no-load)"}
@@ -280,16 +312,17 @@ func RunPreflight(load, ownerIO bool) *Preflight {
 		p.Degraded = append(p.Degraded, p.Load.Refused...)
 		p.Degraded = append(p.Degraded, p.Load.Degraded...)
 	}
+}
 
+// verdict sums up the problems and what is degraded.
+func (p *Preflight) verdict() string {
 	switch {
 	case len(p.Problems) > 0:
-		p.Verdict = VerdictCannotRun
+		return VerdictCannotRun
 	case len(p.Degraded) > 0:
-		p.Verdict = VerdictDegraded
-	default:
-		p.Verdict = VerdictOK
+		return VerdictDegraded
 	}
-	return p
+	return VerdictOK
 }
 
 func (p *Preflight) problem(why, advice string) {
@@ -332,10 +365,43 @@ func loadCheck(ownerIO bool) LoadCheck {
 	} else {
 		lc.Owners += " (per connection; nothing runs per I/O; --owner-io adds send() and recv())"
 	}
+	lc.Host = hostCauses(t)
 	if err := t.Close(); err != nil {
 		lc.Status, lc.Error = StatusFailed, "detaching: "+err.Error()
 	}
 	return lc
+}
+
+// hostCauses says what the loaded programs tell of host-side causes.
+func hostCauses(t *Tracer) string {
+	var parts []string
+	switch {
+	case t.coll.Programs[tcptraceProgHandleKfreeSkb] != nil:
+		parts = append(parts, fmt.Sprintf("drops with %d reasons, by socket or 4-tuple", countNames(t.kernel.DropReasons)))
+	case t.coll.Programs[tcptraceProgHandleKfreeSkbNorxsk] != nil:
+		parts = append(parts, fmt.Sprintf("drops with %d reasons (received ones by 4-tuple: no rx_sk before Linux 6.11)", countNames(t.kernel.DropReasons)))
+	default:
+		parts = append(parts, "no drops (kfree_skb has no reason before Linux 5.17)")
+	}
+	if t.coll.Programs[tcptraceProgHandleExitConnect] != nil {
+		parts = append(parts, "failed connect/bind/listen/accept (a program per call)")
+	}
+	if t.kernel.RetransmitErr {
+		parts = append(parts, "failed retransmission attempts told apart")
+	} else {
+		parts = append(parts, "failed retransmission attempts not traced (before Linux 6.17)")
+	}
+	return strings.Join(parts, "; ")
+}
+
+func countNames(names []string) int {
+	n := 0
+	for _, s := range names {
+		if s != "" && !strings.HasPrefix(s, "SKB_") {
+			n++
+		}
+	}
+	return n
 }
 
 // tracepointGroup is the trace event system of a tracepoint tcptrace uses.
@@ -379,6 +445,6 @@ func processCaps() Capabilities {
 	for _, cc := range checkedCaps {
 		c.Caps = append(c.Caps, CapInfo{Name: cc.name, Effective: eff(cc.num), Permitted: perm(cc.num), For: cc.use})
 	}
-	c.CanLoad = checkPrivileges() == nil
+	c.CanLoad = canLoad(eff)
 	return c
 }

@@ -31,8 +31,11 @@ type Decoder struct {
 	MonoToUnix int64
 	// RSTReasons names enum sk_rst_reason values, from the kernel's BTF.
 	RSTReasons []string
+	// DropReasons names enum skb_drop_reason values, from the kernel's BTF.
+	DropReasons []string
 
 	comms map[[16]byte]string
+	clock jiffyClock
 }
 
 // maxInterned bounds the process-name cache; it is cleared when full.
@@ -46,7 +49,7 @@ func (d *Decoder) Decode(sample []byte, e *timeline.Event) error {
 	var r rawEvent
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), RawEventSize), sample)
 
-	if r.Type < uint8(timeline.EventState) || r.Type > uint8(timeline.EventError) {
+	if r.Type < uint8(timeline.EventState) || r.Type > uint8(timeline.EventSyscallError) {
 		return fmt.Errorf("%w: unknown type %d", ErrMalformed, r.Type)
 	}
 	var ok bool
@@ -64,14 +67,19 @@ func (d *Decoder) Decode(sample []byte, e *timeline.Event) error {
 	e.UID = r.Uid
 	e.Comm = d.comm(&r.Comm)
 	e.Cgroup = r.Cgroup
-	e.BytesAcked, e.BytesReceived = r.BytesAcked, r.BytesReceived
-	e.SRTT = r.SrttUs >> 3 // the kernel keeps srtt_us scaled by 8
-	e.TotalRetrans = r.TotalRetrans
+	e.BytesAcked, e.BytesReceived, e.SRTT, e.TotalRetrans = 0, 0, 0, 0
+	e.SockSynRetries, e.UserTimeout, e.Info = 0, 0, timeline.TCPInfo{}
+	e.Retrans, e.Backoff = 0, 0
+	if r.Fig.Base.Jiffies != 0 { // read at ESTABLISHED and CLOSE only
+		d.setFigures(e, &r.Fig, e.Type == timeline.EventState && e.NewState == timeline.StateClose)
+	}
 	e.SockDead = r.Flags&uint8(tcptraceEventFlagsEVENT_F_SOCK_DEAD) != 0
 	e.SockDone = r.Flags&uint8(tcptraceEventFlagsEVENT_F_SOCK_DONE) != 0
 	e.NoSocket = r.Flags&uint8(tcptraceEventFlagsEVENT_F_NO_SOCKET) != 0
 	e.OwnerSeen = r.Flags&uint8(tcptraceEventFlagsEVENT_F_OWNER_SEEN) != 0
-	e.Errno, e.RSTReason = 0, ""
+	e.NoFile = r.Flags&uint8(tcptraceEventFlagsEVENT_F_NO_FILE) != 0
+	e.Errno, e.RSTReason, e.DropReason, e.TCPFlags, e.Syscall = 0, "", "", 0, 0
+	e.Queue = timeline.Queue{}
 	switch e.Type {
 	case timeline.EventRSTSent:
 		if r.Flags&uint8(tcptraceEventFlagsEVENT_F_REASON) != 0 {
@@ -79,6 +87,18 @@ func (d *Decoder) Decode(sample []byte, e *timeline.Event) error {
 		}
 	case timeline.EventState, timeline.EventError:
 		e.Errno = r.Reason
+	case timeline.EventDrop:
+		// oldstate carries the dropped segment's TCP flags.
+		e.OldState, e.TCPFlags = 0, r.Oldstate
+		e.DropReason = d.dropReason(r.Reason)
+	case timeline.EventSyscallError:
+		e.Errno = r.Reason
+		e.Syscall = timeline.Syscall(r.Syscall)
+	case timeline.EventRetransmit:
+		e.Retrans, e.Backoff = retransKind(r.Reason)
+	}
+	if r.Qmax != 0 || r.Qlen != 0 || r.Drops != 0 {
+		e.Queue = timeline.Queue{Len: r.Qlen, Max: r.Qmax, Drops: r.Drops, Known: true}
 	}
 	return nil
 }
@@ -113,6 +133,15 @@ func (d *Decoder) comm(raw *[16]int8) string {
 	s := string(b[:n])
 	d.comms[b] = s
 	return s
+}
+
+// dropReason names an enum skb_drop_reason value; an unknown one is its
+// number, never a guess.
+func (d *Decoder) dropReason(v uint16) string {
+	if int(v) < len(d.DropReasons) && d.DropReasons[v] != "" {
+		return d.DropReasons[v]
+	}
+	return fmt.Sprintf("DROP_REASON_%d", v)
 }
 
 func (d *Decoder) rstReason(v uint16) string {

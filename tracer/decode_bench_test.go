@@ -108,8 +108,8 @@ func benchHTTPStream(pairs, conc int, gapNs int64, v6 bool) *benchStream {
 			r.Pid, r.Comm = 777, cliComm
 		}
 		if seq.to != timeline.StateSynSent && seq.from != timeline.StateListen {
-			r.BytesAcked, r.BytesReceived = 78, 140
-			r.SrttUs = 8 * 25
+			r.Fig.Base.BytesAcked, r.Fig.Base.BytesReceived = 78, 140
+			r.Fig.Base.SrttUs, r.Fig.Base.Jiffies = 8*25, 4294667296
 		}
 		buf := make([]byte, RawEventSize)
 		copy(buf, unsafe.Slice((*byte)(unsafe.Pointer(&r)), RawEventSize))
@@ -238,9 +238,9 @@ func benchDecodeInPlace(d *Decoder, sample []byte, e *timeline.Event) error {
 	e.UID = r.Uid
 	e.Comm = d.comm(&r.Comm)
 	e.Cgroup = r.Cgroup
-	e.BytesAcked, e.BytesReceived = r.BytesAcked, r.BytesReceived
-	e.SRTT = r.SrttUs >> 3
-	e.TotalRetrans = r.TotalRetrans
+	e.BytesAcked, e.BytesReceived = r.Fig.Base.BytesAcked, r.Fig.Base.BytesReceived
+	e.SRTT = r.Fig.Base.SrttUs >> 3
+	e.TotalRetrans = r.Fig.Base.TotalRetrans
 	e.SockDead = r.Flags&uint8(tcptraceEventFlagsEVENT_F_SOCK_DEAD) != 0
 	e.SockDone = r.Flags&uint8(tcptraceEventFlagsEVENT_F_SOCK_DONE) != 0
 	e.NoSocket = r.Flags&uint8(tcptraceEventFlagsEVENT_F_NO_SOCKET) != 0

@@ -131,8 +131,9 @@ func decodeSeeds() map[string][]byte {
 		Pid: 1234, Uid: 1000, Sport: 46062, Dport: 8080, Family: afInet,
 		Type: uint8(timeline.EventState), Oldstate: uint8(timeline.StateClose),
 		Newstate: uint8(timeline.StateSynSent), Flags: uint8(tcptraceEventFlagsEVENT_F_OWNER_SEEN),
-		Comm: fuzzComm("curl"), Cgroup: 1, SrttUs: 800,
+		Comm: fuzzComm("curl"), Cgroup: 1,
 	}
+	base.Fig.Base.SrttUs = 800
 	with := func(f func(*rawEvent)) []byte { r := base; f(&r); return rawSample(r) }
 	seeds := map[string][]byte{
 		"state_syn_sent_ipv4": rawSample(base),
@@ -140,7 +141,8 @@ func decodeSeeds() map[string][]byte {
 			r.Family, r.Saddr, r.Daddr = afInet6, lo6, lo6
 			r.Type, r.Oldstate, r.Newstate = uint8(timeline.EventState), uint8(timeline.StateFinWait2), uint8(timeline.StateClose)
 			r.Flags = uint8(tcptraceEventFlagsEVENT_F_SOCK_DEAD | tcptraceEventFlagsEVENT_F_SOCK_DONE)
-			r.BytesAcked, r.BytesReceived, r.TotalRetrans = 1<<20, 4096, 3
+			r.Fig.Base.BytesAcked, r.Fig.Base.BytesReceived, r.Fig.Base.TotalRetrans = 1<<20, 4096, 3
+			r.Fig.Base.Jiffies = 4294667296
 		}),
 		"state_close_refused": with(func(r *rawEvent) {
 			r.Oldstate, r.Newstate, r.Reason = uint8(timeline.StateSynSent), uint8(timeline.StateClose), uint16(syscall.ECONNREFUSED)
@@ -176,7 +178,7 @@ func decodeSeeds() map[string][]byte {
 			}
 		}),
 		"comm_hostile": with(func(r *rawEvent) { r.Comm = fuzzComm("\x1b]0;pwn\x07\xff\xfe\x1b[2J") }),
-		"bad_type":     with(func(r *rawEvent) { r.Type = 7 }),
+		"bad_type":     with(func(r *rawEvent) { r.Type = 9 }),
 		"bad_family":   with(func(r *rawEvent) { r.Family = 1 }),
 		"bad_state":    with(func(r *rawEvent) { r.Oldstate, r.Newstate = 200, 255 }),
 		"short":        rawSample(base)[:RawEventSize-1],

@@ -42,6 +42,7 @@ type capture struct {
 	ticks  int       // ring buffer drains so far
 	now    time.Time // of the last tick
 	notify chan struct{}
+	lw     *tracer.ListenWatch
 	// shadow, when set, traces the same namespace with events one by one;
 	// alert waits for both to raise it (see traceWith).
 	shadow *capture
@@ -55,6 +56,20 @@ func (c *capture) Event(e *timeline.Event) {
 	c.wake()
 }
 
+// Stalled and StallScanEnded take the flush scans' stall notices.
+func (c *capture) Stalled(e *timeline.Event) {
+	c.mu.Lock()
+	c.corr.Stalled(e)
+	c.mu.Unlock()
+	c.wake()
+}
+
+func (c *capture) StallScanEnded(now int64) {
+	c.mu.Lock()
+	c.corr.StallScanEnded(now)
+	c.mu.Unlock()
+}
+
 func (c *capture) Tick(now time.Time) {
 	c.mu.Lock()
 	c.ticks++
@@ -66,6 +81,10 @@ func (c *capture) Tick(now time.Time) {
 		if err := c.tr.Follow(c.corr, now.UnixNano()); err != nil {
 			c.t.Errorf("scan: %v", err)
 		}
+	}
+	// ... and look at the listeners' accept queues when they dropped.
+	if err := c.tr.PollListeners(c.lw, c.corr, now); err != nil {
+		c.t.Errorf("listeners: %v", err)
 	}
 	c.mu.Unlock()
 	c.wake()
@@ -146,9 +165,11 @@ func startCapture(t *testing.T, ns *netnstest.NS, cfg tracer.Config, ccfg timeli
 	if err != nil {
 		t.Fatalf("tracer.New: %v", err)
 	}
-	c := &capture{t: t, tr: tr, notify: make(chan struct{}, 1)}
+	c := &capture{t: t, tr: tr, notify: make(chan struct{}, 1), lw: tracer.NewListenWatch()}
 	sys := tr.Sysctls()
 	ccfg.ScansNetNS = tr.ScansNetNS
+	ccfg.ScanNetNS = tr.ScanNetNS
+	ccfg.DropsTraced = tr.DropsTraced()
 	// emit and the alert callback run with c.mu held (from Event, Tick or Flush).
 	c.corr = timeline.New(ccfg, func(conn *timeline.Connection) {
 		c.recs = append(c.recs, conn.Clone())
@@ -885,7 +906,7 @@ func TestLostEventsCountedAndFlagged(t *testing.T) {
 		t.Fatal("no event lost with a one-page ring buffer and no reader")
 	}
 
-	c := &capture{t: t, tr: tr, notify: make(chan struct{}, 1)}
+	c := &capture{t: t, tr: tr, notify: make(chan struct{}, 1), lw: tracer.NewListenWatch()}
 	c.corr = timeline.New(timeline.DefaultConfig(), func(conn *timeline.Connection) { c.recs = append(c.recs, conn.Clone()) })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -995,7 +1016,7 @@ func TestRequiredProgramRefused(t *testing.T) {
 	}
 }
 
-// Connections at rest are packed (timeline's cold.go) and unpacked by their
+// Connections at rest are packed (timeline's rest.go) and unpacked by their
 // next event: on the real kernel, both ends of an idle connection are packed,
 // and their records, once they close, are whole. Events one by one (as with
 // --events): queued per socket, an idle connection's events stay in the

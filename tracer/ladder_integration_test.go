@@ -38,10 +38,10 @@ func TestLadderPairReal(t *testing.T) {
 	d := buf.String()
 	for _, want := range []string{
 		"SYN_SENT │─ ─ SYN",
-		"│ LISTEN",          // the server's own state, beside its line
-		"▶│ CLOSE_WAIT",     // our FIN, and the server's real CLOSE_WAIT
-		"◀─ ─ ─ ─",          // segments inferred, dashed
-		"FIN ─ ─│ LAST_ACK", // the server's FIN
+		"│ LISTEN",                       // the server's own state, beside its line
+		"▶│ CLOSE_WAIT",                  // our FIN, and the server's real CLOSE_WAIT
+		"◀─ ─ ─ ─",                       // segments inferred, dashed
+		"FIN seq=1 ack=20 ─ ─│ LAST_ACK", // the server's FIN, after the 18 B and FIN it read
 		"│ CLOSE",
 		"18 B sent", // the request
 	} {

@@ -30,6 +30,8 @@ func TestMain(m *testing.M) {
 		os.Exit(peerWorker())
 	case "closer":
 		os.Exit(peerCloser())
+	case "fdlimited":
+		os.Exit(peerFDLimited())
 	}
 	os.Exit(m.Run())
 }

@@ -377,24 +377,29 @@ func (s *netNSSet) close() {
 
 // readSysctls reads the TCP sysctls that shape timeouts in the namespace
 // of the calling thread.
-func readSysctls(ino uint32) timeline.Sysctls {
-	read := func(name string) int {
-		b, err := os.ReadFile("/proc/sys/net/ipv4/" + name)
-		if err != nil {
-			return -1
-		}
-		n, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil {
-			return -1
-		}
-		return n
+// readInt reads a number from a /proc file, -1 when it can't.
+func readInt(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return -1
 	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+func readSysctls(ino uint32) timeline.Sysctls {
+	read := func(name string) int { return readInt("/proc/sys/net/ipv4/" + name) }
 	s := timeline.Sysctls{NetNS: ino,
 		SynRetries:        read("tcp_syn_retries"),
 		SynAckRetries:     read("tcp_synack_retries"),
 		SynLinearTimeouts: read("tcp_syn_linear_timeouts"),
 		FinTimeout:        read("tcp_fin_timeout"),
+		MaxOrphans:        read("tcp_max_orphans"),
 	}
+	s.Somaxconn = readInt("/proc/sys/net/core/somaxconn")
 	// The ports connect() picks from: a connection older than tcptrace
 	// whose local port is one of them, with no listener on it, is a client.
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {

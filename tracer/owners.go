@@ -29,7 +29,9 @@ func (t *Tracer) attachAccept() {
 			continue
 		}
 		t.links = append(t.links, l)
-		t.acceptAttached = true
+		if p.name == tcptraceProgHandleAccept4 || p.name == tcptraceProgHandleAccept {
+			t.acceptAttached = true
+		}
 	}
 }
 

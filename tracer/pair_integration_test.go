@@ -39,7 +39,7 @@ func tracePairs(t *testing.T, ns *netnstest.NS, filter uint32) *capture {
 	if err != nil {
 		t.Fatalf("tracer.New: %v", err)
 	}
-	c := &capture{t: t, tr: tr, notify: make(chan struct{}, 1)}
+	c := &capture{t: t, tr: tr, notify: make(chan struct{}, 1), lw: tracer.NewListenWatch()}
 	sys := tr.Sysctls()
 	ccfg := timeline.DefaultConfig()
 	ccfg.ScansNetNS = tr.ScansNetNS

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -15,6 +16,14 @@ import (
 // not wait for that: an alert on a connection held in SYN_SENT, SYN_RECV,
 // CLOSE_WAIT or FIN_WAIT2 (flushStuck sends those queues in time), and the
 // connections still open when tracing stops (drain sends every queue).
+
+// StallHandler, when a Handler implements it, receives the flush scans'
+// notices of connections held by a full receive window (not kernel events:
+// observations of a scan), and the end of each scan that looked.
+type StallHandler interface {
+	Stalled(e *timeline.Event)
+	StallScanEnded(now int64)
+}
 
 // attachFlush prepares the flush scan (an iter/tcp program). Without it
 // the kernel side was loaded with batching off (see load).
@@ -88,6 +97,17 @@ func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int
 	if err := t.coll.Variables["flush_before_ns"].Set(uint64(max(before, 0))); err != nil {
 		return fmt.Errorf("setting flush_before_ns: %w", err)
 	}
+	// Connections held by a full window for most of StuckAfter are told
+	// (the alert is due at StuckAfter, the next scan may come later).
+	stall := t.decoder.stallAfterJiffies(t.cfg.StuckAfter / 2)
+	if all {
+		stall = 0
+	}
+	if v := t.coll.Variables["stall_after_jiffies"]; v != nil {
+		if err := v.Set(stall); err != nil {
+			return fmt.Errorf("setting stall_after_jiffies: %w", err)
+		}
+	}
 	// iter/tcp walks the namespace of the thread that opens it; the
 	// batches are handed on here, not on that thread.
 	var batches [][]byte
@@ -107,10 +127,24 @@ func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int
 		t.nets.scan.Unlock()
 	}
 	t.records += uint64(len(batches))
+	now := time.Now().UnixNano()
+	var jiffies uint64
+	if v := t.coll.Variables["scan_jiffies"]; v != nil && v.Get(&jiffies) == nil {
+		t.decoder.clock.sample(now, jiffies)
+	}
 	for _, b := range batches {
+		if r := (*rawBatch)(unsafe.Pointer(&b[0])); r.Magic == stallMagic {
+			if sh, ok := h.(StallHandler); ok && t.decoder.decodeStall(r, ev, now) {
+				sh.Stalled(ev)
+			}
+			continue
+		}
 		if t.decoder.DecodeBatch(b, ev, h.Event) != nil {
 			t.decodeErr++
 		}
+	}
+	if sh, ok := h.(StallHandler); ok && stall != 0 && err == nil {
+		sh.StallScanEnded(now)
 	}
 	if err != nil {
 		return fmt.Errorf("sending the queued events of open sockets: %w", err)

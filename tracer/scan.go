@@ -145,7 +145,7 @@ func (t *Tracer) attachIters() error {
 	var err error
 	if p := t.coll.Programs[tcptraceProgDumpTcp]; p != nil {
 		if t.tcpIter, err = attachIter(p); err != nil {
-			return fmt.Errorf("preparing the TCP socket iterator (iter/tcp, Linux >= 5.9): %w", err)
+			return fmt.Errorf("preparing the TCP socket iterator (iter/tcp, Linux >= %s): %w", KernelIterTCP, err)
 		}
 	} else {
 		t.scanErr = errors.New("socket scans are off: this kernel refused the iter/tcp program (see tcptrace check)")
@@ -217,6 +217,10 @@ func decodeSocket(r *tcptraceSockInfo, s *timeline.Socket) bool {
 	s.BytesAcked, s.BytesReceived = r.BytesAcked, r.BytesReceived
 	s.SRTT = r.SrttUs >> 3
 	s.TotalRetrans = r.TotalRetrans
+	s.Queue = timeline.Queue{}
+	if s.State == timeline.StateListen {
+		s.Queue = timeline.Queue{Len: r.Qlen, Max: r.Qmax, Drops: r.Drops, Known: true}
+	}
 	return true
 }
 

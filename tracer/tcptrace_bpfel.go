@@ -25,23 +25,11 @@ type tcptraceBatch struct {
 	Family      uint16
 	Comm        [16]int8
 	Cgroup      uint64
-	Established struct {
-		_             structs.HostLayout
-		BytesAcked    uint64
-		BytesReceived uint64
-		SrttUs        uint32
-		TotalRetrans  uint32
-	}
-	Closed struct {
-		_             structs.HostLayout
-		BytesAcked    uint64
-		BytesReceived uint64
-		SrttUs        uint32
-		TotalRetrans  uint32
-	}
-	N     uint32
-	Magic uint32
-	Ev    [8]tcptraceBatchEntry
+	Established tcptraceEstFigures
+	Closed      tcptraceTcpFigures
+	N           uint32
+	Magic       uint32
+	Ev          [8]tcptraceBatchEntry
 }
 
 type tcptraceBatchEntry struct {
@@ -55,29 +43,44 @@ type tcptraceBatchEntry struct {
 	Flags    uint8
 }
 
-type tcptraceEvent struct {
+type tcptraceEstFigures struct {
 	_             structs.HostLayout
-	TsNs          uint64
-	Cookie        uint64
-	Saddr         [16]uint8
-	Daddr         [16]uint8
-	Netns         uint32
-	Pid           uint32
-	Uid           uint32
-	Sport         uint16
-	Dport         uint16
-	Family        uint16
-	Reason        uint16
-	Type          uint8
-	Oldstate      uint8
-	Newstate      uint8
-	Flags         uint8
-	Comm          [16]int8
-	Cgroup        uint64
 	BytesAcked    uint64
 	BytesReceived uint64
+	Jiffies       uint64
 	SrttUs        uint32
 	TotalRetrans  uint32
+	SndUna        uint32
+	RcvNxt        uint32
+}
+
+type tcptraceEvent struct {
+	_        structs.HostLayout
+	TsNs     uint64
+	Cookie   uint64
+	Saddr    [16]uint8
+	Daddr    [16]uint8
+	Netns    uint32
+	Pid      uint32
+	Uid      uint32
+	Sport    uint16
+	Dport    uint16
+	Family   uint16
+	Reason   uint16
+	Type     uint8
+	Oldstate uint8
+	Newstate uint8
+	Flags    uint8
+	Comm     [16]int8
+	Cgroup   uint64
+	Fig      tcptraceTcpFigures
+	Syscall  uint16
+	Pad      uint16
+	Qlen     uint32
+	Qmax     uint32
+	Drops    uint32
+	Pad2     uint32
+	_        [4]byte
 }
 
 type tcptraceEventFlags uint32
@@ -89,6 +92,7 @@ const (
 	tcptraceEventFlagsEVENT_F_REASON     tcptraceEventFlags = 8
 	tcptraceEventFlagsEVENT_F_OWNER_SEEN tcptraceEventFlags = 16
 	tcptraceEventFlagsEVENT_F_OWNER      tcptraceEventFlags = 32
+	tcptraceEventFlagsEVENT_F_NO_FILE    tcptraceEventFlags = 64
 )
 
 type tcptraceEventType uint32
@@ -100,6 +104,8 @@ const (
 	tcptraceEventTypeEVENT_RST_SENT          tcptraceEventType = 4
 	tcptraceEventTypeEVENT_RST_RECEIVED      tcptraceEventType = 5
 	tcptraceEventTypeEVENT_ERROR             tcptraceEventType = 6
+	tcptraceEventTypeEVENT_DROP              tcptraceEventType = 7
+	tcptraceEventTypeEVENT_SYSCALL_ERROR     tcptraceEventType = 8
 )
 
 type tcptraceListenerKey struct {
@@ -122,6 +128,23 @@ type tcptraceOwnerInfo struct {
 	_      [4]byte
 }
 
+type tcptracePendingCall struct {
+	_       structs.HostLayout
+	Fd      uint32
+	Syscall uint16
+	Addrlen uint16
+	Addr    [28]uint8
+}
+
+type tcptraceRetransmitKind uint32
+
+const (
+	tcptraceRetransmitKindRETRANS_OTHER tcptraceRetransmitKind = 0
+	tcptraceRetransmitKindRETRANS_RTO   tcptraceRetransmitKind = 1
+	tcptraceRetransmitKindRETRANS_FAST  tcptraceRetransmitKind = 2
+	tcptraceRetransmitKindRETRANS_TLP   tcptraceRetransmitKind = 3
+)
+
 type tcptraceSkState struct {
 	_           structs.HostLayout
 	Cookie      uint64
@@ -131,14 +154,8 @@ type tcptraceSkState struct {
 	Pad         uint16
 	N           uint32
 	_           [4]byte
-	Established struct {
-		_             structs.HostLayout
-		BytesAcked    uint64
-		BytesReceived uint64
-		SrttUs        uint32
-		TotalRetrans  uint32
-	}
-	Ev [8]tcptraceBatchEntry
+	Established tcptraceEstFigures
+	Ev          [8]tcptraceBatchEntry
 }
 
 type tcptraceSockInfo struct {
@@ -158,6 +175,42 @@ type tcptraceSockInfo struct {
 	Family        uint16
 	State         uint8
 	Substate      uint8
+	Qlen          uint32
+	Qmax          uint32
+	Drops         uint32
+	Pad           uint32
+}
+
+type tcptraceSyscallId uint32
+
+const (
+	tcptraceSyscallIdSYSCALL_CONNECT tcptraceSyscallId = 1
+	tcptraceSyscallIdSYSCALL_BIND    tcptraceSyscallId = 2
+	tcptraceSyscallIdSYSCALL_LISTEN  tcptraceSyscallId = 3
+	tcptraceSyscallIdSYSCALL_ACCEPT  tcptraceSyscallId = 4
+)
+
+type tcptraceTcpFigures struct {
+	_             structs.HostLayout
+	Base          tcptraceEstFigures
+	WriteSeq      uint32
+	UserTimeout   uint32
+	Cwnd          uint32
+	Ssthresh      uint32
+	MinRttUs      uint32
+	Delivered     uint32
+	Lost          uint32
+	Reordering    uint32
+	SndMss        uint32
+	RcvMss        uint32
+	DsackDups     uint32
+	Busy          uint32
+	RwndLimited   uint32
+	SndbufLimited uint32
+	StalledFor    uint32
+	SynRetries    uint8
+	Probes        uint8
+	Pad           [2]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -170,17 +223,30 @@ const (
 	tcptraceMapEvents                   = "events"
 	tcptraceMapListeners                = "listeners"
 	tcptraceMapOwners                   = "owners"
+	tcptraceMapPendingCalls             = "pending_calls"
 	tcptraceMapPortMatched              = "port_matched"
 	tcptraceMapSkStates                 = "sk_states"
+	tcptraceMapStallScratch             = "stall_scratch"
 	tcptraceProgDumpOwners              = "dump_owners"
 	tcptraceProgDumpTcp                 = "dump_tcp"
 	tcptraceProgFlushBatches            = "flush_batches"
 	tcptraceProgHandleAccept            = "handle_accept"
 	tcptraceProgHandleAccept4           = "handle_accept4"
+	tcptraceProgHandleEnterAccept       = "handle_enter_accept"
+	tcptraceProgHandleEnterAccept4      = "handle_enter_accept4"
+	tcptraceProgHandleEnterBind         = "handle_enter_bind"
+	tcptraceProgHandleEnterConnect      = "handle_enter_connect"
+	tcptraceProgHandleEnterListen       = "handle_enter_listen"
 	tcptraceProgHandleErrorReport       = "handle_error_report"
+	tcptraceProgHandleExitBind          = "handle_exit_bind"
+	tcptraceProgHandleExitConnect       = "handle_exit_connect"
+	tcptraceProgHandleExitListen        = "handle_exit_listen"
+	tcptraceProgHandleKfreeSkb          = "handle_kfree_skb"
+	tcptraceProgHandleKfreeSkbNorxsk    = "handle_kfree_skb_norxsk"
 	tcptraceProgHandleReceiveReset      = "handle_receive_reset"
 	tcptraceProgHandleRecvLength        = "handle_recv_length"
 	tcptraceProgHandleRetransmit        = "handle_retransmit"
+	tcptraceProgHandleRetransmitErr     = "handle_retransmit_err"
 	tcptraceProgHandleRetransmitSynack  = "handle_retransmit_synack"
 	tcptraceProgHandleSendLength        = "handle_send_length"
 	tcptraceProgHandleSendReset         = "handle_send_reset"
@@ -189,6 +255,9 @@ const (
 	tcptraceVarBatchEvents              = "batch_events"
 	tcptraceVarBatchNetns               = "batch_netns"
 	tcptraceVarBatchStopped             = "batch_stopped"
+	tcptraceVarDropIgnoredA             = "drop_ignored_a"
+	tcptraceVarDropIgnoredB             = "drop_ignored_b"
+	tcptraceVarDropReasonConsumed       = "drop_reason_consumed"
 	tcptraceVarFilterCgroup             = "filter_cgroup"
 	tcptraceVarFilterCgroupMap          = "filter_cgroup_map"
 	tcptraceVarFilterComm               = "filter_comm"
@@ -201,12 +270,17 @@ const (
 	tcptraceVarFlushAll                 = "flush_all"
 	tcptraceVarFlushBeforeNs            = "flush_before_ns"
 	tcptraceVarLostEvents               = "lost_events"
+	tcptraceVarRetransmitFailed         = "retransmit_failed"
+	tcptraceVarScanJiffies              = "scan_jiffies"
+	tcptraceVarStallAfterJiffies        = "stall_after_jiffies"
 	tcptraceVarUnusedBatch              = "unused_batch"
 	tcptraceVarUnusedEvent              = "unused_event"
 	tcptraceVarUnusedEventFlags         = "unused_event_flags"
 	tcptraceVarUnusedEventType          = "unused_event_type"
 	tcptraceVarUnusedOwnerInfo          = "unused_owner_info"
+	tcptraceVarUnusedRetransmitKind     = "unused_retransmit_kind"
 	tcptraceVarUnusedSockInfo           = "unused_sock_info"
+	tcptraceVarUnusedSyscallId          = "unused_syscall_id"
 	tcptraceVarWakeupBytes              = "wakeup_bytes"
 )
 
@@ -257,10 +331,21 @@ type tcptraceProgramSpecs struct {
 	FlushBatches            *ebpf.ProgramSpec `ebpf:"flush_batches"`
 	HandleAccept            *ebpf.ProgramSpec `ebpf:"handle_accept"`
 	HandleAccept4           *ebpf.ProgramSpec `ebpf:"handle_accept4"`
+	HandleEnterAccept       *ebpf.ProgramSpec `ebpf:"handle_enter_accept"`
+	HandleEnterAccept4      *ebpf.ProgramSpec `ebpf:"handle_enter_accept4"`
+	HandleEnterBind         *ebpf.ProgramSpec `ebpf:"handle_enter_bind"`
+	HandleEnterConnect      *ebpf.ProgramSpec `ebpf:"handle_enter_connect"`
+	HandleEnterListen       *ebpf.ProgramSpec `ebpf:"handle_enter_listen"`
 	HandleErrorReport       *ebpf.ProgramSpec `ebpf:"handle_error_report"`
+	HandleExitBind          *ebpf.ProgramSpec `ebpf:"handle_exit_bind"`
+	HandleExitConnect       *ebpf.ProgramSpec `ebpf:"handle_exit_connect"`
+	HandleExitListen        *ebpf.ProgramSpec `ebpf:"handle_exit_listen"`
+	HandleKfreeSkb          *ebpf.ProgramSpec `ebpf:"handle_kfree_skb"`
+	HandleKfreeSkbNorxsk    *ebpf.ProgramSpec `ebpf:"handle_kfree_skb_norxsk"`
 	HandleReceiveReset      *ebpf.ProgramSpec `ebpf:"handle_receive_reset"`
 	HandleRecvLength        *ebpf.ProgramSpec `ebpf:"handle_recv_length"`
 	HandleRetransmit        *ebpf.ProgramSpec `ebpf:"handle_retransmit"`
+	HandleRetransmitErr     *ebpf.ProgramSpec `ebpf:"handle_retransmit_err"`
 	HandleRetransmitSynack  *ebpf.ProgramSpec `ebpf:"handle_retransmit_synack"`
 	HandleSendLength        *ebpf.ProgramSpec `ebpf:"handle_send_length"`
 	HandleSendReset         *ebpf.ProgramSpec `ebpf:"handle_send_reset"`
@@ -278,36 +363,46 @@ type tcptraceMapSpecs struct {
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
 	Owners         *ebpf.MapSpec `ebpf:"owners"`
+	PendingCalls   *ebpf.MapSpec `ebpf:"pending_calls"`
 	PortMatched    *ebpf.MapSpec `ebpf:"port_matched"`
 	SkStates       *ebpf.MapSpec `ebpf:"sk_states"`
+	StallScratch   *ebpf.MapSpec `ebpf:"stall_scratch"`
 }
 
 // tcptraceVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcptraceVariableSpecs struct {
-	BatchEvents      *ebpf.VariableSpec `ebpf:"batch_events"`
-	BatchNetns       *ebpf.VariableSpec `ebpf:"batch_netns"`
-	BatchStopped     *ebpf.VariableSpec `ebpf:"batch_stopped"`
-	FilterCgroup     *ebpf.VariableSpec `ebpf:"filter_cgroup"`
-	FilterCgroupMap  *ebpf.VariableSpec `ebpf:"filter_cgroup_map"`
-	FilterComm       *ebpf.VariableSpec `ebpf:"filter_comm"`
-	FilterCommSet    *ebpf.VariableSpec `ebpf:"filter_comm_set"`
-	FilterFamily     *ebpf.VariableSpec `ebpf:"filter_family"`
-	FilterNetns      *ebpf.VariableSpec `ebpf:"filter_netns"`
-	FilterNports     *ebpf.VariableSpec `ebpf:"filter_nports"`
-	FilterPid        *ebpf.VariableSpec `ebpf:"filter_pid"`
-	FilterPorts      *ebpf.VariableSpec `ebpf:"filter_ports"`
-	FlushAll         *ebpf.VariableSpec `ebpf:"flush_all"`
-	FlushBeforeNs    *ebpf.VariableSpec `ebpf:"flush_before_ns"`
-	LostEvents       *ebpf.VariableSpec `ebpf:"lost_events"`
-	UnusedBatch      *ebpf.VariableSpec `ebpf:"unused_batch"`
-	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedEventFlags *ebpf.VariableSpec `ebpf:"unused_event_flags"`
-	UnusedEventType  *ebpf.VariableSpec `ebpf:"unused_event_type"`
-	UnusedOwnerInfo  *ebpf.VariableSpec `ebpf:"unused_owner_info"`
-	UnusedSockInfo   *ebpf.VariableSpec `ebpf:"unused_sock_info"`
-	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	BatchEvents          *ebpf.VariableSpec `ebpf:"batch_events"`
+	BatchNetns           *ebpf.VariableSpec `ebpf:"batch_netns"`
+	BatchStopped         *ebpf.VariableSpec `ebpf:"batch_stopped"`
+	DropIgnoredA         *ebpf.VariableSpec `ebpf:"drop_ignored_a"`
+	DropIgnoredB         *ebpf.VariableSpec `ebpf:"drop_ignored_b"`
+	DropReasonConsumed   *ebpf.VariableSpec `ebpf:"drop_reason_consumed"`
+	FilterCgroup         *ebpf.VariableSpec `ebpf:"filter_cgroup"`
+	FilterCgroupMap      *ebpf.VariableSpec `ebpf:"filter_cgroup_map"`
+	FilterComm           *ebpf.VariableSpec `ebpf:"filter_comm"`
+	FilterCommSet        *ebpf.VariableSpec `ebpf:"filter_comm_set"`
+	FilterFamily         *ebpf.VariableSpec `ebpf:"filter_family"`
+	FilterNetns          *ebpf.VariableSpec `ebpf:"filter_netns"`
+	FilterNports         *ebpf.VariableSpec `ebpf:"filter_nports"`
+	FilterPid            *ebpf.VariableSpec `ebpf:"filter_pid"`
+	FilterPorts          *ebpf.VariableSpec `ebpf:"filter_ports"`
+	FlushAll             *ebpf.VariableSpec `ebpf:"flush_all"`
+	FlushBeforeNs        *ebpf.VariableSpec `ebpf:"flush_before_ns"`
+	LostEvents           *ebpf.VariableSpec `ebpf:"lost_events"`
+	RetransmitFailed     *ebpf.VariableSpec `ebpf:"retransmit_failed"`
+	ScanJiffies          *ebpf.VariableSpec `ebpf:"scan_jiffies"`
+	StallAfterJiffies    *ebpf.VariableSpec `ebpf:"stall_after_jiffies"`
+	UnusedBatch          *ebpf.VariableSpec `ebpf:"unused_batch"`
+	UnusedEvent          *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventFlags     *ebpf.VariableSpec `ebpf:"unused_event_flags"`
+	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
+	UnusedOwnerInfo      *ebpf.VariableSpec `ebpf:"unused_owner_info"`
+	UnusedRetransmitKind *ebpf.VariableSpec `ebpf:"unused_retransmit_kind"`
+	UnusedSockInfo       *ebpf.VariableSpec `ebpf:"unused_sock_info"`
+	UnusedSyscallId      *ebpf.VariableSpec `ebpf:"unused_syscall_id"`
+	WakeupBytes          *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // tcptraceObjects contains all objects after they have been loaded into the kernel.
@@ -336,8 +431,10 @@ type tcptraceMaps struct {
 	Events         *ebpf.Map `ebpf:"events"`
 	Listeners      *ebpf.Map `ebpf:"listeners"`
 	Owners         *ebpf.Map `ebpf:"owners"`
+	PendingCalls   *ebpf.Map `ebpf:"pending_calls"`
 	PortMatched    *ebpf.Map `ebpf:"port_matched"`
 	SkStates       *ebpf.Map `ebpf:"sk_states"`
+	StallScratch   *ebpf.Map `ebpf:"stall_scratch"`
 }
 
 func (m *tcptraceMaps) Close() error {
@@ -348,8 +445,10 @@ func (m *tcptraceMaps) Close() error {
 		m.Events,
 		m.Listeners,
 		m.Owners,
+		m.PendingCalls,
 		m.PortMatched,
 		m.SkStates,
+		m.StallScratch,
 	)
 }
 
@@ -357,28 +456,36 @@ func (m *tcptraceMaps) Close() error {
 //
 // It can be passed to loadTcptraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcptraceVariables struct {
-	BatchEvents      *ebpf.Variable `ebpf:"batch_events"`
-	BatchNetns       *ebpf.Variable `ebpf:"batch_netns"`
-	BatchStopped     *ebpf.Variable `ebpf:"batch_stopped"`
-	FilterCgroup     *ebpf.Variable `ebpf:"filter_cgroup"`
-	FilterCgroupMap  *ebpf.Variable `ebpf:"filter_cgroup_map"`
-	FilterComm       *ebpf.Variable `ebpf:"filter_comm"`
-	FilterCommSet    *ebpf.Variable `ebpf:"filter_comm_set"`
-	FilterFamily     *ebpf.Variable `ebpf:"filter_family"`
-	FilterNetns      *ebpf.Variable `ebpf:"filter_netns"`
-	FilterNports     *ebpf.Variable `ebpf:"filter_nports"`
-	FilterPid        *ebpf.Variable `ebpf:"filter_pid"`
-	FilterPorts      *ebpf.Variable `ebpf:"filter_ports"`
-	FlushAll         *ebpf.Variable `ebpf:"flush_all"`
-	FlushBeforeNs    *ebpf.Variable `ebpf:"flush_before_ns"`
-	LostEvents       *ebpf.Variable `ebpf:"lost_events"`
-	UnusedBatch      *ebpf.Variable `ebpf:"unused_batch"`
-	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
-	UnusedEventFlags *ebpf.Variable `ebpf:"unused_event_flags"`
-	UnusedEventType  *ebpf.Variable `ebpf:"unused_event_type"`
-	UnusedOwnerInfo  *ebpf.Variable `ebpf:"unused_owner_info"`
-	UnusedSockInfo   *ebpf.Variable `ebpf:"unused_sock_info"`
-	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
+	BatchEvents          *ebpf.Variable `ebpf:"batch_events"`
+	BatchNetns           *ebpf.Variable `ebpf:"batch_netns"`
+	BatchStopped         *ebpf.Variable `ebpf:"batch_stopped"`
+	DropIgnoredA         *ebpf.Variable `ebpf:"drop_ignored_a"`
+	DropIgnoredB         *ebpf.Variable `ebpf:"drop_ignored_b"`
+	DropReasonConsumed   *ebpf.Variable `ebpf:"drop_reason_consumed"`
+	FilterCgroup         *ebpf.Variable `ebpf:"filter_cgroup"`
+	FilterCgroupMap      *ebpf.Variable `ebpf:"filter_cgroup_map"`
+	FilterComm           *ebpf.Variable `ebpf:"filter_comm"`
+	FilterCommSet        *ebpf.Variable `ebpf:"filter_comm_set"`
+	FilterFamily         *ebpf.Variable `ebpf:"filter_family"`
+	FilterNetns          *ebpf.Variable `ebpf:"filter_netns"`
+	FilterNports         *ebpf.Variable `ebpf:"filter_nports"`
+	FilterPid            *ebpf.Variable `ebpf:"filter_pid"`
+	FilterPorts          *ebpf.Variable `ebpf:"filter_ports"`
+	FlushAll             *ebpf.Variable `ebpf:"flush_all"`
+	FlushBeforeNs        *ebpf.Variable `ebpf:"flush_before_ns"`
+	LostEvents           *ebpf.Variable `ebpf:"lost_events"`
+	RetransmitFailed     *ebpf.Variable `ebpf:"retransmit_failed"`
+	ScanJiffies          *ebpf.Variable `ebpf:"scan_jiffies"`
+	StallAfterJiffies    *ebpf.Variable `ebpf:"stall_after_jiffies"`
+	UnusedBatch          *ebpf.Variable `ebpf:"unused_batch"`
+	UnusedEvent          *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventFlags     *ebpf.Variable `ebpf:"unused_event_flags"`
+	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`
+	UnusedOwnerInfo      *ebpf.Variable `ebpf:"unused_owner_info"`
+	UnusedRetransmitKind *ebpf.Variable `ebpf:"unused_retransmit_kind"`
+	UnusedSockInfo       *ebpf.Variable `ebpf:"unused_sock_info"`
+	UnusedSyscallId      *ebpf.Variable `ebpf:"unused_syscall_id"`
+	WakeupBytes          *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // tcptracePrograms contains all programs after they have been loaded into the kernel.
@@ -390,10 +497,21 @@ type tcptracePrograms struct {
 	FlushBatches            *ebpf.Program `ebpf:"flush_batches"`
 	HandleAccept            *ebpf.Program `ebpf:"handle_accept"`
 	HandleAccept4           *ebpf.Program `ebpf:"handle_accept4"`
+	HandleEnterAccept       *ebpf.Program `ebpf:"handle_enter_accept"`
+	HandleEnterAccept4      *ebpf.Program `ebpf:"handle_enter_accept4"`
+	HandleEnterBind         *ebpf.Program `ebpf:"handle_enter_bind"`
+	HandleEnterConnect      *ebpf.Program `ebpf:"handle_enter_connect"`
+	HandleEnterListen       *ebpf.Program `ebpf:"handle_enter_listen"`
 	HandleErrorReport       *ebpf.Program `ebpf:"handle_error_report"`
+	HandleExitBind          *ebpf.Program `ebpf:"handle_exit_bind"`
+	HandleExitConnect       *ebpf.Program `ebpf:"handle_exit_connect"`
+	HandleExitListen        *ebpf.Program `ebpf:"handle_exit_listen"`
+	HandleKfreeSkb          *ebpf.Program `ebpf:"handle_kfree_skb"`
+	HandleKfreeSkbNorxsk    *ebpf.Program `ebpf:"handle_kfree_skb_norxsk"`
 	HandleReceiveReset      *ebpf.Program `ebpf:"handle_receive_reset"`
 	HandleRecvLength        *ebpf.Program `ebpf:"handle_recv_length"`
 	HandleRetransmit        *ebpf.Program `ebpf:"handle_retransmit"`
+	HandleRetransmitErr     *ebpf.Program `ebpf:"handle_retransmit_err"`
 	HandleRetransmitSynack  *ebpf.Program `ebpf:"handle_retransmit_synack"`
 	HandleSendLength        *ebpf.Program `ebpf:"handle_send_length"`
 	HandleSendReset         *ebpf.Program `ebpf:"handle_send_reset"`
@@ -408,10 +526,21 @@ func (p *tcptracePrograms) Close() error {
 		p.FlushBatches,
 		p.HandleAccept,
 		p.HandleAccept4,
+		p.HandleEnterAccept,
+		p.HandleEnterAccept4,
+		p.HandleEnterBind,
+		p.HandleEnterConnect,
+		p.HandleEnterListen,
 		p.HandleErrorReport,
+		p.HandleExitBind,
+		p.HandleExitConnect,
+		p.HandleExitListen,
+		p.HandleKfreeSkb,
+		p.HandleKfreeSkbNorxsk,
 		p.HandleReceiveReset,
 		p.HandleRecvLength,
 		p.HandleRetransmit,
+		p.HandleRetransmitErr,
 		p.HandleRetransmitSynack,
 		p.HandleSendLength,
 		p.HandleSendReset,

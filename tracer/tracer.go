@@ -41,8 +41,8 @@ type Config struct {
 	// walk (they see one namespace at a time); empty: tcptrace's own.
 	NetNSPath string
 
-	// RingBytes is the ring buffer size, a power of two multiple of the
-	// page size; 0 means 8 MiB.
+	// RingBytes is the ring buffer size, a power of two between
+	// RingBytesMin and RingBytesMax; 0 means RingBytesDefault.
 	RingBytes int
 	// WakeupBytes: the reader is woken once this much is queued, and
 	// otherwise polls every PollInterval. 0 wakes it for every event.
@@ -110,66 +110,33 @@ type Tracer struct {
 
 // New loads and attaches the programs. Its errors are meant for the user.
 func New(cfg Config) (*Tracer, error) {
-	if len(cfg.Ports) > MaxPorts {
-		return nil, fmt.Errorf("at most %d ports can be filtered, got %d", MaxPorts, len(cfg.Ports))
+	if err := checkConfig(&cfg); err != nil {
+		return nil, err
 	}
-	if cfg.Family != 0 && cfg.Family != 4 && cfg.Family != 6 {
-		return nil, fmt.Errorf("address family must be 4 or 6, got %d", cfg.Family)
-	}
-	if len(cfg.Comm) > 15 {
-		// The kernel keeps 15 bytes of a process name (TASK_COMM_LEN - 1).
-		cfg.Comm = cfg.Comm[:15]
-	}
-	if cfg.RingBytes == 0 {
-		cfg.RingBytes = 8 << 20
-	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = 100 * time.Millisecond
-	}
-	pageSize := os.Getpagesize()
-	if cfg.RingBytes < pageSize || cfg.RingBytes&(cfg.RingBytes-1) != 0 {
-		return nil, fmt.Errorf("ring buffer size must be a power of two of at least %d bytes, got %d", pageSize, cfg.RingBytes)
-	}
-
 	kernel, err := ProbeKernel()
 	if err != nil {
 		return nil, err
 	}
 	if len(kernel.MissingTracepoints) > 0 {
-		return nil, fmt.Errorf("this kernel lacks the tracepoint(s) %s that tcptrace attaches to; Linux >= 5.15 has them all",
-			strings.Join(kernel.MissingTracepoints, ", "))
+		return nil, fmt.Errorf("this kernel lacks the tracepoint(s) %s that tcptrace attaches to; %s",
+			strings.Join(kernel.MissingTracepoints, ", "), adviceTracepoints)
 	}
 
 	// Locked memory is not charged to RLIMIT_MEMLOCK since Linux 5.11
 	// (memcg accounting), and without CAP_SYS_RESOURCE it can't be raised.
 	_ = rlimit.RemoveMemlock()
 
-	spec, err := loadTcptrace()
+	spec, err := newSpec(kernel, &cfg)
 	if err != nil {
-		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
-	}
-	// A tp_btf program may not read an argument its tracepoint lacks, nor
-	// attach to a tracepoint that is not there: keep what this kernel takes.
-	for name := range kernel.skip {
-		delete(spec.Programs, name)
-	}
-	for _, p := range programs {
-		if p.ownerIO && !cfg.OwnerIO {
-			delete(spec.Programs, p.name)
-		} else if p.ownerIO && kernel.skip[p.name] {
-			kernel.Degraded = append(kernel.Degraded, p.tracepoint+": "+p.lacking)
-		}
-	}
-	if err := setFilters(spec, &cfg); err != nil {
 		return nil, err
 	}
-	if specHook != nil {
-		specHook(spec)
-	}
-	spec.Maps[tcptraceMapEvents].MaxEntries = uint32(cfg.RingBytes)
-
 	t := &Tracer{cfg: cfg, kernel: kernel}
 	t.decoder.RSTReasons = kernel.RSTReasons
+	t.decoder.DropReasons = kernel.DropReasons
+	t.decoder.clock.hz = kernelHZ()
+	if err := setDropReasons(spec, kernel); err != nil {
+		return nil, err
+	}
 	t.decoder.MonoToUnix = monoToUnix()
 	if err := t.openNetNS(); err != nil {
 		t.Close()
@@ -187,6 +154,74 @@ func New(cfg Config) (*Tracer, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// checkConfig rejects what can't be traced and fills in the defaults.
+func checkConfig(cfg *Config) error {
+	if len(cfg.Ports) > MaxPorts {
+		return fmt.Errorf("at most %d ports can be filtered, got %d", MaxPorts, len(cfg.Ports))
+	}
+	if cfg.Family != 0 && cfg.Family != 4 && cfg.Family != 6 {
+		return fmt.Errorf("address family must be 4 or 6, got %d", cfg.Family)
+	}
+	if len(cfg.Comm) > 15 {
+		// The kernel keeps 15 bytes of a process name (TASK_COMM_LEN - 1).
+		cfg.Comm = cfg.Comm[:15]
+	}
+	if cfg.RingBytes == 0 {
+		cfg.RingBytes = RingBytesDefault
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 100 * time.Millisecond
+	}
+	if !ValidRingBytes(cfg.RingBytes) {
+		return RingBytesError("ring buffer size", cfg.RingBytes)
+	}
+	return nil
+}
+
+// newSpec reads the embedded BPF object and keeps of it what this kernel
+// takes and cfg asks for, with cfg's filters and ring buffer size.
+func newSpec(kernel *Kernel, cfg *Config) (*ebpf.CollectionSpec, error) {
+	spec, err := loadTcptrace()
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
+	}
+	// A tp_btf program may not read an argument its tracepoint lacks, nor
+	// attach to a tracepoint that is not there: keep what this kernel takes.
+	for name := range kernel.skip {
+		delete(spec.Programs, name)
+	}
+	for _, p := range programs {
+		if p.ownerIO && !cfg.OwnerIO {
+			delete(spec.Programs, p.name)
+		} else if p.ownerIO && kernel.skip[p.name] {
+			kernel.Degraded = append(kernel.Degraded, p.tracepoint+": "+p.lacking)
+		}
+	}
+	if err := setFilters(spec, cfg); err != nil {
+		return nil, err
+	}
+	if specHook != nil {
+		specHook(spec)
+	}
+	spec.Maps[tcptraceMapEvents].MaxEntries = uint32(cfg.RingBytes)
+	return spec, nil
+}
+
+// setDropReasons gives the programs this kernel's values of the drop
+// reasons they look for.
+func setDropReasons(spec *ebpf.CollectionSpec, kernel *Kernel) error {
+	for name, v := range map[string]uint32{
+		"drop_reason_consumed": kernel.dropReason("SKB_CONSUMED", 1),
+		"drop_ignored_a":       kernel.dropReason(IgnoredDrops[0], 0xffffffff),
+		"drop_ignored_b":       kernel.dropReason(IgnoredDrops[1], 0xffffffff),
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // specHook, when set (by tests), changes the object before it loads.
@@ -254,7 +289,7 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec) error {
 func refusedOptional(err error, spec *ebpf.CollectionSpec) (program, bool) {
 	msg := err.Error()
 	for _, p := range slices.Concat(programs, iterPrograms, acceptPrograms, []program{flushProgram}) {
-		if p.lacking != "" && spec.Programs[p.name] != nil && strings.HasPrefix(msg, "program "+p.name+":") {
+		if !p.required && spec.Programs[p.name] != nil && strings.HasPrefix(msg, "program "+p.name+":") {
 			return p, true
 		}
 	}
@@ -424,6 +459,22 @@ func (t *Tracer) Records() uint64 { return t.records }
 
 // DecodeErrors is how many samples could not be decoded.
 func (t *Tracer) DecodeErrors() uint64 { return t.decodeErr }
+
+// DropsTraced: the kernel reports TCP packet drops with their reason (a
+// kfree_skb program is attached).
+func (t *Tracer) DropsTraced() bool {
+	return t.coll.Programs[tcptraceProgHandleKfreeSkb] != nil || t.coll.Programs[tcptraceProgHandleKfreeSkbNorxsk] != nil
+}
+
+// RetransmitsFailed is how many retransmission attempts sent nothing
+// (Linux >= 6.17 reports them): not counted as retransmissions.
+func (t *Tracer) RetransmitsFailed() uint64 {
+	var n uint64
+	if v := t.coll.Variables["retransmit_failed"]; v != nil {
+		_ = v.Get(&n)
+	}
+	return n
+}
 
 // RecursionMisses sums, over all programs, the times the kernel skipped a
 // program because another BPF program was running on the same CPU.

@@ -29,10 +29,23 @@ const (
 	// AlertTimeWaitEnded is no problem but a notice (Config.FollowTimeWait):
 	// a TIME_WAIT socket is gone, after 2MSL or reused (tcp_tw_reuse).
 	AlertTimeWaitEnded
+	// AlertListenOverflow: a listener dropped SYNs or final ACKs (its
+	// sk_drops grew): its accept queue was full. Once per burst.
+	AlertListenOverflow
+	// AlertPortInUse: bind() or listen() failed with EADDRINUSE; Holders
+	// says who holds the port.
+	AlertPortInUse
+	// AlertSyscallError: connect() or accept() failed with an error no
+	// connection record carries (EMFILE, ENFILE, ENOBUFS, EACCES...).
+	AlertSyscallError
+	// AlertZeroWindow: the peer's receive window has been full for
+	// StuckAfter: its application stopped reading (stall.go). Ended
+	// "window_opened" when a later scan finds it sending again.
+	AlertZeroWindow
 )
 
 var alertNames = [...]string{"", "close_wait", "fin_wait2", "fin_wait2_orphan", "fin_wait2_orphan_ended", "syn_sent",
-	"syn_recv", "time_wait_ended"}
+	"syn_recv", "time_wait_ended", "listen_overflow", "port_in_use", "syscall_error", "zero_window"}
 
 func (k AlertKind) String() string { return alertNames[k] }
 
@@ -58,18 +71,62 @@ type Alert struct {
 	// Ended: AlertFinWait2OrphanEnded: "dropped" or "fin_received";
 	// AlertSynRecv: "dropped" once the request socket is gone, else "".
 	Ended string
+
+	// Host-side alerts (host.go, listener.go).
+	// Queue: the listener's accept queue (listen_overflow; a failed
+	// accept()); Dropped: what the listener dropped in this burst so far.
+	Queue   Queue
+	Dropped uint64
+	// Somaxconn: net.core.somaxconn of the namespace, -1 if unknown.
+	Somaxconn int
+	// Syscall and Errno: the call that failed; Count: how many times
+	// since the previous alert for the same process, call and error.
+	Syscall Syscall
+	Errno   uint16
+	Count   uint64
+	// AcceptErrors: listen_overflow: accept() failures on the listener.
+	AcceptErrors []ErrnoCount
+	// Holders: port_in_use: who holds the port.
+	Holders PortHolders
+}
+
+// ErrnoCount is how many times a call failed with one errno.
+type ErrnoCount struct {
+	Errno uint16
+	Count uint64
+}
+
+// PortHolders are the sockets of a namespace on one local port, from a
+// scan of its TCP tables made when a bind() or listen() failed.
+type PortHolders struct {
+	Known     bool
+	Listeners []Holder
+	// TimeWait: sockets in TIME_WAIT on the port (the kernel keeps each
+	// for 60 s, TCP_TIMEWAIT_LEN); Other: connections in any other state.
+	TimeWait int
+	Other    int
+}
+
+// Holder is a listener holding a port.
+type Holder struct {
+	Cookie uint64
+	PID    uint32
+	Comm   string
+	Cgroup uint64
 }
 
 // For is how long the connection has been in its state.
 func (a *Alert) For() int64 { return a.Time - a.Since }
 
-// Endpoint is a remote address and port.
+// Endpoint is a remote address and port, or with Local one of this host's
+// where it serves (TIME_WAIT counts).
 type Endpoint struct {
-	Addr netip.Addr
-	Port uint16
+	Addr  netip.Addr
+	Port  uint16
+	Local bool
 }
 
-// EndpointCount is a count for one remote endpoint.
+// EndpointCount is a count for one endpoint.
 type EndpointCount struct {
 	Endpoint
 	Count uint64
@@ -94,6 +151,16 @@ func AppendAlertExplanation(b []byte, a *Alert) []byte {
 		b = append(b, "connect() still has no answer after "...)
 		b = appendCount(b, a.Retries, "SYN retry", "SYN retries")
 		b = append(b, ": SYNs dropped, or the peer is down"...)
+	case AlertListenOverflow, AlertPortInUse, AlertSyscallError:
+		b = appendHostAlert(b, a)
+	case AlertZeroWindow:
+		if a.Ended != "" {
+			b = append(b, "the peer's receive window opened again: this host sends again"...)
+			break
+		}
+		b = append(b, "the peer's receive window is full: its application stopped reading, so this host cannot send ("...)
+		b = appendCount(b, a.Retries, "window probe", "window probes")
+		b = append(b, " unanswered)"...)
 	case AlertTimeWaitEnded:
 		b = append(b, "the TIME_WAIT socket is gone: 2MSL (60 s) passed, or a new connection reused the port pair (tcp_tw_reuse)"...)
 	case AlertSynRecv:

@@ -99,6 +99,9 @@ type Step struct {
 	Errno          uint16
 	RSTReason      string
 	NoSocket       bool
+	// StepRetransmit: its kind, and a timeout's backoffs before it.
+	Retrans RetransKind
+	Backoff uint8
 }
 
 // ErrnoName is the symbolic name of a Linux errno ("ECONNREFUSED").
@@ -175,6 +178,32 @@ type Connection struct {
 	// StepsDropped counts steps not kept once the timeline reached its cap.
 	StepsDropped int
 
+	// What the host did to it (host.go): TCP packets of this connection
+	// the kernel dropped here, by reason, most first; the system call that
+	// failed in the application (a connect() with no free local port);
+	// for a client of a local listener, that listener's accept queue
+	// while it dropped (ListenerFull).
+	Drops        []DropCount
+	Syscall      Syscall
+	SyscallErrno uint16
+	ListenerFull ListenerFull
+	// PortUse: for a connect() that found no free local port, the ports
+	// of the range in use towards the destination (a scan at the error).
+	PortUse PortUse
+	// NeverAccepted: reset when its listener closed while it waited in
+	// the accept queue: no application ever had it (no owner).
+	NeverAccepted bool
+	// What the socket knew (socket.go): its sequence numbers, the kinds
+	// of its retransmissions, and tcp_info with its stalls at the end.
+	Seq           Seq
+	RetransByKind [numRetransKinds]int
+	MaxBackoff    uint8 // the most a retransmission timeout backed off
+	Info          TCPInfo
+	// The socket's own settings at its end: TCP_SYNCNT (0: the sysctl)
+	// and TCP_USER_TIMEOUT in ms (0: none).
+	SockSynRetries uint8
+	UserTimeout    uint32
+
 	// The other end of this connection, when it is on this host too and
 	// its record was paired with this one (pair.go); PeerCookie 0 if not.
 	PeerCookie uint64
@@ -187,6 +216,8 @@ type Connection struct {
 	closedAt    int64    // time of the X -> CLOSE transition
 	closeFrom   State    // the state the socket left for CLOSE
 	rstSentLive bool     // the socket itself (not its timewait successor) sent a RST
+	closedDead  bool     // orphaned by close() when it reached CLOSE: no application saw its end
+	dropsTraced bool     // the kernel reported drops while it lived (Config.DropsTraced)
 	seeded      bool     // created from a socket scan, no event seen yet
 	packChecked int64    // when it was last found at rest but not packable
 	sys         *Sysctls // its namespace's sysctls, when known
@@ -206,6 +237,7 @@ func (c *Connection) Clone() *Connection {
 	cp := *c
 	cp.States = append([]State(nil), c.States...)
 	cp.Steps = append([]Step(nil), c.Steps...)
+	cp.Drops = append([]DropCount(nil), c.Drops...)
 	cp.prev, cp.next, cp.wprev, cp.wnext = nil, nil, nil, nil
 	return &cp
 }
@@ -221,6 +253,7 @@ func (c *Connection) cloneInto(dst *Connection) {
 	*dst = *c
 	dst.States = append(states, c.States...)
 	dst.Steps = append(steps, c.Steps...)
+	dst.Drops = append([]DropCount(nil), c.Drops...)
 	dst.prev, dst.next, dst.wprev, dst.wnext = nil, nil, nil, nil
 }
 

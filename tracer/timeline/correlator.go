@@ -26,9 +26,15 @@ type Config struct {
 	// this host closed first, so for --events only.
 	FollowTimeWait bool
 	// FreezeAfter (ns): a connection ESTABLISHED with no event for this
-	// long is packed to a tenth of its size until its next event (cold.go).
+	// long is packed to a tenth of its size until its next event (rest.go).
 	// 0 never packs.
 	FreezeAfter int64
+	// ScanNetNS walks the TCP sockets of one namespace, for the numbers
+	// behind a failed bind() or connect() (calls.go); nil: not known.
+	ScanNetNS func(netns uint32, fn func(*Socket)) error
+	// DropsTraced: the kernel reports dropped packets (kfree_skb with a
+	// reason), so a drop not seen here did not happen on this host.
+	DropsTraced bool
 }
 
 // DefaultConfig is what the CLI uses unless told otherwise.
@@ -67,6 +73,19 @@ type Correlator struct {
 	sys     map[uint32]*Sysctls // by namespace (sysctls.go)
 	orphans map[uint64]*orphan
 	scanGen uint64
+	// What the host said of sockets and flows whose records are not out
+	// yet (host.go), listeners' accept queues (listener.go), failed
+	// calls alerted on (calls.go).
+	notes            map[uint64]*note
+	flowNotes        map[flowKey]*note
+	listeners        map[portKey]*listenerState
+	callAlerts       map[callKey]*callAlertState
+	wantListenerLook bool
+	lastHostPrune    int64
+	clock            int64 // the latest time Advance was given
+	stalls           map[uint64]*stall
+	stallGen         uint64
+
 	tw      map[Endpoint]uint64 // TIME_WAIT sockets per remote, last scan
 	twTotal uint64
 	scanned bool
@@ -90,15 +109,20 @@ func New(cfg Config, emit func(*Connection)) *Correlator {
 		cfg.CloseGrace = 0
 	}
 	c := &Correlator{
-		cfg:       cfg,
-		emit:      emit,
-		alert:     func(*Alert) {},
-		live:      make(map[uint64]*Connection),
-		synAcks:   make(map[flowKey]synAckRetries),
-		noSocket:  make(map[flowKey]int64),
-		listening: make(map[portKey]int),
-		orphans:   make(map[uint64]*orphan),
-		tw:        make(map[Endpoint]uint64),
+		cfg:        cfg,
+		emit:       emit,
+		alert:      func(*Alert) {},
+		live:       make(map[uint64]*Connection),
+		synAcks:    make(map[flowKey]synAckRetries),
+		noSocket:   make(map[flowKey]int64),
+		listening:  make(map[portKey]int),
+		orphans:    make(map[uint64]*orphan),
+		tw:         make(map[Endpoint]uint64),
+		notes:      make(map[uint64]*note),
+		flowNotes:  make(map[flowKey]*note),
+		listeners:  make(map[portKey]*listenerState),
+		callAlerts: make(map[callKey]*callAlertState),
+		stalls:     make(map[uint64]*stall),
 	}
 	c.stats.ByReason = make(map[string]uint64)
 	c.stats.failures = make(map[Endpoint]uint64)
@@ -129,18 +153,73 @@ func (c *Correlator) MarkLost() {
 // Add feeds one event.
 func (c *Correlator) Add(e *Event) {
 	c.stats.Events++
-	if e.Cookie == 0 {
+	if c.addHostEvent(e) {
+		return
+	}
+	conn := c.recordOf(e)
+	if conn == nil {
+		return
+	}
+	conn.End = e.Time
+	conn.learnTuple(e)
+	if e.PID != 0 {
+		// The kernel side sends the best owner it knows; later is better.
+		conn.PID, conn.Comm = e.PID, e.Comm
+	}
+	if e.Cgroup != 0 {
+		conn.Cgroup = e.Cgroup
+	}
+	switch e.Type {
+	case EventState:
+		conn.UID = e.UID
+		c.transition(conn, e)
+	case EventRetransmit:
+		c.retransmitted(conn, e)
+	case EventRSTSent:
+		c.rstSent(conn, e)
+	case EventRSTReceived:
+		conn.RSTReceived = true
+		if e.NewState != StateSynSent && c.matchNoSocketRST(conn, e.Time) {
+			conn.HalfOpen = true
+		}
+		c.addStep(conn, Step{Time: e.Time, Kind: StepRSTReceived, From: e.NewState, To: e.NewState})
+	case EventError:
+		if e.Errno == 0 {
+			return // already consumed by the application: nothing to tell
+		}
+		conn.Errno = e.Errno
+		c.addStep(conn, Step{Time: e.Time, Kind: StepError, From: e.NewState, To: e.NewState, Errno: e.Errno})
+	}
+}
+
+// addHostEvent takes the events that belong to no record of their own:
+// drops and failed calls (host.go, calls.go), RSTs sent with no socket,
+// SYN+ACK retries of request sockets. It reports whether e was one.
+func (c *Correlator) addHostEvent(e *Event) bool {
+	switch {
+	case e.Type == EventDrop:
+		c.addDrop(e)
+	case e.Type == EventSyscallError:
+		c.syscallFailed(e)
+	case e.Cookie == 0:
 		if e.Type == EventRSTSent {
 			c.stats.ResetsNoSocket++
 			c.addNoSocketRST(e)
 		}
-		return
-	}
-	if e.Type == EventSynAckRetransmit {
+	case e.Type == EventSynAckRetransmit:
+		// The listener's queue at the retry: full, the final ACK was
+		// dropped for it.
+		c.observeListener(e.NetNS, e.LAddr, e.LPort, 0, e.Queue, e.Time)
 		c.addSynAck(e)
-		return
+	default:
+		return false
 	}
+	return true
+}
 
+// recordOf finds or starts the record an event belongs to; nil for the
+// stray events of a socket whose record has ended.
+func (c *Correlator) recordOf(e *Event) *Connection {
 	conn := c.lookup(e.Cookie)
 	if conn != nil && !conn.closed && conn != c.open.tail {
 		// The open list is kept in order of activity: the least recently
@@ -165,67 +244,49 @@ func (c *Correlator) Add(e *Event) {
 			e.NewState == StateNewSynRecv) {
 			// A timewait or already closed socket whose record has ended.
 			c.stats.Stray++
-			return
+			return nil
 		}
 		conn = c.start(e)
 	}
 	conn.seeded = false
+	return conn
+}
 
-	conn.End = e.Time
-	conn.learnTuple(e)
-	if e.PID != 0 {
-		// The kernel side sends the best owner it knows; later is better.
-		conn.PID, conn.Comm = e.PID, e.Comm
+func (c *Correlator) retransmitted(conn *Connection, e *Event) {
+	if e.NewState != StateSynSent {
+		conn.Retransmits++
+		conn.countRetransmit(e)
+		c.addStep(conn, Step{Time: e.Time, Kind: StepRetransmit, From: e.NewState, To: e.NewState,
+			N: conn.Retransmits, Retrans: e.Retrans, Backoff: e.Backoff})
+		return
 	}
-	if e.Cgroup != 0 {
-		conn.Cgroup = e.Cgroup
+	conn.SynRetries++
+	if c.listeners[portKey{conn.NetNS, conn.RPort}] != nil {
+		c.wantListenerLook = true // a listener on this host: was it full?
 	}
+	c.addStep(conn, Step{Time: e.Time, Kind: StepSynRetransmit, From: e.NewState, To: e.NewState,
+		N: conn.SynRetries, Since: e.Time - conn.lastSyn})
+	conn.lastSyn = e.Time
+}
 
-	switch e.Type {
-	case EventState:
-		conn.UID = e.UID
-		c.transition(conn, e)
-	case EventRetransmit:
-		if e.NewState == StateSynSent {
-			conn.SynRetries++
-			c.addStep(conn, Step{Time: e.Time, Kind: StepSynRetransmit, From: e.NewState, To: e.NewState,
-				N: conn.SynRetries, Since: e.Time - conn.lastSyn})
-			conn.lastSyn = e.Time
-		} else {
-			conn.Retransmits++
-			c.addStep(conn, Step{Time: e.Time, Kind: StepRetransmit, From: e.NewState, To: e.NewState,
-				N: conn.Retransmits})
-		}
-	case EventRSTSent:
-		conn.RSTSent = true
-		// A timewait socket outliving the connection may answer a late
-		// segment with a RST; only the socket's own RST makes the close
-		// abortive.
-		if e.NewState != StateTimeWait && !conn.rstSentLive {
-			conn.rstSentLive = true
-			conn.RSTReason = e.RSTReason
-		}
-		c.addStep(conn, Step{Time: e.Time, Kind: StepRSTSent, From: e.NewState, To: e.NewState,
-			RSTReason: e.RSTReason})
-	case EventRSTReceived:
-		conn.RSTReceived = true
-		if e.NewState != StateSynSent && c.matchNoSocketRST(conn, e.Time) {
-			conn.HalfOpen = true
-		}
-		c.addStep(conn, Step{Time: e.Time, Kind: StepRSTReceived, From: e.NewState, To: e.NewState})
-	case EventError:
-		if e.Errno == 0 {
-			return // already consumed by the application: nothing to tell
-		}
-		conn.Errno = e.Errno
-		c.addStep(conn, Step{Time: e.Time, Kind: StepError, From: e.NewState, To: e.NewState, Errno: e.Errno})
+func (c *Correlator) rstSent(conn *Connection, e *Event) {
+	conn.RSTSent = true
+	// A timewait socket outliving the connection may answer a late
+	// segment with a RST; only the socket's own RST makes the close
+	// abortive.
+	if e.NewState != StateTimeWait && !conn.rstSentLive {
+		conn.rstSentLive = true
+		conn.RSTReason = e.RSTReason
 	}
+	c.addStep(conn, Step{Time: e.Time, Kind: StepRSTSent, From: e.NewState, To: e.NewState,
+		RSTReason: e.RSTReason})
 }
 
 // Advance emits the connections that reached CLOSE more than CloseGrace
 // before now (Unix ns) and raises the alerts that are due. Call it
 // regularly, also when no events arrive.
 func (c *Correlator) Advance(now int64) {
+	c.clock = now
 	for conn := c.closing.head; conn != nil && now-conn.closedAt >= c.cfg.CloseGrace; conn = c.closing.head {
 		c.finish(conn)
 	}
@@ -237,6 +298,11 @@ func (c *Correlator) Advance(now int64) {
 	}
 	if c.cfg.FreezeAfter > 0 {
 		c.freezeIdle(now)
+	}
+	if now-c.lastHostPrune > 10e9 {
+		c.lastHostPrune = now
+		c.pruneNotes(now)
+		c.pruneListeners(now)
 	}
 	if now-c.lastPrune > 1e9 {
 		c.lastPrune = now

@@ -64,6 +64,12 @@ const (
 	EventRSTSent          EventType = 4 // tcp:tcp_send_reset
 	EventRSTReceived      EventType = 5 // tcp:tcp_receive_reset
 	EventError            EventType = 6 // sock:inet_sk_error_report
+	EventDrop             EventType = 7 // skb:kfree_skb of a TCP packet
+	EventSyscallError     EventType = 8 // connect(), bind(), listen() or accept() failed
+	// EventStall: a flush scan found the socket held by the peer's full
+	// receive window (Info.StalledFor): an observation, handed to
+	// Correlator.Stalled, not Add.
+	EventStall EventType = 9
 )
 
 var eventTypeNames = [...]string{
@@ -73,6 +79,9 @@ var eventTypeNames = [...]string{
 	EventRSTSent:          "rst_sent",
 	EventRSTReceived:      "rst_received",
 	EventError:            "error",
+	EventDrop:             "drop",
+	EventSyscallError:     "syscall_error",
+	EventStall:            "stall",
 }
 
 func (t EventType) String() string {
@@ -120,7 +129,125 @@ type Event struct {
 	BytesReceived uint64
 	SRTT          uint32 // smoothed RTT, microseconds
 	TotalRetrans  uint32 // segments retransmitted
+	// The socket's own settings, on the same events: TCP_SYNCNT (0: the
+	// namespace's tcp_syn_retries) and TCP_USER_TIMEOUT in ms (0: none).
+	SockSynRetries uint8
+	UserTimeout    uint32
+	// NoFile: at X -> CLOSE no file held the socket and it was not
+	// orphaned: accepted by the kernel, never by the application.
+	NoFile bool
+	// Info: what else the socket knew at ESTABLISHED and CLOSE.
+	Info TCPInfo
+	// Retrans: EventRetransmit: what kind of retransmission, and for a
+	// timeout how many times it had backed off before.
+	Retrans RetransKind
+	Backoff uint8
+
+	// DropReason: EventDrop: the kernel's enum skb_drop_reason name,
+	// without the SKB_DROP_REASON_ prefix.
+	DropReason string
+	// TCPFlags: EventDrop: the dropped segment's TCP flags.
+	TCPFlags uint8
+	// Syscall: EventSyscallError: the call that failed, Errno its error.
+	Syscall Syscall
+	// Queue: a listener's accept queue, on the events that concern one
+	// (SYN+ACK retries, drops at a listener, a failed accept()).
+	Queue Queue
 }
+
+// TCPInfo is what a socket knew at its ESTABLISHED or CLOSE transition
+// beyond the byte counts: its sequence space, what tcp_info reports, and
+// the time it spent limited (the kernel's chrono statistics). Read once
+// per transition, never per packet.
+type TCPInfo struct {
+	Known bool // read at this event
+	End   bool // the full figures of a CLOSE, not only ESTABLISHED's
+	// SndUna: oldest unacked sequence number; RcvNxt: next expected;
+	// WriteSeq: one past the last byte written (a FIN takes one).
+	SndUna, RcvNxt, WriteSeq uint32
+	Cwnd, Ssthresh           uint32 // segments
+	MinRTT                   uint32 // µs
+	Delivered, Lost          uint32 // segments
+	Reordering               uint32
+	SndMSS, RcvMSS           uint32
+	DSACKDups                uint32 // retransmissions the peer already had
+	// Busy, RwndLimited, SndbufLimited: ns with data to send (as
+	// tcpi_busy_time: the two limited spells included), limited by the
+	// peer's receive window, by the send buffer; -1 where the tick rate
+	// (HZ) is not known yet.
+	Busy, RwndLimited, SndbufLimited int64
+	// StalledFor: the spell limited by the peer's window under way, ns
+	// (0: none; -1: HZ unknown).
+	StalledFor int64
+	Probes     uint8 // zero-window probes unanswered
+}
+
+// RetransKind is what made the kernel retransmit.
+type RetransKind uint8
+
+// Retransmission kinds; the numbers match enum retransmit_kind in bpf/.
+const (
+	RetransOther    RetransKind = 0 // none of these (e.g. RACK reordering timer)
+	RetransRTO      RetransKind = 1 // the retransmission timer fired
+	RetransFast     RetransKind = 2 // fast retransmit, in recovery
+	RetransTLP      RetransKind = 3 // a tail-loss probe
+	numRetransKinds             = 4
+)
+
+var retransKindNames = [...]string{"other", "rto", "fast", "tlp"}
+
+func (k RetransKind) String() string {
+	if int(k) < len(retransKindNames) {
+		return retransKindNames[k]
+	}
+	return "other"
+}
+
+// RetransKinds lists the kinds in a fixed order.
+func RetransKinds() []RetransKind {
+	return []RetransKind{RetransRTO, RetransFast, RetransTLP, RetransOther}
+}
+
+// TCP flags of a segment (EventDrop).
+const (
+	TCPFlagFIN = 0x01
+	TCPFlagSYN = 0x02
+	TCPFlagRST = 0x04
+	TCPFlagACK = 0x10
+)
+
+// Syscall names a system call whose failures are traced.
+type Syscall uint8
+
+// Traced system calls; the numbers match enum syscall_id in bpf/.
+const (
+	SyscallConnect Syscall = 1
+	SyscallBind    Syscall = 2
+	SyscallListen  Syscall = 3
+	SyscallAccept  Syscall = 4
+)
+
+var syscallNames = [...]string{"", "connect", "bind", "listen", "accept"}
+
+func (s Syscall) String() string {
+	if int(s) < len(syscallNames) && s != 0 {
+		return syscallNames[s]
+	}
+	return ""
+}
+
+// Queue is a listener's accept queue as the kernel keeps it: the
+// connections waiting for accept() (sk_ack_backlog), the limit
+// (sk_max_ack_backlog: the listen() backlog capped by net.core.somaxconn;
+// the queue is full past it), and the SYNs and final ACKs the listener
+// dropped since it was made (sk_drops).
+type Queue struct {
+	Len, Max, Drops uint32
+	Known           bool
+}
+
+// Full: a new connection finds no room (sk_acceptq_is_full()).
+func (q Queue) Full() bool { return q.Known && q.Len > q.Max }
 
 // Family is "ipv4" or "ipv6".
 func (e *Event) Family() string { return family(e.LAddr) }
@@ -149,6 +276,7 @@ type Socket struct {
 	BytesReceived uint64
 	SRTT          uint32 // microseconds
 	TotalRetrans  uint32
+	Queue         Queue // listeners: their accept queue
 }
 
 // Sysctls are the TCP sysctls of one network namespace; -1 where unknown
@@ -162,4 +290,9 @@ type Sysctls struct {
 	// LocalPorts is ip_local_port_range, where connect() picks the local
 	// port of a client; zero when unknown.
 	LocalPorts [2]uint16
+	// Somaxconn caps every listen() backlog (net.core.somaxconn).
+	Somaxconn int
+	// MaxOrphans is tcp_max_orphans (host-wide): past it the kernel resets
+	// orphaned connections (TCP_ABORT_ON_MEMORY).
+	MaxOrphans int
 }

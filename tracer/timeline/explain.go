@@ -3,6 +3,7 @@ package timeline
 import (
 	"net/netip"
 	"strconv"
+	"syscall"
 )
 
 // Reasons: a short machine word for how a connection ended, set on each
@@ -27,6 +28,10 @@ const (
 	ReasonLocalAbort        = "local_abort" // this host sent a RST, reason unknown
 	ReasonHandshakeAbandon  = "closed_during_handshake"
 	ReasonOpen              = "open"
+	ReasonNoLocalPort       = "no_local_port"   // connect(): EADDRNOTAVAIL, the local port range used up
+	ReasonConnectFailed     = "connect_failed"  // connect() failed in the call with another errno
+	ReasonNeverAccepted     = "never_accepted"  // reset in the accept queue when its listener closed
+	ReasonAbortOnMemory     = "abort_on_memory" // reset by the kernel: orphans or TCP memory over the limit
 )
 
 // reason decides a record's Reason from its outcome and what the kernel said.
@@ -37,6 +42,12 @@ func reason(c *Connection) string {
 	case OutcomeRefused:
 		return ReasonNothingListening
 	case OutcomeAborted:
+		switch {
+		case c.Syscall == SyscallConnect && c.SyscallErrno == uint16(syscall.EADDRNOTAVAIL):
+			return ReasonNoLocalPort
+		case c.Syscall == SyscallConnect && c.SyscallErrno != 0:
+			return ReasonConnectFailed
+		}
 		return ReasonHandshakeAbandon
 	case OutcomeTimeout:
 		switch {
@@ -54,6 +65,11 @@ func reason(c *Connection) string {
 		}
 		return ReasonPeerReset
 	case OutcomeResetLocal:
+		if c.NeverAccepted {
+			// inet_child_forget() resets them with TCP_STATE too: only
+			// the missing file tells them from SO_LINGER {1, 0}.
+			return ReasonNeverAccepted
+		}
 		switch c.RSTReason {
 		case "TCP_ABORT_ON_CLOSE":
 			return ReasonUnreadData
@@ -65,6 +81,8 @@ func reason(c *Connection) string {
 			return ReasonDataAfterClose
 		case "TCP_KEEPALIVE_TIMEOUT":
 			return ReasonKeepaliveTimeout
+		case "TCP_ABORT_ON_MEMORY":
+			return ReasonAbortOnMemory
 		}
 		return ReasonLocalAbort
 	}
@@ -108,19 +126,7 @@ func AppendExplanation(b []byte, c *Connection) []byte {
 		b = appendEndpoint(b, c)
 		b = append(b, " (or the port was held)"...)
 	case ReasonSynTimeout:
-		b = append(b, "no answer to the SYN after "...)
-		b = appendCount(b, c.SynRetries, "retry", "retries")
-		b = append(b, " over "...)
-		b = appendSeconds(b, c.Duration())
-		b = append(b, " ("...)
-		b = appendSysctl(b, c, "tcp_syn_retries", sysSynRetries, "")
-		if c.sys != nil && c.sys.SynLinearTimeouts >= 0 {
-			b = append(b, ", "...)
-			b = appendSysctl(b, c, "tcp_syn_linear_timeouts", sysSynLinear, "")
-		}
-		b = append(b, "): SYNs dropped by a firewall, or "...)
-		b = appendEndpoint(b, c)
-		b = append(b, " is down or unreachable"...)
+		b = appendSynTimeout(b, c)
 	case ReasonSynAckTimeout:
 		b = append(b, "the client's final ACK never came after "...)
 		b = appendCount(b, c.SynAckRetries, "SYN+ACK retry", "SYN+ACK retries")
@@ -128,9 +134,7 @@ func AppendExplanation(b []byte, c *Connection) []byte {
 		b = appendSysctl(b, c, "tcp_synack_retries", sysSynAckRetries, "")
 		b = append(b, ")"...)
 	case ReasonRetransTimeout:
-		b = append(b, "gave up after "...)
-		b = appendCount(b, c.Retransmits, "unanswered retransmission", "unanswered retransmissions")
-		b = append(b, ": the peer or the path stopped responding (tcp_retries2)"...)
+		b = appendRetransTimeout(b, c)
 	case ReasonKeepaliveTimeout:
 		b = append(b, "keepalive probes went unanswered: the peer vanished (tcp_keepalive_probes)"...)
 	case ReasonPeerReset:
@@ -144,7 +148,23 @@ func AppendExplanation(b []byte, c *Connection) []byte {
 	case ReasonDataAfterClose:
 		b = append(b, "data arrived after the application closed the socket; the kernel answered with RST"...)
 	case ReasonLocalAbort:
+		if c.RSTReason != "" {
+			b = append(b, "this host reset the connection ("...)
+			b = appendRSTReason(b, c.RSTReason)
+			b = append(b, ')')
+			break
+		}
 		b = append(b, "this host aborted the connection with RST (SO_LINGER 0 or close with unread data; this kernel gives no reason)"...)
+	case ReasonNoLocalPort:
+		b = appendNoLocalPort(b, c)
+	case ReasonConnectFailed:
+		b = append(b, "connect() failed with "...)
+		b = append(b, ErrnoName(c.SyscallErrno)...)
+		b = appendErrnoMeaning(b, c.SyscallErrno)
+	case ReasonNeverAccepted:
+		b = append(b, "reset when its listener closed: it waited in the accept queue and the application never accept()ed it"...)
+	case ReasonAbortOnMemory:
+		b = appendAbortOnMemory(b, c)
 	case ReasonHandshakeAbandon:
 		b = append(b, "the application closed the socket before the handshake completed (its own connect timeout?)"...)
 	case ReasonOpen:
@@ -152,16 +172,93 @@ func AppendExplanation(b []byte, c *Connection) []byte {
 	default:
 		b = append(b, c.Reason...)
 	}
+	return appendCircumstances(b, c)
+}
+
+// appendSynTimeout: the SYN went unanswered; the socket's TCP_SYNCNT or the
+// sysctls in force, and where the SYNs were lost (the host's evidence).
+func appendSynTimeout(b []byte, c *Connection) []byte {
+	b = append(b, "no answer to the SYN after "...)
+	b = appendCount(b, c.SynRetries, "retry", "retries")
+	b = append(b, " over "...)
+	b = appendSeconds(b, c.Duration())
+	b = append(b, " ("...)
+	if c.SockSynRetries > 0 {
+		// TCP_SYNCNT on the socket overrides the sysctl.
+		b = append(b, "TCP_SYNCNT="...)
+		b = strconv.AppendUint(b, uint64(c.SockSynRetries), 10)
+		b = append(b, " on the socket"...)
+	} else {
+		b = appendSysctl(b, c, "tcp_syn_retries", sysSynRetries, "")
+	}
+	if c.sys != nil && c.sys.SynLinearTimeouts >= 0 {
+		b = append(b, ", "...)
+		b = appendSysctl(b, c, "tcp_syn_linear_timeouts", sysSynLinear, "")
+	}
+	b = append(b, "): "...)
+	b = appendLossCause(b, c, "SYNs")
+	return b
+}
+
+// appendRetransTimeout: retransmissions went unanswered until the
+// socket's TCP_USER_TIMEOUT or tcp_retries2 ran out.
+func appendRetransTimeout(b []byte, c *Connection) []byte {
+	b = append(b, "gave up after "...)
+	b = appendCount(b, c.Retransmits, "unanswered retransmission", "unanswered retransmissions")
+	if c.UserTimeout > 0 {
+		b = append(b, ": TCP_USER_TIMEOUT="...)
+		b = strconv.AppendUint(b, uint64(c.UserTimeout), 10)
+		b = append(b, " ms on the socket expired"...)
+	} else {
+		b = append(b, ": the peer or the path stopped responding (tcp_retries2)"...)
+	}
+	return b
+}
+
+func appendAbortOnMemory(b []byte, c *Connection) []byte {
+	b = append(b, "the kernel reset this orphaned connection (RST reason TCP_ABORT_ON_MEMORY): too many orphaned sockets ("...)
+	if c.sys != nil && c.sys.MaxOrphans >= 0 {
+		b = append(b, "tcp_max_orphans="...)
+		b = strconv.AppendInt(b, int64(c.sys.MaxOrphans), 10)
+	} else {
+		b = append(b, "tcp_max_orphans"...)
+	}
+	b = append(b, ") or TCP memory short (tcp_mem)"...)
+	return b
+}
+
+// appendCircumstances adds what else the record says: retries that
+// succeeded, drops on this host, kinds of retransmission, stalls, and the
+// error an application saw.
+func appendCircumstances(b []byte, c *Connection) []byte {
 	if c.SynRetries > 0 && c.Reason != ReasonSynTimeout {
 		b = append(b, "; connected after "...)
 		b = appendCount(b, c.SynRetries, "SYN retry", "SYN retries")
+		if c.ListenerFull.Known || c.DropsTotal() > 0 {
+			b = append(b, ": "...)
+			b = appendLossCause(b, c, "SYNs")
+		}
 	}
 	if c.SynAckRetries > 0 && c.Reason != ReasonSynAckTimeout {
 		b = append(b, "; "...)
 		b = appendCount(b, c.SynAckRetries, "SYN+ACK retry", "SYN+ACK retries")
-		b = append(b, ": the client's final ACK was lost"...)
+		if c.ListenerFull.Known {
+			b = append(b, ": the client's final ACK was dropped, "...)
+			b = appendLossCause(b, c, "")
+		} else {
+			b = append(b, ": the client's final ACK was lost"...)
+		}
 	}
-	if c.Errno != 0 && c.Outcome != OutcomeClosed {
+	if c.DropsTotal() > 0 && c.Reason != ReasonSynTimeout && c.SynRetries == 0 {
+		b = append(b, "; the kernel dropped "...)
+		b = appendDrops(b, c)
+		b = append(b, " on this host"...)
+	}
+	b = appendRetransKinds(b, c)
+	b = appendStall(b, c)
+	// Only a socket an application still held could report the error:
+	// an orphan's end (closed already) reaches no one.
+	if c.Errno != 0 && c.Outcome != OutcomeClosed && c.ErrorSeen() {
 		b = append(b, "; the application saw "...)
 		b = append(b, ErrnoName(c.Errno)...)
 	}
@@ -238,4 +335,16 @@ func appendSeconds(b []byte, ns int64) []byte {
 // isFailure: the outcomes an SRE looks at first.
 func isFailure(o Outcome) bool {
 	return o != OutcomeClosed && o != OutcomeOpen
+}
+
+// ErrorSeen: an application still held the socket when its error was
+// reported. Not an orphan (closed already), nor a reset the application's
+// own close() caused (SO_LINGER {1, 0}, unread data), nor one no
+// application ever had.
+func (c *Connection) ErrorSeen() bool {
+	switch c.Reason {
+	case ReasonLingerAbort, ReasonUnreadData, ReasonNeverAccepted, ReasonAbortOnMemory, ReasonDataAfterClose:
+		return false
+	}
+	return !c.closedDead
 }

@@ -8,6 +8,11 @@ import (
 
 // finish decides the outcome, emits the record and recycles it.
 func (c *Correlator) finish(conn *Connection) {
+	if len(c.notes)+len(c.flowNotes) > 0 {
+		c.joinNotes(conn)
+	}
+	conn.dropsTraced = c.cfg.DropsTraced
+	conn.kernelAbort()
 	conn.Outcome = outcome(conn)
 	if conn.Outcome != OutcomeClosed {
 		conn.ClosedBy = ClosedByNone
@@ -17,11 +22,17 @@ func (c *Correlator) finish(conn *Connection) {
 	conn.sys = c.sys[conn.NetNS]
 	conn.dataBytes()
 	conn.Reason = reason(conn)
+	if len(c.listeners) > 0 {
+		c.listenerFullFor(conn)
+	}
+	if conn.NeverAccepted {
+		conn.PID, conn.Comm = 0, ""
+	}
 	c.stats.Connections++
 	c.stats.ByOutcome[conn.Outcome]++
 	c.stats.ByReason[conn.Reason]++
 	if isFailure(conn.Outcome) {
-		ep := Endpoint{conn.RAddr, conn.RPort}
+		ep := Endpoint{Addr: conn.RAddr, Port: conn.RPort}
 		if conn.Role == RoleServer {
 			ep.Port = 0 // a client's ephemeral port says nothing: count per address
 		}
@@ -64,6 +75,9 @@ func outcome(conn *Connection) Outcome {
 	}
 	from := conn.closeFrom
 	errno := syscall.Errno(conn.Errno)
+	if conn.NeverAccepted {
+		return OutcomeResetLocal
+	}
 	switch from {
 	case StateListen:
 		return OutcomeClosed
@@ -97,4 +111,22 @@ func outcome(conn *Connection) Outcome {
 		return OutcomeResetLocal
 	}
 	return OutcomeClosed
+}
+
+// kernelAbort: data that arrives after close() makes the kernel reset the
+// connection itself (tcp_rcv_state_process: tcp_reset() fires
+// tcp_receive_reset, then the RST goes out with TCP_ABORT_ON_DATA). No RST
+// came from the peer: the kernel's own reason wins over that event.
+func (conn *Connection) kernelAbort() {
+	if !conn.rstSentLive || conn.RSTReason != "TCP_ABORT_ON_DATA" || !conn.RSTReceived {
+		return
+	}
+	conn.RSTReceived = false
+	steps := conn.Steps[:0]
+	for _, s := range conn.Steps {
+		if s.Kind != StepRSTReceived {
+			steps = append(steps, s)
+		}
+	}
+	conn.Steps = steps
 }

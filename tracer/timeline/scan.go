@@ -1,4 +1,4 @@
-// Socket scans (iter/tcp): TIME_WAIT counts per remote endpoint, and the
+// Socket scans (iter/tcp): TIME_WAIT counts per endpoint, and the
 // sockets followed after their record is out (orphan.go).
 
 package timeline
@@ -53,13 +53,21 @@ func (c *Correlator) ScanSocket(s *Socket) {
 	if c.synAcksScanned > 0 {
 		c.scanSynAck(s)
 	}
+	if s.State == StateListen {
+		c.ObserveListener(s, c.clock)
+	}
 	if s.State != StateTimeWait {
 		return
 	}
 	if !c.followScan {
 		c.twTotal++
 		if s.Substate == StateTimeWait {
-			ep := Endpoint{s.RAddr, s.RPort}
+			ep := Endpoint{Addr: s.RAddr, Port: s.RPort}
+			if c.listening[portKey{s.NetNS, s.LPort}] > 0 {
+				// A server's: by the address and port its clients came
+				// to, not by their ephemeral ports, one each.
+				ep = Endpoint{Addr: s.LAddr, Port: s.LPort, Local: true}
+			}
 			if _, ok := c.tw[ep]; ok || len(c.tw) < maxFailureEndpoints {
 				c.tw[ep]++
 			}
@@ -87,8 +95,19 @@ func (c *Correlator) EndScan(now int64) {
 func (c *Correlator) WantsScan() bool { return len(c.orphans) > 0 || c.synAcksScanned > 0 }
 
 // TimeWait returns the TIME_WAIT sockets counted by the last scan: the
-// total (timewait sockets of any substate) and up to n remote endpoints with
-// the most, most first. ok is false when no scan ran.
+// total (timewait sockets of any substate) and up to n endpoints with the
+// most, most first. A server's TIME_WAIT sockets (their local port has a
+// listener) are counted by local address and port (Local), a client's by
+// remote endpoint. ok is false when no scan ran.
 func (c *Correlator) TimeWait(n int) (total uint64, top []EndpointCount, ok bool) {
-	return c.twTotal, topN(c.tw, n), c.scanned
+	top = topN(c.tw, len(c.tw))
+	// topN orders equal counts by address and port, which a local and a
+	// remote endpoint may share (their order from the map): local first.
+	for i := 1; i < len(top); i++ {
+		a, b := &top[i-1], &top[i]
+		if b.Local && !a.Local && a.Count == b.Count && a.Addr == b.Addr && a.Port == b.Port {
+			*a, *b = *b, *a
+		}
+	}
+	return c.twTotal, top[:min(n, len(top))], c.scanned
 }

@@ -1,6 +1,7 @@
 package timeline
 
 import (
+	"net/netip"
 	"slices"
 	"testing"
 )
@@ -59,5 +60,59 @@ func TestFollowScan(t *testing.T) {
 	}
 	if total2, top2, ok := c.TimeWait(1); !ok || total2 != total || !slices.Equal(top2, top) {
 		t.Errorf("a follow scan changed the TIME_WAIT counts: total %d top %+v", total2, top2)
+	}
+}
+
+// A server's TIME_WAIT sockets are counted by the local address and port
+// its clients came to, not one by one by their ephemeral ports; a
+// client's by the remote endpoint it went to.
+func TestTimeWaitServerSideByLocalPort(t *testing.T) {
+	c := New(DefaultConfig(), func(*Connection) {})
+	listener := serverSide(state(0, 1, StateClose, StateListen))
+	listener.RAddr, listener.RPort = netip.IPv4Unspecified(), 0
+	c.Add(&listener)
+	other := netip.MustParseAddr("10.0.0.2")
+	var socks []Socket
+	for i := range 3 {
+		// Served on 127.0.0.1:8080 to three clients.
+		socks = append(socks, Socket{Cookie: uint64(10 + i), State: StateTimeWait, Substate: StateTimeWait,
+			LAddr: lo, LPort: srvPort, RAddr: lo, RPort: cliPort + uint16(i), NetNS: 1})
+	}
+	for i := range 2 {
+		// This host's client to 10.0.0.2:80, twice.
+		socks = append(socks, Socket{Cookie: uint64(20 + i), State: StateTimeWait, Substate: StateTimeWait,
+			LAddr: lo, LPort: cliPort + 10 + uint16(i), RAddr: other, RPort: 80, NetNS: 1})
+	}
+	// The same port in another namespace has no listener: a client's.
+	socks = append(socks, Socket{Cookie: 30, State: StateTimeWait, Substate: StateTimeWait,
+		LAddr: lo, LPort: srvPort, RAddr: lo, RPort: 9999, NetNS: 2})
+	c.BeginScan()
+	for i := range socks {
+		c.ScanSocket(&socks[i])
+	}
+	c.EndScan(baseTime + 100*ms)
+	total, top, ok := c.TimeWait(5)
+	want := []EndpointCount{
+		{Endpoint{Addr: lo, Port: srvPort, Local: true}, 3},
+		{Endpoint{Addr: other, Port: 80}, 2},
+		{Endpoint{Addr: lo, Port: 9999}, 1},
+	}
+	if !ok || total != 6 || !slices.Equal(top, want) {
+		t.Errorf("TIME_WAIT total %d top %+v, want 6 %+v", total, top, want)
+	}
+	// A local and a remote endpoint alike in all but Local: local first,
+	// whatever the map's order.
+	for range 20 {
+		c.BeginScan()
+		for _, s := range []Socket{
+			{Cookie: 40, State: StateTimeWait, Substate: StateTimeWait, LAddr: lo, LPort: srvPort, RAddr: lo, RPort: 1, NetNS: 1},
+			{Cookie: 41, State: StateTimeWait, Substate: StateTimeWait, LAddr: lo, LPort: 2, RAddr: lo, RPort: srvPort, NetNS: 1},
+		} {
+			c.ScanSocket(&s)
+		}
+		c.EndScan(baseTime + 200*ms)
+		if _, top, _ := c.TimeWait(2); len(top) != 2 || !top[0].Local || top[1].Local {
+			t.Fatalf("order %+v, want the local endpoint first", top)
+		}
 	}
 }

@@ -84,6 +84,7 @@ func (c *Correlator) Seed(now int64, s *Socket, pid uint32, comm string) {
 	if s.State == StateListen {
 		conn.Role = RoleListener
 		c.listening[portKey{conn.NetNS, conn.LPort}]++
+		c.ObserveListener(s, now)
 	} else {
 		conn.Role = c.guessRole(conn, s.State)
 	}

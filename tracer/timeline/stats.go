@@ -30,6 +30,32 @@ type Stats struct {
 	Handshakes Histogram
 	// failures counts failed connections per remote endpoint (bounded).
 	failures map[Endpoint]uint64
+
+	// Drops counts TCP packets the kernel dropped, by enum skb_drop_reason
+	// (bounded by the kernel's reasons).
+	Drops map[string]uint64
+	// SyscallErrors counts failed connect(), bind(), listen() and accept()
+	// calls by call and errno.
+	SyscallErrors map[SyscallErrno]uint64
+	// ListenDrops: SYNs and final ACKs that listeners dropped (growth of
+	// their sk_drops between two looks).
+	ListenDrops uint64
+	// NotesLost: drops or errors not kept for their record: too many
+	// sockets with notes at once (host.go).
+	NotesLost uint64
+}
+
+// SyscallErrno is a call and the errno it failed with.
+type SyscallErrno struct {
+	Syscall Syscall
+	Errno   uint16
+}
+
+func (s *Stats) addDrop(reason string) {
+	if s.Drops == nil {
+		s.Drops = make(map[string]uint64)
+	}
+	s.Drops[reason]++
 }
 
 // TopFailures returns up to n remote endpoints with the most failed

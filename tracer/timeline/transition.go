@@ -9,6 +9,13 @@ func (c *Correlator) transition(conn *Connection, e *Event) {
 		conn.BytesSent, conn.BytesReceived = e.BytesAcked, e.BytesReceived
 		conn.SRTT, conn.SegsRetrans = e.SRTT, e.TotalRetrans
 	}
+	if e.Info.Known {
+		conn.learnSeq(e)
+	}
+	if e.SockSynRetries != 0 || e.UserTimeout != 0 {
+		// Read with the figures, which a socket closed in SYN_SENT lacks.
+		conn.SockSynRetries, conn.UserTimeout = e.SockSynRetries, e.UserTimeout
+	}
 	switch e.NewState {
 	case StateEstablished:
 		if e.OldState == StateSynSent || e.OldState == StateSynRecv {
@@ -32,6 +39,7 @@ func (c *Correlator) transition(conn *Connection, e *Event) {
 		conn.ClosedBy = ClosedByBoth
 	case StateListen:
 		c.listening[portKey{conn.NetNS, conn.LPort}]++
+		c.listenStarted(conn)
 	case StateClose:
 		c.closed(conn, e, &step)
 	}
@@ -54,7 +62,12 @@ func (c *Correlator) closed(conn *Connection, e *Event, step *Step) {
 		if c.listening[k]--; c.listening[k] <= 0 {
 			delete(c.listening, k)
 		}
+		c.listenStopped(conn)
 	}
+	conn.closedDead = e.SockDead
+	// Reset with its listener, never accept()ed: the owner it inherited
+	// from the listener never had it.
+	conn.NeverAccepted = e.NoFile && conn.Role == RoleServer
 	// tcp_time_wait() replaces the full socket with a timewait socket and the
 	// tracepoint reports X -> CLOSE; no transition into TIME_WAIT is ever
 	// reported. SOCK_DONE means the peer's FIN was processed: real

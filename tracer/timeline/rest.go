@@ -2,6 +2,8 @@ package timeline
 
 import "net/netip"
 
+// Packed connections at rest.
+//
 // A busy host holds many connections that are simply open: ESTABLISHED,
 // idle as far as TCP's state machine goes, for minutes or days. A full
 // Connection costs about 600 bytes with its slices and its map entry; at
@@ -10,6 +12,10 @@ import "net/netip"
 // its next event unpacks it, exactly as it was (see canFreeze). What a
 // coldConn cannot hold exactly (IPv6, retransmissions, RSTs, more than
 // three steps, a watched state…) stays a full Connection.
+//
+// The names, for now (correlator.go uses them too): "cold" is at rest, a
+// coldConn is a packed connection and coldStore the hash table that holds
+// them by cookie; to freeze is to pack a connection, to thaw to unpack it.
 
 // maxColdSteps and maxColdStates bound what a packed connection holds: the
 // handshake of a client (CLOSE -> SYN_SENT -> ESTABLISHED) or a server
@@ -68,9 +74,9 @@ const maxColdCtxs = 1 << 16
 // chunk at a time instead of doubling.
 const coldChunk = 4096
 
-// coldStore holds packed connections: a slab in chunks, and an index from
-// cookie to slab position with open addressing (linear probing, at most
-// half full), so that a packed connection costs its 48 bytes plus 8 to 16
+// coldStore is a hash table of packed connections: a slab in chunks, and
+// an index from cookie to slab position with open addressing (linear
+// probing, at most half full), so that a packed connection costs its 48 bytes plus 8 to 16
 // of index and nothing for the garbage collector to scan.
 type coldStore struct {
 	chunks [][]coldConn
