@@ -66,14 +66,14 @@ static __always_inline void read_figures(const struct sock *sk, struct tcp_figur
 	f->reordering = tp->reordering;
 	f->snd_mss = tp->mss_cache;
 	f->dsack_dups = tp->dsack_dups;
-	__u32 stat[3] = { tp->chrono_stat[0], tp->chrono_stat[1], tp->chrono_stat[2] };
+	/* Spelled out: Linux 6.1's verifier refuses a stack array indexed
+	 * by the running chrono ("variable-offset read from stack"). */
 	__u32 running = BPF_CORE_READ_BITFIELD(tp, chrono_type);
-	if (running >= 1 && running <= 3)
-		stat[running - 1] += (__u32)f->base.jiffies - tp->chrono_start;
-	f->busy = stat[0];
-	f->rwnd_limited = stat[1];
-	f->sndbuf_limited = stat[2];
-	f->stalled_for = running == TCP_CHRONO_RWND_LIMITED ? (__u32)f->base.jiffies - tp->chrono_start : 0;
+	__u32 spell = (__u32)f->base.jiffies - tp->chrono_start;
+	f->busy = tp->chrono_stat[0] + (running == 1 ? spell : 0);
+	f->rwnd_limited = tp->chrono_stat[1] + (running == TCP_CHRONO_RWND_LIMITED ? spell : 0);
+	f->sndbuf_limited = tp->chrono_stat[2] + (running == 3 ? spell : 0);
+	f->stalled_for = running == TCP_CHRONO_RWND_LIMITED ? spell : 0;
 }
 
 #define TCP_CA_RECOVERY 3

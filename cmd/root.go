@@ -54,6 +54,7 @@ type options struct {
 	stuckAfter     time.Duration
 	cgroup         string
 	onlyAnomalies  bool
+	compact        bool
 	cpuProfile     string
 	ownerIO        bool
 	ladder, ascii  bool
@@ -135,6 +136,8 @@ func (o *options) addOutputFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.events, "events", false, "also print every kernel event as it happens, and the end of each TIME_WAIT")
 	f.BoolVar(&o.onlyAnomalies, "only-anomalies", false,
 		"print only connections that did not close cleanly or needed handshake retries, and alerts")
+	f.BoolVar(&o.compact, "compact", false,
+		"with -o json: leave out members that are null, false, 0 or empty (an absent member reads as its empty value); for fleets that ship every line")
 	f.BoolVar(&o.ladder, "ladder", false,
 		"draw each connection as a TCP ladder diagram: this host and the peer side by side, segments between them, time going down")
 	f.BoolVar(&o.ascii, "ascii", false, "draw --ladder diagrams in plain ASCII instead of box-drawing characters")

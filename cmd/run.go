@@ -214,7 +214,7 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 		return err
 	}
 	defer stopFilter()
-	opts := output.Options{CgroupPath: cgroups.Path, Container: resolver.Lookup}
+	opts := output.Options{CgroupPath: cgroups.Path, Container: resolver.Lookup, Compact: o.compact}
 	s := &session{tracer: t, out: newOutput(o, stdout, opts), events: o.events, onlyAnomalies: o.onlyAnomalies,
 		containers: resolver, limit: o.count, stop: cancel, scanEvery: time.Second, metrics: sm,
 		listeners: tracer.NewListenWatch()}

@@ -29,6 +29,8 @@ type JSON struct {
 	// seen: records come in bursts within the same second.
 	lastSecond     int64
 	lastSecondText []byte
+	// compactBuf: the line being compacted (--compact), reused.
+	compactBuf []byte
 }
 
 // NewJSON returns a JSON-lines writer.

@@ -43,6 +43,8 @@ type Options struct {
 	// Container names the container of a cgroup v2 id (nil: a host
 	// process, or none known). It must not block.
 	Container containers.LookupFunc
+	// Compact: JSON lines without their empty members (--compact).
+	Compact bool
 }
 
 func (o *Options) cgroupPath(id uint64) string {

@@ -297,3 +297,61 @@ func TestStickyError(t *testing.T) {
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, syscall.EPIPE }
+
+func TestCompactJSON(t *testing.T) {
+	var full, compact bytes.Buffer
+	c := benchRecords()[0]
+	f := NewJSON(&full, Options{})
+	f.Connection(c)
+	f.Flush()
+	j := NewJSON(&compact, Options{Compact: true})
+	j.Connection(c)
+	j.Flush()
+	t.Logf("a clean client record: %d bytes, compact %d", full.Len(), compact.Len())
+	if compact.Len() >= full.Len() || compact.Len() == 0 {
+		t.Fatalf("compact %d bytes, full %d", compact.Len(), full.Len())
+	}
+	var a, b map[string]any
+	if err := json.Unmarshal(full.Bytes(), &a); err != nil {
+		t.Fatalf("full: %v", err)
+	}
+	if err := json.Unmarshal(compact.Bytes(), &b); err != nil {
+		t.Fatalf("compact: %v\n%s", err, compact.Bytes())
+	}
+	// Every member kept is the full line's; every one left out is empty.
+	for k, v := range a {
+		w, ok := b[k]
+		if !ok {
+			switch x := v.(type) {
+			case nil:
+			case bool:
+				if x {
+					t.Errorf("%s=true left out", k)
+				}
+			case float64:
+				if x != 0 {
+					t.Errorf("%s=%v left out", k, x)
+				}
+			case string:
+				if x != "" {
+					t.Errorf("%s=%q left out", k, x)
+				}
+			case []any:
+				if len(x) != 0 {
+					t.Errorf("%s left out", k)
+				}
+			case map[string]any:
+				if len(x) != 0 {
+					t.Errorf("%s left out", k)
+				}
+			}
+			continue
+		}
+		if fmt.Sprint(v) != fmt.Sprint(w) {
+			t.Errorf("%s: %v became %v", k, v, w)
+		}
+	}
+	if b["schema_version"] == nil || b["type"] != "connection" {
+		t.Errorf("compact line lacks schema_version or type: %s", compact.Bytes())
+	}
+}

@@ -55,44 +55,28 @@ func (d *Decoder) DecodeBatch(sample []byte, e *timeline.Event, fn func(*timelin
 	for i := range r.N {
 		ent := &r.Ev[i]
 		*e = timeline.Event{
-			Time:      int64(ent.TsNs) + d.MonoToUnix,
-			Cookie:    r.Cookie,
-			Type:      timeline.EventType(ent.Type),
-			OldState:  timeline.State(ent.Oldstate),
-			NewState:  timeline.State(ent.Newstate),
-			LAddr:     laddr,
-			RAddr:     raddr,
-			LPort:     ent.Sport,
-			RPort:     r.Dport,
-			NetNS:     r.Netns,
-			Cgroup:    r.Cgroup,
-			SockDead:  ent.Flags&uint8(tcptraceEventFlagsEVENT_F_SOCK_DEAD) != 0,
-			SockDone:  ent.Flags&uint8(tcptraceEventFlagsEVENT_F_SOCK_DONE) != 0,
-			OwnerSeen: ent.Flags&uint8(tcptraceEventFlagsEVENT_F_OWNER_SEEN) != 0,
-			NoFile:    ent.Flags&uint8(tcptraceEventFlagsEVENT_F_NO_FILE) != 0,
+			Time:   int64(ent.TsNs) + d.MonoToUnix,
+			Cookie: r.Cookie,
+			LAddr:  laddr,
+			RAddr:  raddr,
+			LPort:  ent.Sport,
+			RPort:  r.Dport,
+			NetNS:  r.Netns,
+			Cgroup: r.Cgroup,
 		}
+		d.entry(e, ent.Type, ent.Oldstate, ent.Newstate, ent.Flags, ent.Reason)
 		if ent.Flags&uint8(tcptraceEventFlagsEVENT_F_OWNER) != 0 {
 			e.PID, e.Comm = r.Pid, comm
 		}
-		switch e.Type {
-		case timeline.EventState:
+		if e.Type == timeline.EventState {
 			// As the one-by-one path: uid on state events, and the
 			// tcp_sock figures at ESTABLISHED and CLOSE.
 			e.UID = r.Uid
-			e.Errno = ent.Reason
 			switch e.NewState {
 			case timeline.StateEstablished:
 				d.setEstFigures(e, &r.Established)
 			case timeline.StateClose:
 				d.setFigures(e, &r.Closed, true)
-			}
-		case timeline.EventRetransmit:
-			e.Retrans, e.Backoff = retransKind(ent.Reason)
-		case timeline.EventError:
-			e.Errno = ent.Reason
-		case timeline.EventRSTSent:
-			if ent.Flags&uint8(tcptraceEventFlagsEVENT_F_REASON) != 0 {
-				e.RSTReason = d.rstReason(ent.Reason)
 			}
 		}
 		fn(e)

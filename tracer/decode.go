@@ -56,51 +56,59 @@ func (d *Decoder) Decode(sample []byte, e *timeline.Event) error {
 	if e.LAddr, e.RAddr, ok = addrs(r.Family, &r.Saddr, &r.Daddr); !ok {
 		return fmt.Errorf("%w: address family %d", ErrMalformed, r.Family)
 	}
-	e.Time = int64(r.TsNs) + d.MonoToUnix
-	e.Cookie = r.Cookie
-	e.Type = timeline.EventType(r.Type)
-	e.OldState = timeline.State(r.Oldstate)
-	e.NewState = timeline.State(r.Newstate)
-	e.LPort, e.RPort = r.Sport, r.Dport
-	e.NetNS = r.Netns
-	e.PID = r.Pid
-	e.UID = r.Uid
-	e.Comm = d.comm(&r.Comm)
-	e.Cgroup = r.Cgroup
-	e.BytesAcked, e.BytesReceived, e.SRTT, e.TotalRetrans = 0, 0, 0, 0
-	e.SockSynRetries, e.UserTimeout, e.Info = 0, 0, timeline.TCPInfo{}
-	e.Retrans, e.Backoff = 0, 0
+	laddr, raddr := e.LAddr, e.RAddr
+	*e = timeline.Event{
+		Time:   int64(r.TsNs) + d.MonoToUnix,
+		Cookie: r.Cookie,
+		LAddr:  laddr,
+		RAddr:  raddr,
+		LPort:  r.Sport,
+		RPort:  r.Dport,
+		NetNS:  r.Netns,
+		PID:    r.Pid,
+		UID:    r.Uid,
+		Comm:   d.comm(&r.Comm),
+		Cgroup: r.Cgroup,
+	}
+	d.entry(e, r.Type, r.Oldstate, r.Newstate, r.Flags, r.Reason)
 	if r.Fig.Base.Jiffies != 0 { // read at ESTABLISHED and CLOSE only
 		d.setFigures(e, &r.Fig, e.Type == timeline.EventState && e.NewState == timeline.StateClose)
 	}
-	e.SockDead = r.Flags&uint8(tcptraceEventFlagsEVENT_F_SOCK_DEAD) != 0
-	e.SockDone = r.Flags&uint8(tcptraceEventFlagsEVENT_F_SOCK_DONE) != 0
-	e.NoSocket = r.Flags&uint8(tcptraceEventFlagsEVENT_F_NO_SOCKET) != 0
-	e.OwnerSeen = r.Flags&uint8(tcptraceEventFlagsEVENT_F_OWNER_SEEN) != 0
-	e.NoFile = r.Flags&uint8(tcptraceEventFlagsEVENT_F_NO_FILE) != 0
-	e.Errno, e.RSTReason, e.DropReason, e.TCPFlags, e.Syscall = 0, "", "", 0, 0
-	e.Queue = timeline.Queue{}
-	switch e.Type {
-	case timeline.EventRSTSent:
-		if r.Flags&uint8(tcptraceEventFlagsEVENT_F_REASON) != 0 {
-			e.RSTReason = d.rstReason(r.Reason)
-		}
-	case timeline.EventState, timeline.EventError:
-		e.Errno = r.Reason
-	case timeline.EventDrop:
-		// oldstate carries the dropped segment's TCP flags.
-		e.OldState, e.TCPFlags = 0, r.Oldstate
-		e.DropReason = d.dropReason(r.Reason)
-	case timeline.EventSyscallError:
-		e.Errno = r.Reason
-		e.Syscall = timeline.Syscall(r.Syscall)
-	case timeline.EventRetransmit:
-		e.Retrans, e.Backoff = retransKind(r.Reason)
-	}
+	// What only an event sent on its own carries: a failed call, a
+	// listener's queue.
+	e.Syscall = timeline.Syscall(r.Syscall)
 	if r.Qmax != 0 || r.Qlen != 0 || r.Drops != 0 {
 		e.Queue = timeline.Queue{Len: r.Qlen, Max: r.Qmax, Drops: r.Drops, Known: true}
 	}
 	return nil
+}
+
+// entry decodes what an event says of itself, the same whether it came in
+// a socket's batch or on its own: its type and states, its flags, and what
+// its reason field means for its type. One decoding for both paths.
+func (d *Decoder) entry(e *timeline.Event, typ, oldstate, newstate, flags uint8, reason uint16) {
+	has := func(f tcptraceEventFlags) bool { return flags&uint8(f) != 0 }
+	e.Type = timeline.EventType(typ)
+	e.OldState, e.NewState = timeline.State(oldstate), timeline.State(newstate)
+	e.SockDead = has(tcptraceEventFlagsEVENT_F_SOCK_DEAD)
+	e.SockDone = has(tcptraceEventFlagsEVENT_F_SOCK_DONE)
+	e.NoSocket = has(tcptraceEventFlagsEVENT_F_NO_SOCKET)
+	e.OwnerSeen = has(tcptraceEventFlagsEVENT_F_OWNER_SEEN)
+	e.NoFile = has(tcptraceEventFlagsEVENT_F_NO_FILE)
+	switch e.Type {
+	case timeline.EventRSTSent:
+		if has(tcptraceEventFlagsEVENT_F_REASON) {
+			e.RSTReason = d.rstReason(reason)
+		}
+	case timeline.EventState, timeline.EventError, timeline.EventSyscallError:
+		e.Errno = reason
+	case timeline.EventDrop:
+		// oldstate carries the dropped segment's TCP flags.
+		e.OldState, e.TCPFlags = 0, oldstate
+		e.DropReason = d.dropReason(reason)
+	case timeline.EventRetransmit:
+		e.Retrans, e.Backoff = retransKind(reason)
+	}
 }
 
 // addrs makes the two addresses of a sample; IPv4 ones are in the first

@@ -28,7 +28,9 @@ func (ns *NS) Tcpdump(tb testing.TB, iface, filter string) *Capture {
 	if err != nil {
 		tb.Fatalf("tcpdump not found (apt-get install tcpdump): %v", err)
 	}
-	args := []string{"-i", iface, "-nn", "-S", "-l", "--immediate-mode"}
+	// -Z root: keep the privileges; a minimal system (the test kernels'
+	// guest) has no tcpdump user to drop them to.
+	args := []string{"-i", iface, "-nn", "-S", "-l", "--immediate-mode", "-Z", "root"}
 	args = append(args, strings.Fields(filter)...)
 	c := &Capture{cmd: exec.Command(path, args...), done: make(chan struct{})}
 	stdout, err := c.cmd.StdoutPipe()
@@ -55,23 +57,26 @@ func (ns *NS) Tcpdump(tb testing.TB, iface, filter string) *Capture {
 	}()
 	// tcpdump says "listening on IFACE" once its filter is in place.
 	listening := make(chan bool, 1)
+	var said strings.Builder
 	go func() {
 		sc := bufio.NewScanner(stderr)
-		said := false
+		ok := false
 		for sc.Scan() {
-			if !said && strings.Contains(sc.Text(), "listening on") {
+			if !ok && strings.Contains(sc.Text(), "listening on") {
 				listening <- true
-				said = true
+				ok = true
+			} else if !ok {
+				said.WriteString(sc.Text() + "\n")
 			}
 		}
-		if !said {
+		if !ok {
 			listening <- false
 		}
 	}()
 	select {
 	case ok := <-listening:
 		if !ok {
-			tb.Fatal("tcpdump exited before listening")
+			tb.Fatalf("tcpdump exited before listening:\n%s", said.String())
 		}
 	case <-time.After(30 * time.Second):
 		tb.Fatal("tcpdump did not start listening within 30 s")
