@@ -5,7 +5,7 @@ GO ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GENERATED := tracer/tcptrace_bpfel.go tracer/tcptrace_bpfel.o
 
-.PHONY: all build deps generate check-generate test test-unit test-kernels lint clean
+.PHONY: all build deps generate check-generate test test-unit test-kernels lint clean install uninstall
 
 all: build
 
@@ -36,14 +36,21 @@ test: deps
 test-unit:
 	$(GO) test -count=1 ./tracer/timeline/ ./output/ ./metrics/
 
-# The integration tests inside Debian's Linux 6.1 under QEMU/TCG, an older
-# kernel than the host's (test/kernels/README.md). For one test:
+# The integration tests inside Debian's Linux 6.1 and 6.12 under QEMU/TCG,
+# older kernels than the host's (test/kernels/README.md), one after the
+# other; every series runs even when one fails, and the target fails if any
+# did. One series, or one test:
+#   make test-kernels KERNEL_TEST_SERIES=6.12
 #   make test-kernels KERNEL_TEST_ARGS="-test.run 'TestRefused'"
-KERNEL_TEST_SERIES ?= 6.1
+KERNEL_TEST_SERIES ?= 6.1 6.12
 KERNEL_TEST_PKGS ?= ./tracer ./tracer/timeline ./output ./cmd
 KERNEL_TEST_ARGS ?=
 test-kernels:
-	KERNEL=$(KERNEL_TEST_SERIES) PKGS="$(KERNEL_TEST_PKGS)" bash test/kernels/run.sh test -- $(KERNEL_TEST_ARGS)
+	@failed=; for k in $(KERNEL_TEST_SERIES); do \
+		echo "== Linux $$k under QEMU"; \
+		KERNEL=$$k PKGS="$(KERNEL_TEST_PKGS)" bash test/kernels/run.sh test -- $(KERNEL_TEST_ARGS) || failed="$$failed $$k"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-kernels: failed on Linux$$failed" >&2; exit 1; fi
 
 # A short fuzz of the decoder, of the batched path against the one-by-one
 # path, and of the correlator (CI runs it; longer:
@@ -104,6 +111,40 @@ image:
 		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
 		"$$ctx"
 	@$(PODMAN) image ls $(IMAGE)
+
+# Installs tcptrace, its man pages (tcptrace(1), one per subcommand) and its
+# bash, zsh and fish completions where a Linux system looks for them:
+#   make install                          # under /usr/local
+#   make install PREFIX=/usr DESTDIR=pkg  # staged, for a package
+# The pages and completions come from the real command tree
+# (tools/gendocs); the binary is built with VERSION, as for the image.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+INSTALL ?= install
+install:
+	@gen=$$(mktemp -d) && trap 'rm -rf "$$gen"' EXIT && \
+	$(GO) build -ldflags "-X github.com/tcptrace/tcptrace/cmd.Version=$(VERSION)" -o "$$gen/tcptrace" . && \
+	$(GO) run ./tools/gendocs -o "$$gen" -version "$(VERSION)" && \
+	$(INSTALL) -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(MANDIR)/man1" \
+		"$(DESTDIR)$(BASHCOMPDIR)" "$(DESTDIR)$(ZSHCOMPDIR)" "$(DESTDIR)$(FISHCOMPDIR)" && \
+	$(INSTALL) -m 755 "$$gen/tcptrace" "$(DESTDIR)$(BINDIR)/tcptrace" && \
+	$(INSTALL) -m 644 "$$gen"/man1/*.1 "$(DESTDIR)$(MANDIR)/man1/" && \
+	$(INSTALL) -m 644 "$$gen/bash/tcptrace" "$(DESTDIR)$(BASHCOMPDIR)/tcptrace" && \
+	$(INSTALL) -m 644 "$$gen/zsh/_tcptrace" "$(DESTDIR)$(ZSHCOMPDIR)/_tcptrace" && \
+	$(INSTALL) -m 644 "$$gen/fish/tcptrace.fish" "$(DESTDIR)$(FISHCOMPDIR)/tcptrace.fish" && \
+	echo "installed $(DESTDIR)$(BINDIR)/tcptrace, its man pages and completions" && \
+	cd "$$gen" && for f in man1/*.1; do echo "  $(DESTDIR)$(MANDIR)/$$f"; done
+
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/tcptrace" \
+		"$(DESTDIR)$(MANDIR)/man1/tcptrace.1" "$(DESTDIR)$(MANDIR)/man1/tcptrace-"*.1 \
+		"$(DESTDIR)$(BASHCOMPDIR)/tcptrace" "$(DESTDIR)$(ZSHCOMPDIR)/_tcptrace" \
+		"$(DESTDIR)$(FISHCOMPDIR)/tcptrace.fish"
 
 clean:
 	rm -f tcptrace
