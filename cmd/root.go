@@ -90,6 +90,14 @@ func newRootCommand() *cobra.Command {
 the life of every TCP connection when it ends: handshake, SYN retries,
 retransmissions, resets, how it closed and who closed first.
 
+When the host is the cause it says so, with the kernel's evidence: a full
+accept queue, accept() at the fd limit, no free local port, a port in use,
+packets a firewall rule dropped (with the kernel's drop reason).
+
+What it costs: programs run per connection event, never per byte or packet;
+besides, one runs per connect(), bind(), listen() and accept() call of every
+process (to report those that fail), and one per dropped packet (to say why).
+
 It traces until Ctrl-C (or SIGTERM, --duration, --count), then prints the
 connections still open and a summary. Needs root, or CAP_BPF and CAP_PERFMON.`,
 		Example: `  sudo tcptrace
