@@ -389,7 +389,9 @@ func TestTopSignalsRestoreTerminal(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			dir := t.TempDir()
 			ready := filepath.Join(dir, "ready")
-			shell := fmt.Sprintf("stty -g > %s/before; %s top --netns %s --ready-file %s; echo TOP EXITED $?; stty -g > %s/after; sleep 60",
+			// env -u CI: a terminal library takes CI for no terminal (no
+			// colour); a user's terminal has none.
+			shell := fmt.Sprintf("stty -g > %s/before; env -u CI %s top --netns %s --ready-file %s; echo TOP EXITED $?; stty -g > %s/after; sleep 60",
 				dir, binary, ns.Path, ready, dir)
 			tm := newTerm(t, 120, 40, shell)
 			if !waitFor(timeout, func() bool { _, err := os.Stat(ready); return err == nil }) {
