@@ -498,6 +498,11 @@ l.close()
 	if sc.srv.BytesReceived != sent {
 		t.Errorf("the server received %d bytes, curl sent %d", sc.srv.BytesReceived, sent)
 	}
+	// The listener closes right after the reset: its record is in the
+	// summary, so wait for it.
+	c.record("listener", func(r *timeline.Connection) bool {
+		return r.Role == timeline.RoleListener && r.LPort == realPort
+	})
 	got := render(t, c, sc)
 	realGolden(t, "server_resets", got)
 	checkOutput(t, got, "RST received: connection reset by peer", "aborted: this host resets the connection")
