@@ -488,11 +488,21 @@ func (t *Tracer) RecursionMisses() uint64 {
 	return total
 }
 
+// detach closes the links all at once: the kernel waits for an RCU grace
+// period as it unregisters each classic tracepoint's perf event (about
+// 70 ms each here), and the syscall programs have eight of them; closed one
+// after another they made a stop 0.6 s longer.
 func (t *Tracer) detach() error {
-	var errs []error
-	for _, l := range t.links {
-		errs = append(errs, l.Close())
+	errs := make([]error, len(t.links))
+	var wg sync.WaitGroup
+	for i, l := range t.links {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = l.Close()
+		}()
 	}
+	wg.Wait()
 	t.links = nil
 	return errors.Join(errs...)
 }
