@@ -68,7 +68,7 @@ func checkDecode(t *testing.T, d *Decoder, sample []byte, e *timeline.Event) {
 	}
 	var r rawEvent
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), RawEventSize), sample)
-	if e.Type < timeline.EventState || e.Type > timeline.EventError || e.Type.String() != eventName(e.Type) {
+	if e.Type < timeline.EventState || e.Type > timeline.EventSyscallError || e.Type.String() != eventName(e.Type) {
 		t.Fatalf("type %d accepted", e.Type)
 	}
 	switch r.Family {
@@ -96,18 +96,24 @@ func checkDecode(t *testing.T, d *Decoder, sample []byte, e *timeline.Event) {
 	if e.Type == timeline.EventRSTSent && e.Errno != 0 {
 		t.Fatalf("errno %d on a RST event", e.Errno)
 	}
-	if e.Type != timeline.EventState && e.Type != timeline.EventError && e.Errno != 0 {
+	if e.Type != timeline.EventState && e.Type != timeline.EventError && e.Type != timeline.EventSyscallError && e.Errno != 0 {
 		t.Fatalf("stale errno %d on a %s event", e.Errno, e.Type)
 	}
 	if e.Type == timeline.EventRSTSent && r.Flags&uint8(tcptraceEventFlagsEVENT_F_REASON) == 0 && e.RSTReason != "" {
 		t.Fatalf("RST reason %q without the reason flag", e.RSTReason)
+	}
+	if e.Type != timeline.EventDrop && e.DropReason != "" {
+		t.Fatalf("drop reason %q on a %s event", e.DropReason, e.Type)
+	}
+	if e.Type == timeline.EventDrop && (e.DropReason == "" || e.OldState != 0) {
+		t.Fatalf("drop event with reason %q, old state %s", e.DropReason, e.OldState)
 	}
 	// What the writers print must be printable: names of types and states.
 	_ = e.OldState.String() + e.NewState.String() + timeline.ErrnoName(e.Errno) + e.Family()
 }
 
 func eventName(t timeline.EventType) string {
-	return [...]string{"", "state", "retransmit", "synack_retransmit", "rst_sent", "rst_received", "error"}[t]
+	return [...]string{"", "state", "retransmit", "synack_retransmit", "rst_sent", "rst_received", "error", "drop", "syscall_error"}[t]
 }
 
 // rawSample lays out one struct event as the BPF program writes it.
