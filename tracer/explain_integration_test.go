@@ -126,6 +126,12 @@ func TestOrphanedFinWait2Dropped(t *testing.T) {
 	if end.Ended != "dropped" || end.Cookie != cr.Cookie || end.For() < int64(1500*time.Millisecond) {
 		t.Errorf("end %+v after %s", end, time.Duration(end.For()))
 	}
+	// The server, kept open, holds CLOSE_WAIT all along: both tracers
+	// alert on it, the batched one once a flush scan sent its queue, which
+	// a slow kernel (TCG) may delay past the orphan's end. Wait for both.
+	c.alert("the server's CLOSE_WAIT", func(a *timeline.Alert) bool {
+		return a.Kind == timeline.AlertCloseWait && a.LPort == port
+	})
 }
 
 // connect() to a port whose SYNs are dropped, with more retries than
