@@ -167,17 +167,7 @@ func TestStalledOnAFullWindow(t *testing.T) {
 	defer ln.Close()
 	// A small receive buffer, set before connect() so the window is
 	// small from the start: the server's 2 MB cannot all fit.
-	var cli net.Conn
-	var err error
-	ns.Do(func() {
-		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 64<<10) })
-		}}
-		cli, err = d.Dial("tcp", ln.Addr().String())
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cli := dialSmallWindow(t, ns, ln.Addr().String())
 	srv := accept(t, ln)
 	sent := make(chan error, 1)
 	go func() {
@@ -316,17 +306,7 @@ func TestZeroWindowAlert(t *testing.T) {
 	c := traceWith(t, ns, tracer.Config{}, ccfg, false)
 	ln, port := listen(t, ns, "127.0.0.1:0")
 	defer ln.Close()
-	var cli net.Conn
-	var err error
-	ns.Do(func() {
-		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 64<<10) })
-		}}
-		cli, err = d.Dial("tcp", ln.Addr().String())
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cli := dialSmallWindow(t, ns, ln.Addr().String())
 	srv := accept(t, ln)
 	sent := make(chan error, 1)
 	go func() {
@@ -354,4 +334,22 @@ func TestZeroWindowAlert(t *testing.T) {
 	})
 	cli.Close()
 	srv.Close()
+}
+
+// dialSmallWindow connects with a 64 KiB receive buffer, set before
+// connect() so that the window is small from the start: a sender fills it.
+func dialSmallWindow(t *testing.T, ns *netnstest.NS, addr string) net.Conn {
+	t.Helper()
+	var cli net.Conn
+	var err error
+	ns.Do(func() {
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 64<<10) })
+		}}
+		cli, err = d.Dial("tcp", addr)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cli
 }
