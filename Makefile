@@ -59,7 +59,7 @@ FUZZTIME ?= 15s
 .PHONY: fuzz soak
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./tracer/
-	$(GO) test -run '^$$' -fuzz '^FuzzBatch$$' -fuzztime $(FUZZTIME) ./tracer/
+	$(GO) test -run '^$$' -fuzz '^FuzzQueue$$' -fuzztime $(FUZZTIME) ./tracer/
 	$(GO) test -run '^$$' -fuzz '^FuzzCorrelator$$' -fuzztime $(FUZZTIME) ./tracer/timeline/
 	$(GO) test -run '^$$' -fuzz '^FuzzFreezeExact$$' -fuzztime $(FUZZTIME) ./tracer/timeline/
 

@@ -31,7 +31,7 @@ struct sk_state {
 	 * held in a watched state, and what comes next (a SYN retry, the end)
 	 * must reach the loader before the alert it may be part of. Cleared
 	 * when the socket moves again (connect() after a failed attempt). */
-	__u8 one_by_one;
+	__u8 send_at_once;
 	__u16 pad;
 	/* Entries queued. Whoever sends them claims them by swapping n to 0
 	 * with cmpxchg after copying them: the socket's own programs (which
@@ -39,7 +39,7 @@ struct sk_state {
 	 * them, without that lock) never both send an entry, nor lose one. */
 	__u32 n;
 	struct est_figures established;
-	struct batch_entry ev[BATCH_LEN];
+	struct entry ev[QUEUE_LEN];
 };
 
 /* Filters, set before load. The verifier sees them as constants, so a filter
@@ -62,17 +62,17 @@ const volatile __u32 filter_cgroup_map = 0;
 const volatile __u64 wakeup_bytes = 0;
 /* Queue the events of full sockets in their storage and send them as one
  * batch (the default). 0 with --events, which prints each as it happens. */
-const volatile __u32 batch_events = 1;
+const volatile __u32 queue_events = 1;
 /* Only sockets of this namespace are queued (0: all): the queues of open
- * sockets are sent by flush_batches, which sees the namespaces the loader
+ * sockets are sent by flush_queues, which sees the namespaces the loader
  * scans. */
-const volatile __u32 batch_netns = 0;
+const volatile __u32 queue_netns = 0;
 
 /* Events that could not be reserved in the ring buffer (a lost batch counts
  * all of its entries). */
 __u64 lost_events = 0;
 
-/* Set by the loader before each run of flush_batches: send the queues whose
+/* Set by the loader before each run of flush_queues: send the queues whose
  * oldest entry is older than flush_before_ns (CLOCK_MONOTONIC) and whose
  * socket is in a state the loader alerts on when held; with flush_all, every
  * queue (at exit, after the programs are detached). */
@@ -81,7 +81,7 @@ __u32 flush_all = 0;
 /* Set by the loader when it stops, before it detaches: from then on a
  * socket's next event takes its queue along, so that no queue is left in a
  * socket that goes away before the last flush scan reaches it. */
-__u32 batch_stopped = 0;
+__u32 queues_stopped = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -191,65 +191,100 @@ static __always_inline void read_tuple(const struct sock_common *skc, struct tup
 	t->netns = skc->skc_net.net->ns.inum;
 }
 
-static __always_inline void read_addrs(const struct sock_common *skc, __u16 family, struct event *e)
+/* read_tuple for a socket reached through a pointer the verifier does not
+ * trust (from a file, or a probe read): each field a probe read. */
+static __always_inline void read_tuple_untrusted(const struct sock *sk, struct tuple *t)
+{
+	t->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	t->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	t->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	t->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/* The addresses of a socket (full, request or timewait: what sock_common
+ * holds). IPv4 ones fill the first 4 bytes; start_record() zeroed the rest.
+ * Probe reads: also for a socket reached through an untrusted pointer. */
+static __always_inline void read_addrs(const struct sock_common *skc, __u16 family, struct record *r)
 {
 	if (family == AF_INET6) {
-		bpf_probe_read_kernel(e->saddr, 16, &skc->skc_v6_rcv_saddr);
-		bpf_probe_read_kernel(e->daddr, 16, &skc->skc_v6_daddr);
+		bpf_probe_read_kernel(r->saddr, 16, &skc->skc_v6_rcv_saddr);
+		bpf_probe_read_kernel(r->daddr, 16, &skc->skc_v6_daddr);
 	} else {
-		bpf_probe_read_kernel(e->saddr, 4, &skc->skc_rcv_saddr);
-		bpf_probe_read_kernel(e->daddr, 4, &skc->skc_daddr);
+		bpf_probe_read_kernel(r->saddr, 4, &skc->skc_rcv_saddr);
+		bpf_probe_read_kernel(r->daddr, 4, &skc->skc_daddr);
 	}
 }
 
-static __always_inline struct event *reserve_event(void)
+/* What every record says first: whose entries they are. Everything else
+ * is zeroed, for the sender to fill what it knows (ring buffer memory is
+ * not cleared, and nothing of the kernel's may leak to the loader). */
+static __always_inline void start_record(struct record *r, __u64 cookie, const struct tuple *t,
+					 const struct owner *o, __u8 n)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-
-	if (!e)
-		__sync_fetch_and_add(&lost_events, 1);
-	return e;
+	r->cookie = cookie;
+	__builtin_memset(r->saddr, 0, sizeof(r->saddr));
+	__builtin_memset(r->daddr, 0, sizeof(r->daddr));
+	r->netns = t->netns;
+	r->uid = 0;
+	r->dport = t->dport;
+	r->family = t->family;
+	r->cgroup = 0;
+	__builtin_memset(&r->established, 0, sizeof(r->established));
+	__builtin_memset(&r->closed, 0, sizeof(r->closed));
+	r->qlen = 0;
+	r->qmax = 0;
+	r->drops = 0;
+	r->syscall = 0;
+	r->kind = RECORD_EVENTS;
+	r->n = n;
+	if (o) {
+		r->pid = o->pid;
+		__builtin_memcpy(r->comm, o->comm, COMM_LEN);
+	} else {
+		r->pid = 0;
+		__builtin_memset(r->comm, 0, COMM_LEN);
+	}
 }
 
-static __always_inline void submit_event(struct event *e)
+/* An event sent at once: a record of one entry, with room for one only. The
+ * caller adds what it knows of the socket and sends it (send_record). */
+static __always_inline struct record *record_of_one(const struct entry *ent, __u64 cookie,
+						    const struct tuple *t, const struct owner *o)
+{
+	struct record *r = bpf_ringbuf_reserve(&events, RECORD_SIZE(1), 0);
+
+	if (!r) {
+		__sync_fetch_and_add(&lost_events, 1);
+		return 0;
+	}
+	start_record(r, cookie, t, o, 1);
+	r->ev[0] = *ent;
+	return r;
+}
+
+static __always_inline void send_record(struct record *r)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
-	bpf_ringbuf_submit(e, flags);
+	bpf_ringbuf_submit(r, flags);
 }
 
-static __always_inline void fill_event(struct event *e, __u8 type, __u64 cookie,
-				       const struct tuple *t, const struct owner *o)
+/* The entry of an event now; flags says EVENT_F_OWNER when o is set, so
+ * that the loader gives it the record's owner. */
+static __always_inline struct entry entry_now(__u8 type, __u16 sport, __u16 reason, __u8 newstate,
+					      __u8 flags, const struct owner *o)
 {
-	e->ts_ns = bpf_ktime_get_ns();
-	e->cookie = cookie;
-	e->netns = t->netns;
-	e->family = t->family;
-	e->sport = t->sport;
-	e->dport = t->dport;
-	e->type = type;
-	e->oldstate = 0;
-	e->newstate = 0;
-	e->flags = 0;
-	e->reason = 0;
-	e->uid = 0;
-	e->cgroup = 0;
-	__builtin_memset(&e->fig, 0, sizeof(e->fig));
-	e->pad = 0;
-	e->syscall = 0;
-	e->qlen = 0;
-	e->qmax = 0;
-	e->drops = 0;
-	e->pad2 = 0;
-	if (o) {
-		e->pid = o->pid;
-		__builtin_memcpy(e->comm, o->comm, COMM_LEN);
-	} else {
-		e->pid = 0;
-		__builtin_memset(e->comm, 0, COMM_LEN);
-	}
+	struct entry ent = {
+		.ts_ns = bpf_ktime_get_ns(),
+		.sport = sport,
+		.reason = reason,
+		.type = type,
+		.newstate = newstate,
+		.flags = flags | (o ? EVENT_F_OWNER : 0),
+	};
+	return ent;
 }
 
 #endif /* TCPTRACE_COMMON_H */

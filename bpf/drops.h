@@ -107,26 +107,23 @@ static __always_inline int tcp_drop(const struct sk_buff *skb, __u32 reason, con
 	if ((filter_pid || filter_comm_set) && owner_filtered(o))
 		return 0;
 
-	struct event *e = reserve_event();
-	if (!e)
+	/* A drop's entry carries the segment's TCP flags in oldstate. */
+	struct entry ent = entry_now(EVENT_DROP, t.sport, reason, state, sk ? 0 : EVENT_F_NO_SOCKET, o);
+	ent.oldstate = tcpflags;
+	struct record *r = record_of_one(&ent, cookie, &t, o);
+	if (!r)
 		return 0;
-	fill_event(e, EVENT_DROP, cookie, &t, o);
 	if (outgoing) {
-		__builtin_memcpy(e->saddr, psaddr, 16);
-		__builtin_memcpy(e->daddr, pdaddr, 16);
+		__builtin_memcpy(r->saddr, psaddr, 16);
+		__builtin_memcpy(r->daddr, pdaddr, 16);
 	} else {
-		__builtin_memcpy(e->saddr, pdaddr, 16);
-		__builtin_memcpy(e->daddr, psaddr, 16);
+		__builtin_memcpy(r->saddr, pdaddr, 16);
+		__builtin_memcpy(r->daddr, psaddr, 16);
 	}
-	e->cgroup = cgroup;
-	e->reason = reason;
-	e->oldstate = tcpflags;
-	e->newstate = state;
-	if (!sk)
-		e->flags = EVENT_F_NO_SOCKET;
+	r->cgroup = cgroup;
 	if (state == TCP_LISTEN)
-		read_listener(sk, &e->qlen, &e->qmax, &e->drops);
-	submit_event(e);
+		read_listener(sk, &r->qlen, &r->qmax, &r->drops);
+	send_record(r);
 	return 0;
 }
 

@@ -24,34 +24,21 @@ static __always_inline int emit_sock_event(const struct sock *sk, __u8 type, __u
 
 	/* Timewait and request sockets have no storage: resolve_owner() falls
 	 * back to the cookie map, and to no owner. */
-	struct sk_state *st = sk_state_of(sk, cookie, batch_events);
+	struct sk_state *st = sk_state_of(sk, cookie, queue_events);
 	struct owner *o = resolve_owner(st, cookie);
 	if (owner_filtered(o))
 		return 0;
 
-	if (batch_events && st && !st->one_by_one && (!batch_netns || t.netns == batch_netns)) {
-		struct batch_entry ent = {
-			.ts_ns = bpf_ktime_get_ns(),
-			.sport = t.sport,
-			.reason = reason,
-			.type = type,
-			.newstate = state,
-			.flags = flags | (o ? EVENT_F_OWNER : 0),
-		};
-		if (queue_event(sk, st, &ent, batch_stopped))
-			return 0;
-	}
-
-	struct event *e = reserve_event();
-	if (!e)
+	struct entry ent = entry_now(type, t.sport, reason, state, flags, o);
+	if (queues(st, &t) && queue_event(sk, st, &ent, queues_stopped))
 		return 0;
-	fill_event(e, type, cookie, &t, o);
-	read_addrs(&sk->__sk_common, t.family, e);
-	e->newstate = state;
-	e->cgroup = cgroup;
-	e->flags = flags;
-	e->reason = reason;
-	submit_event(e);
+
+	struct record *r = record_of_one(&ent, cookie, &t, o);
+	if (!r)
+		return 0;
+	read_addrs(&sk->__sk_common, t.family, r);
+	r->cgroup = cgroup;
+	send_record(r);
 	return 0;
 }
 
@@ -100,18 +87,17 @@ static __always_inline int on_synack_retransmit(const struct sock *sk, const str
 	if (owner_filtered(o))
 		return 0;
 
-	struct event *e = reserve_event();
-	if (!e)
+	struct entry ent = entry_now(EVENT_SYNACK_RETRANSMIT, t.sport, 0, TCP_SYN_RECV, 0, o);
+	struct record *r = record_of_one(&ent, cookie, &t, o);
+	if (!r)
 		return 0;
-	fill_event(e, EVENT_SYNACK_RETRANSMIT, cookie, &t, o);
-	e->cgroup = cgroup;
+	r->cgroup = cgroup;
 	/* A full accept queue drops the final ACK (tcp_check_req() ->
 	 * syn_recv_sock fails) and the SYN+ACK is sent again: the listener's
 	 * queue now says whether that is why. */
-	read_listener(sk, &e->qlen, &e->qmax, &e->drops);
-	read_addrs(&req->__req_common, t.family, e);
-	e->newstate = TCP_SYN_RECV;
-	submit_event(e);
+	read_listener(sk, &r->qlen, &r->qmax, &r->drops);
+	read_addrs(&req->__req_common, t.family, r);
+	send_record(r);
 	return 0;
 }
 
@@ -143,20 +129,18 @@ static __always_inline int rst_without_socket(const struct sk_buff *skb, __u32 n
 	if (tuple_filtered(&t, 0) || owner_filtered(0) || cgroup_filtered(0, 0))
 		return 0;
 
-	struct event *e = reserve_event();
-	if (!e)
+	struct entry ent = entry_now(EVENT_RST_SENT, t.sport, reason, 0, flags | EVENT_F_NO_SOCKET, 0);
+	struct record *r = record_of_one(&ent, 0, &t, 0);
+	if (!r)
 		return 0;
-	fill_event(e, EVENT_RST_SENT, 0, &t, 0);
 	if (t.family == AF_INET6) {
-		bpf_probe_read_kernel(e->daddr, 16, head + nh + 8);
-		bpf_probe_read_kernel(e->saddr, 16, head + nh + 24);
+		bpf_probe_read_kernel(r->daddr, 16, head + nh + 8);
+		bpf_probe_read_kernel(r->saddr, 16, head + nh + 24);
 	} else {
-		bpf_probe_read_kernel(e->daddr, 4, head + nh + 12);
-		bpf_probe_read_kernel(e->saddr, 4, head + nh + 16);
+		bpf_probe_read_kernel(r->daddr, 4, head + nh + 12);
+		bpf_probe_read_kernel(r->saddr, 4, head + nh + 16);
 	}
-	e->flags = flags | EVENT_F_NO_SOCKET;
-	e->reason = reason;
-	submit_event(e);
+	send_record(r);
 	return 0;
 }
 

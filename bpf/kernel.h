@@ -272,16 +272,9 @@ struct bpf_iter__bpf_sk_storage_map {
  * the common header, the syscall number, the return value. */
 struct syscall_exit_ctx {
 	__u64 common;
-	long nr;
+	int nr;   /* __syscall_nr: 4 bytes, then padding */
+	int pad;
 	long ret;
-};
-
-/* The syscalls:sys_enter_* tracepoints' record: the header, the syscall
- * number, then its arguments, each 8 bytes. */
-struct syscall_enter_ctx {
-	__u64 common;
-	long nr;
-	unsigned long args[6];
 };
 struct request_sock {
 	struct sock_common __req_common;

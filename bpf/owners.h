@@ -18,7 +18,7 @@ static __always_inline struct sk_state *sk_state_of(const struct sock *sk, __u64
 		/* New, or the clone's copy of its listener's storage. */
 		st->inherited = st->owner.pid != 0;
 		st->cookie = cookie;
-		st->one_by_one = 0;
+		st->send_at_once = 0;
 		st->n = 0;
 	}
 	return st;
@@ -72,10 +72,7 @@ static __always_inline __u64 tcp_behind_untrusted(struct sock *sk, __u16 proto, 
 	struct sock *first = BPF_CORE_READ((struct mptcp_sock *)sk, first);
 	if (!first)
 		return 0;
-	t->family = BPF_CORE_READ(first, __sk_common.skc_family);
-	t->sport = BPF_CORE_READ(first, __sk_common.skc_num);
-	t->dport = bpf_ntohs(BPF_CORE_READ(first, __sk_common.skc_dport));
-	t->netns = BPF_CORE_READ(first, __sk_common.skc_net.net, ns.inum);
+	read_tuple_untrusted(first, t);
 	return BPF_CORE_READ(first, __sk_common.skc_cookie.counter);
 }
 
@@ -122,55 +119,6 @@ static __always_inline int note_owner(struct sock *sk)
 	struct owner cur = {};
 	owner_from_current(&cur);
 	bpf_map_update_elem(&owners, &cookie, &cur, BPF_ANY);
-	return 0;
-}
-
-/* accept() and accept4() return a socket the kernel cloned from a listener
- * in softirq context, with the listener's owner: in a prefork server (nginx:
- * the master listens, workers accept) that is the wrong process. Here, once
- * per accepted connection and in the accepting process, the real owner is
- * noted by cookie; the socket's next event takes it (resolve_owner). Classic
- * tracepoints, as no tp_btf one fires in accept(): they cannot reach the
- * socket storage, so the note goes through the cookie map. */
-static __always_inline int note_accepted(struct syscall_exit_ctx *ctx)
-{
-	long fd = ctx->ret;
-	if (fd < 0 || fd > 0xfffff)
-		return 0;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
-	struct file *file = 0;
-	if (!fds || bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
-		return 0;
-	/* accept() returned fd, so it is the new socket's file. */
-	struct socket *sock = BPF_CORE_READ(file, private_data);
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	if (!sk)
-		return 0;
-	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
-	struct tuple t = {};
-	__u64 cookie;
-	if (proto == IPPROTO_TCP) {
-		/* The cookie exists: the socket's own transitions took it. */
-		cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-		/* Each read through these pointers is a probe read: the tuple
-		 * only when a filter asks for it. */
-		if (filter_netns || filter_family || filter_nports) {
-			t.family = BPF_CORE_READ(sk, __sk_common.skc_family);
-			t.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-			t.dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-			t.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-		} else {
-			t.family = AF_INET; /* passes tuple_filtered's family check */
-		}
-	} else {
-		cookie = tcp_behind_untrusted(sk, proto, &t);
-	}
-	if (!cookie || tuple_filtered(&t, cookie))
-		return 0;
-	struct owner o = {};
-	owner_from_current(&o);
-	bpf_map_update_elem(&accepted_owners, &cookie, &o, BPF_ANY);
 	return 0;
 }
 

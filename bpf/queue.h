@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The per-socket queue: a full socket's events wait in its storage and go
- * out as one batch when it closes, when the queue fills, or when a flush
+ * The per-socket queue: a full socket's entries wait in its storage and go
+ * out as one record when it closes, when the queue fills, or when a flush
  * scan finds the socket held in a state worth an alert (or stalled on a
- * full window). Batching is only when a queue is sent.
+ * full window). The queue decides only when entries are sent: a queued
+ * entry and one sent at once reach the loader in the same record format.
  */
 #ifndef TCPTRACE_QUEUE_H
 #define TCPTRACE_QUEUE_H
@@ -14,91 +15,84 @@
 static __always_inline __u32 entry_index(__u32 i)
 {
 	asm volatile("" : "+r"(i));
-	return i & BATCH_MASK;
+	return i & QUEUE_MASK;
 }
 
+/* Whether the socket's events wait in its queue: queueing is on, the socket
+ * has storage, what it sends is not due at once, and a flush scan can reach
+ * its namespace. */
+static __always_inline bool queues(const struct sk_state *st, const struct tuple *t)
+{
+	return queue_events && st && !st->send_at_once && (!queue_netns || t->netns == queue_netns);
+}
 
-
-/* Fill what a batch says of its socket, read when it is sent: none of it
- * changes over the socket's life but the local port, which each entry
- * keeps. */
-static __always_inline void fill_batch(struct batch *b, const struct sock *sk, struct sk_state *st, __u32 n)
+/* What a full socket's record says of it: its addresses, uid, cgroup and
+ * owner as they are now (none of it changes over the socket's life but the
+ * local port, which each entry keeps). */
+static __always_inline void start_socket_record(struct record *r, const struct sock *sk, __u64 cookie,
+						const struct owner *o, __u8 n)
 {
 	struct tuple t;
 
 	read_tuple(&sk->__sk_common, &t);
-	b->magic = BATCH_MAGIC;
-	b->n = n;
-	b->cookie = st->cookie;
-	b->netns = t.netns;
-	b->family = t.family;
-	b->dport = t.dport;
-	if (t.family == AF_INET6) {
-		bpf_probe_read_kernel(b->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_probe_read_kernel(b->daddr, 16, &sk->__sk_common.skc_v6_daddr);
-	} else {
-		__builtin_memset(b->saddr, 0, 16);
-		__builtin_memset(b->daddr, 0, 16);
-		bpf_probe_read_kernel(b->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_probe_read_kernel(b->daddr, 4, &sk->__sk_common.skc_daddr);
-	}
-	b->uid = sk->sk_uid.val;
-	b->cgroup = sk_cgroup(sk);
-	struct owner *o = resolve_owner(st, st->cookie);
-	if (o) {
-		b->pid = o->pid;
-		__builtin_memcpy(b->comm, o->comm, COMM_LEN);
-	} else {
-		b->pid = 0;
-		__builtin_memset(b->comm, 0, COMM_LEN);
-	}
-	b->established = st->established;
-	__builtin_memset(&b->closed, 0, sizeof(b->closed));
-	/* A CLOSE entry is always the last one: its figures are the socket's now. */
-	if (n > 0 && n <= BATCH_LEN) {
-		struct batch_entry *last = &b->ev[entry_index(n - 1)];
+	start_record(r, cookie, &t, o, n);
+	read_addrs(&sk->__sk_common, t.family, r);
+	r->uid = sk->sk_uid.val;
+	r->cgroup = sk_cgroup(sk);
+}
+
+/* Fill a record of the queue's n entries (already in r->ev): the socket,
+ * and the figures of its ESTABLISHED entry and of its CLOSE entry, which
+ * is always the last one (its figures are the socket's now). */
+static __always_inline void fill_queue_record(struct record *r, const struct sock *sk, struct sk_state *st,
+					      __u32 n)
+{
+	start_socket_record(r, sk, st->cookie, resolve_owner(st, st->cookie), n);
+	r->established = st->established;
+	if (n > 0 && n <= QUEUE_LEN) {
+		struct entry *last = &r->ev[entry_index(n - 1)];
 		if (last->type == EVENT_STATE && last->newstate == TCP_CLOSE)
-			read_figures(sk, &b->closed);
+			read_figures(sk, &r->closed);
 	}
 }
 
 /* Queue ent for a full socket, or send the queue with it when send is set
  * (or when the queue is full); with no ent, send what is queued. Returns
- * false when it could do neither, and the caller sends the event alone. */
+ * false when it could do neither, and the caller sends the entry alone. */
 static __always_inline bool queue_event(const struct sock *sk, struct sk_state *st,
-					const struct batch_entry *ent, bool send)
+					const struct entry *ent, bool send)
 {
 	/* Each try fails only when a flush scan claimed the queue meanwhile;
 	 * the queue is then empty, and the next try appends to it. */
 	for (int try = 0; try < 3; try++) {
 		__u32 n = st->n;
-		if (n > BATCH_LEN)
+		if (n > QUEUE_LEN)
 			return false; /* cannot happen; tells the verifier n is bounded */
 		if (!ent && !n)
 			return true;
-		if (ent && n < BATCH_LEN && !send) {
+		if (ent && n < QUEUE_LEN && !send) {
 			st->ev[entry_index(n)] = *ent;
 			if (__sync_val_compare_and_swap(&st->n, n, n + 1) == n)
 				return true;
 			continue;
 		}
-		struct batch *b = bpf_ringbuf_reserve(&events, sizeof(*b), 0);
-		if (!b) {
-			/* The ring is full: the queue is lost with the event. */
+		struct record *r = bpf_ringbuf_reserve(&events, RECORD_SIZE(QUEUE_LEN), 0);
+		if (!r) {
+			/* The ring is full: the queue is lost with the entry. */
 			if (__sync_val_compare_and_swap(&st->n, n, 0) == n)
 				__sync_fetch_and_add(&lost_events, n + (ent ? 1 : 0));
 			return true;
 		}
-		__builtin_memcpy(b->ev, st->ev, sizeof(b->ev));
-		bool with_ent = ent && n < BATCH_LEN;
+		__builtin_memcpy(r->ev, st->ev, sizeof(r->ev));
+		bool with_ent = ent && n < QUEUE_LEN;
 		if (with_ent)
-			b->ev[entry_index(n)] = *ent;
+			r->ev[entry_index(n)] = *ent;
 		if (__sync_val_compare_and_swap(&st->n, n, 0) != n) {
-			bpf_ringbuf_discard(b, BPF_RB_NO_WAKEUP);
+			bpf_ringbuf_discard(r, BPF_RB_NO_WAKEUP);
 			continue;
 		}
-		fill_batch(b, sk, st, with_ent ? n + 1 : n);
-		submit_event((struct event *)b);
+		fill_queue_record(r, sk, st, with_ent ? n + 1 : n);
+		send_record(r);
 		if (with_ent || !ent)
 			return true;
 		/* It was full: ent starts the next queue, or goes with it. */
@@ -127,12 +121,12 @@ __u64 stall_after_jiffies = 0;
  * learns the tick rate where the kernel's configuration does not say. */
 __u64 scan_jiffies = 0;
 
-/* Room for one stall notice: struct batch is too big for the stack twice. */
+/* Room for one stall notice: struct record is too big for the stack twice. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct batch);
+	__type(value, struct record);
 } stall_scratch SEC(".maps");
 
 /* A connection that cannot send because the peer's receive window is full
@@ -147,35 +141,20 @@ static __always_inline void stall_notice(struct bpf_iter__tcp *ctx, struct tcp_s
 	    (__u32)bpf_jiffies64() - tp->chrono_start < stall_after_jiffies)
 		return;
 	__u32 zero = 0;
-	struct batch *b = bpf_map_lookup_elem(&stall_scratch, &zero);
-	if (!b)
+	struct record *r = bpf_map_lookup_elem(&stall_scratch, &zero);
+	if (!r)
 		return;
 	const struct sock *sk = (const struct sock *)tp;
-	struct tuple t;
-	read_tuple(&sk->__sk_common, &t);
-	__builtin_memset(b, 0, sizeof(*b));
-	b->magic = STALL_MAGIC;
-	b->ev[0].sport = t.sport; /* no entry (n is 0): the local port only */
-	b->cookie = bpf_get_socket_cookie((void *)sk);
-	b->netns = t.netns;
-	b->family = t.family;
-	b->dport = t.dport;
-	if (t.family == AF_INET6) {
-		bpf_probe_read_kernel(b->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_probe_read_kernel(b->daddr, 16, &sk->__sk_common.skc_v6_daddr);
-	} else {
-		bpf_probe_read_kernel(b->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_probe_read_kernel(b->daddr, 4, &sk->__sk_common.skc_daddr);
-	}
-	read_figures(sk, &b->closed);
+	__u64 cookie = bpf_get_socket_cookie((void *)sk);
 	/* Its events may all be queued still: the notice names the owner. */
-	b->cgroup = sk_cgroup(sk);
-	struct owner *o = resolve_owner(bpf_sk_storage_get(&sk_states, tp, 0, 0), b->cookie);
-	if (o) {
-		b->pid = o->pid;
-		__builtin_memcpy(b->comm, o->comm, COMM_LEN);
-	}
-	bpf_seq_write(ctx->meta->seq, b, sizeof(*b));
+	struct owner *o = resolve_owner(bpf_sk_storage_get(&sk_states, tp, 0, 0), cookie);
+	start_socket_record(r, sk, cookie, o, 1);
+	r->kind = RECORD_STALL;
+	/* The scan writes whole records: no stale entry of an earlier notice. */
+	__builtin_memset(r->ev, 0, sizeof(r->ev));
+	r->ev[0] = entry_now(0, sk->__sk_common.skc_num, 0, state, 0, o);
+	read_figures(sk, &r->closed);
+	bpf_seq_write(ctx->meta->seq, r, sizeof(*r));
 }
 
 static __always_inline int flush_socket(struct bpf_iter__tcp *ctx)
@@ -193,7 +172,7 @@ static __always_inline int flush_socket(struct bpf_iter__tcp *ctx)
 	if (!st)
 		return 0;
 	__u32 n = st->n;
-	if (n == 0 || n > BATCH_LEN)
+	if (n == 0 || n > QUEUE_LEN)
 		return 0;
 	if (!flush_all) {
 		/* The oldest entry is no younger than the state the socket
@@ -202,14 +181,15 @@ static __always_inline int flush_socket(struct bpf_iter__tcp *ctx)
 		if (st->ev[0].ts_ns > flush_before_ns || !watched_state(st->ev[entry_index(n - 1)].newstate))
 			return 0;
 	}
-	struct batch b;
-	__builtin_memcpy(b.ev, st->ev, sizeof(b.ev));
+	struct record r;
+	__builtin_memcpy(r.ev, st->ev, sizeof(r.ev));
 	if (__sync_val_compare_and_swap(&st->n, n, 0) != n)
 		return 0; /* the socket's own program sent it meanwhile */
 	if (!flush_all)
-		st->one_by_one = 1;
-	fill_batch(&b, (const struct sock *)tp, st, n);
-	bpf_seq_write(ctx->meta->seq, &b, sizeof(b));
+		st->send_at_once = 1;
+	fill_queue_record(&r, (const struct sock *)tp, st, n);
+	/* Whole records: the loader reads the scan's output in their size. */
+	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
 	return 0;
 }
 

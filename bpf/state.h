@@ -50,22 +50,10 @@ static __always_inline __u8 state_flags(const struct sock *sk, int newstate, boo
 
 /* Queue the transition in the socket's storage; true when done (queued or
  * sent with its queue), false when it must go out on its own. */
-static __always_inline bool queue_state(const struct sock *sk, struct sk_state *st, const struct tuple *t,
-					int oldstate, int newstate, __u8 flags)
+static __always_inline bool queue_state(const struct sock *sk, struct sk_state *st, const struct entry *ent)
 {
-	struct batch_entry ent = {
-		.ts_ns = bpf_ktime_get_ns(),
-		.sport = t->sport,
-		/* tcp_reset() and tcp_write_err() set sk_err before
-		 * tcp_done() moves the socket to CLOSE. */
-		.reason = sk->sk_err,
-		.type = EVENT_STATE,
-		.oldstate = oldstate,
-		.newstate = newstate,
-		.flags = flags,
-	};
-	bool send = newstate == TCP_CLOSE || batch_stopped;
-	if (newstate == TCP_ESTABLISHED) {
+	bool send = ent->newstate == TCP_CLOSE || queues_stopped;
+	if (ent->newstate == TCP_ESTABLISHED) {
 		struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
 		if (tp)
 			read_est_figures(tp, &st->established);
@@ -74,34 +62,34 @@ static __always_inline bool queue_state(const struct sock *sk, struct sk_state *
 		 * request's count): the loader holds those retries by
 		 * 4-tuple until it sees this socket, and would alert on
 		 * them as a handshake left half-made. Send it now. */
-		send = send || (oldstate == TCP_SYN_RECV && st->established.total_retrans);
+		send = send || (ent->oldstate == TCP_SYN_RECV && st->established.total_retrans);
 	}
-	if (!queue_event(sk, st, &ent, send))
+	if (!queue_event(sk, st, ent, send))
 		return false;
-	if (newstate == TCP_CLOSE)
-		st->one_by_one = 1; /* what trails the CLOSE follows at once */
+	if (ent->newstate == TCP_CLOSE)
+		st->send_at_once = 1; /* what trails the CLOSE follows at once */
 	return true;
 }
 
-/* Send the transition on its own. */
+/* Send the transition at once, as a record of one entry. */
 static __always_inline void send_state(const struct sock *sk, __u64 cookie, const struct tuple *t,
-				       const struct owner *o, int oldstate, int newstate, __u8 flags, __u64 cgroup)
+				       const struct owner *o, const struct entry *ent, __u64 cgroup)
 {
-	struct event *e = reserve_event();
-	if (!e)
+	struct record *r = record_of_one(ent, cookie, t, o);
+	if (!r)
 		return;
-	fill_event(e, EVENT_STATE, cookie, t, o);
-	read_addrs(&sk->__sk_common, t->family, e);
-	e->oldstate = oldstate;
-	e->newstate = newstate;
-	e->flags = flags;
-	e->reason = sk->sk_err;
-	e->uid = sk->sk_uid.val;
-	e->cgroup = cgroup ? cgroup : sk_cgroup(sk);
+	read_addrs(&sk->__sk_common, t->family, r);
+	r->uid = sk->sk_uid.val;
+	r->cgroup = cgroup ? cgroup : sk_cgroup(sk);
 	/* The figures are used at the handshake (its RTT) and at the end. */
-	if (newstate == TCP_ESTABLISHED || newstate == TCP_CLOSE)
-		read_figures(sk, &e->fig);
-	submit_event(e);
+	if (ent->newstate == TCP_ESTABLISHED) {
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+		if (tp)
+			read_est_figures(tp, &r->established);
+	} else if (ent->newstate == TCP_CLOSE) {
+		read_figures(sk, &r->closed);
+	}
+	send_record(r);
 }
 
 /* The tuple of a transition; false when it is not worth an event. */
@@ -133,7 +121,7 @@ static __always_inline int on_set_state(const struct sock *sk, const int oldstat
 		return 0;
 	/* Every event of a full socket carries its cgroup, also a connection
 	 * older than tcptrace whose first transition is not its first. Read
-	 * here for a filter; a queued event's batch reads it when sent. */
+	 * here for a filter; a queue's record reads it when sent. */
 	__u64 cgroup = cgroup_filter_on() ? sk_cgroup(sk) : 0;
 	if (cgroup_filtered(cgroup, cookie))
 		return 0;
@@ -143,9 +131,9 @@ static __always_inline int on_set_state(const struct sock *sk, const int oldstat
 	}
 
 	bool listener = (oldstate == TCP_LISTEN && newstate != TCP_SYN_RECV) || newstate == TCP_LISTEN;
-	struct sk_state *st = sk_state_of(sk, cookie, in_owner_syscall(oldstate, newstate) || batch_events);
+	struct sk_state *st = sk_state_of(sk, cookie, in_owner_syscall(oldstate, newstate) || queue_events);
 	if (st && oldstate == TCP_CLOSE)
-		st->one_by_one = 0; /* moving again: connect() after a failed attempt */
+		st->send_at_once = 0; /* moving again: connect() after a failed attempt */
 	struct owner cur = {};
 	__u8 flags = 0;
 	struct owner *o = state_owner(sk, st, cookie, &t, oldstate, newstate, &cur, &flags);
@@ -156,14 +144,17 @@ static __always_inline int on_set_state(const struct sock *sk, const int oldstat
 		return 0;
 	}
 	flags |= state_flags(sk, newstate, listener);
+	/* tcp_reset() and tcp_write_err() set sk_err before tcp_done() moves
+	 * the socket to CLOSE. */
+	struct entry ent = entry_now(EVENT_STATE, t.sport, sk->sk_err, newstate, flags, o);
+	ent.oldstate = oldstate;
 
 	/* Listeners go out at once: the loader counts a listener's SYN+ACK
 	 * retransmissions on its record and knows servers by their listening
 	 * ports, both while it listens. */
-	if (batch_events && st && !st->one_by_one && !listener && (!batch_netns || t.netns == batch_netns) &&
-	    queue_state(sk, st, &t, oldstate, newstate, flags | (o ? EVENT_F_OWNER : 0)))
+	if (!listener && queues(st, &t) && queue_state(sk, st, &ent))
 		return 0;
-	send_state(sk, cookie, &t, o, oldstate, newstate, flags, cgroup);
+	send_state(sk, cookie, &t, o, &ent, cgroup);
 	return 0;
 }
 

@@ -16,7 +16,7 @@
  *   drops.h     packets dropped, with the kernel's reason
  *
  * What each program runs per: state changes, retransmissions, RSTs and
- * errors per connection event; the syscall programs per call of
+ * errors per connection event; the syscall exits per call of
  * connect/bind/listen/accept; kfree_skb per dropped packet; the scans per
  * socket when the loader runs them; send/recv (--owner-io only) per I/O.
  *
@@ -107,7 +107,7 @@ int dump_owners(struct bpf_iter__task_file *ctx)
 }
 
 SEC("iter/tcp")
-int flush_batches(struct bpf_iter__tcp *ctx)
+int flush_queues(struct bpf_iter__tcp *ctx)
 {
 	return flush_socket(ctx);
 }
@@ -124,22 +124,10 @@ int BPF_PROG(handle_kfree_skb_norxsk, struct sk_buff *skb, void *location, int r
 	return on_kfree_skb_norxsk(skb, location, reason);
 }
 
-SEC("tracepoint/syscalls/sys_enter_connect")
-int handle_enter_connect(struct syscall_enter_ctx *ctx)
-{
-	return enter_connect(ctx);
-}
-
 SEC("tracepoint/syscalls/sys_exit_connect")
 int handle_exit_connect(struct syscall_exit_ctx *ctx)
 {
 	return exit_connect(ctx);
-}
-
-SEC("tracepoint/syscalls/sys_enter_bind")
-int handle_enter_bind(struct syscall_enter_ctx *ctx)
-{
-	return enter_bind(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_exit_bind")
@@ -148,28 +136,10 @@ int handle_exit_bind(struct syscall_exit_ctx *ctx)
 	return exit_bind(ctx);
 }
 
-SEC("tracepoint/syscalls/sys_enter_listen")
-int handle_enter_listen(struct syscall_enter_ctx *ctx)
-{
-	return enter_listen(ctx);
-}
-
 SEC("tracepoint/syscalls/sys_exit_listen")
 int handle_exit_listen(struct syscall_exit_ctx *ctx)
 {
 	return exit_listen(ctx);
-}
-
-SEC("tracepoint/syscalls/sys_enter_accept4")
-int handle_enter_accept4(struct syscall_enter_ctx *ctx)
-{
-	return enter_accept4(ctx);
-}
-
-SEC("tracepoint/syscalls/sys_enter_accept")
-int handle_enter_accept(struct syscall_enter_ctx *ctx)
-{
-	return enter_accept(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept4")
@@ -183,6 +153,7 @@ int handle_accept(struct syscall_exit_ctx *ctx)
 {
 	return exit_accept(ctx);
 }
+
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(handle_send_length, struct sock *sk)
 {

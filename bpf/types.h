@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * What the kernel side hands the loader: the event and batch records, the
+ * What the kernel side hands the loader: records of a socket's events, the
  * socket and owner records of the scans, and the enums they use. bpf2go
  * makes the Go types from these (gen.go -type), so each is defined once, here.
  */
@@ -50,7 +50,7 @@ enum event_flags {
 	EVENT_F_NO_SOCKET = 1 << 2,    /* RST sent with no socket; tuple from the packet */
 	EVENT_F_REASON = 1 << 3,       /* reason holds an enum sk_rst_reason value */
 	EVENT_F_OWNER_SEEN = 1 << 4,   /* pid/comm were taken from current, in the owner's syscall */
-	EVENT_F_OWNER = 1 << 5,        /* batch entries: the event had an owner (the batch's) */
+	EVENT_F_OWNER = 1 << 5,        /* the event had an owner: the record's */
 	/* At X -> CLOSE: no file ever held the socket and it was not orphaned:
 	 * an accepted connection still in its listener's accept queue. */
 	EVENT_F_NO_FILE = 1 << 6,
@@ -61,7 +61,7 @@ enum event_flags {
 /* What a socket's ESTABLISHED transition tells: its first RTT, the
  * SYN+ACK retries an accepted socket starts with, and both initial
  * sequence numbers (snd_una and rcv_nxt are one past them then). Kept in
- * each socket's storage until its batch goes, so kept small. */
+ * each socket's storage until its queue goes, so kept small. */
 struct est_figures {
 	__u64 bytes_acked;    /* bytes sent and acknowledged by the peer */
 	__u64 bytes_received;
@@ -72,8 +72,7 @@ struct est_figures {
 	__u32 rcv_nxt;
 };
 
-/* What a socket's end tells (and struct event carries at ESTABLISHED and
- * CLOSE): the figures above, the FIN's sequence number (write_seq is one
+/* What a socket's end tells: the figures above, the FIN's sequence number (write_seq is one
  * past it), what tcp_info would say, and the socket's own settings. */
 struct tcp_figures {
 	struct est_figures base;
@@ -100,37 +99,6 @@ struct tcp_figures {
 	__u8 pad[2];
 };
 
-struct event {
-	__u64 ts_ns;      /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
-	__u64 cookie;     /* socket cookie; 0 when there is no socket */
-	__u8 saddr[16];   /* local address (IPv4 in the first 4 bytes) */
-	__u8 daddr[16];   /* remote address */
-	__u32 netns;      /* network namespace inode */
-	__u32 pid;        /* owning process (tgid); 0 when not known */
-	__u32 uid;        /* socket owner uid (sk_uid) */
-	__u16 sport;      /* local port, host order */
-	__u16 dport;      /* remote port, host order */
-	__u16 family;     /* AF_INET or AF_INET6 */
-	__u16 reason;     /* state: sk_err; rst_sent: sk_rst_reason; error: errno */
-	__u8 type;        /* enum event_type */
-	__u8 oldstate;
-	__u8 newstate;    /* for non-state events: the socket's state at the time */
-	__u8 flags;       /* enum event_flags */
-	char comm[COMM_LEN];
-	__u64 cgroup;     /* cgroup v2 id of the socket (its creator's cgroup) */
-	/* From struct tcp_sock, at ESTABLISHED and CLOSE of full sockets. */
-	struct tcp_figures fig;
-	__u16 syscall;        /* EVENT_SYSCALL_ERROR: enum syscall_id */
-	__u16 pad;
-	/* A listener's accept queue, on events that concern one (a SYN+ACK
-	 * retry, a drop at a listener, a failed accept()): length, limit and
-	 * the listener's drop count. */
-	__u32 qlen;
-	__u32 qmax;
-	__u32 drops;
-	__u32 pad2;
-};
-
 /* One socket, as the iter/tcp program reports it. */
 struct sock_info {
 	__u64 cookie;
@@ -148,7 +116,7 @@ struct sock_info {
 	__u16 family;
 	__u8 state;     /* TIME_WAIT for timewait sockets, NEW_SYN_RECV for requests */
 	__u8 substate;  /* timewait sockets: TIME_WAIT, or FIN_WAIT2 for an orphan */
-	/* Listeners: accept queue length and limit, and drops (as struct event). */
+	/* Listeners: accept queue length and limit, and drops (as struct record). */
 	__u32 qlen;
 	__u32 qmax;
 	__u32 drops;
@@ -162,63 +130,80 @@ struct owner_info {
 	char comm[COMM_LEN];
 };
 
-/* One queued event of a socket: what differs from one event to the next.
- * The rest (addresses, owner, cgroup, uid) is the socket's and is read when
- * the batch is sent. */
-struct batch_entry {
-	__u64 ts_ns;
-	__u16 sport;      /* local port then: 0 before connect() picks it and after CLOSE releases it */
-	__u16 reason;     /* as struct event */
-	__u8 type;
-	__u8 oldstate;
-	__u8 newstate;
-	__u8 flags;
+/* One thing that happened to a socket: what differs from one event of a
+ * socket to the next. */
+struct entry {
+	__u64 ts_ns;      /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u16 sport;      /* local port then: 0 before connect() picks it */
+	/* state: sk_err; rst_sent: sk_rst_reason; error and syscall error:
+	 * errno; retransmit: enum retransmit_kind; drop: skb_drop_reason */
+	__u16 reason;
+	__u8 type;        /* enum event_type */
+	__u8 oldstate;    /* a drop's: the segment's TCP flags */
+	__u8 newstate;    /* for non-state events: the socket's state at the time */
+	__u8 flags;       /* enum event_flags */
 };
 
 /* Five transitions make an ordinary connection's end (7->2, 2->1, 1->4,
  * 4->5, 5->7 for a client; 10->3, 3->1, 1->8, 8->9, 9->7 for a server); the
  * rest holds RSTs, errors, retransmissions. Each entry costs 16 bytes of
  * every traced socket's storage. A power of two: an index masked with
- * BATCH_MASK is one every verifier (Linux 6.1's too) sees in bounds. */
-#define BATCH_LEN 8
-#define BATCH_MASK (BATCH_LEN - 1)
+ * QUEUE_MASK is one every verifier (Linux 6.1's too) sees in bounds. */
+#define QUEUE_LEN 8
+#define QUEUE_MASK (QUEUE_LEN - 1)
 
-/* The queued events of one socket, as the ring buffer (or a flush scan)
- * delivers them. established: the figures at the ESTABLISHED entry; closed:
- * at the CLOSE entry, which is always last. */
-struct batch {
-	__u64 cookie;
-	__u8 saddr[16];
-	__u8 daddr[16];
-	__u32 netns;
-	__u32 pid;
-	__u32 uid;
-	__u16 dport;
-	__u16 family;
-	char comm[COMM_LEN];
-	__u64 cgroup;
-	struct est_figures established;
-	struct tcp_figures closed;
-	__u32 n;
-	__u32 magic;      /* BATCH_MAGIC: tells a batch from a struct event */
-	struct batch_entry ev[BATCH_LEN];
+enum record_kind {
+	RECORD_EVENTS = 1, /* n entries: what happened, in order */
+	RECORD_STALL = 2,  /* a flush scan's notice of a socket held by the peer's
+			    * receive window: one entry (now, its state), the
+			    * figures in closed */
 };
 
-#define BATCH_MAGIC 0x74637062 /* "tcpb" */
-/* A flush scan's notice of a socket stalled on the peer's receive window:
- * a struct batch with no entries, its figures in closed. */
-#define STALL_MAGIC 0x74637073 /* "tcps" */
+/* All the kernel side sends: a socket's identity, then n entries. An event
+ * sent at once is a record of one entry (reserved with room for one); a
+ * socket's queue goes out as a record of its entries. The fields below
+ * ev hold for the record's entries: the owner for those flagged
+ * EVENT_F_OWNER, uid for state changes, the figures for its ESTABLISHED
+ * and CLOSE entries (CLOSE is always last), the accept queue of the
+ * listener an event concerns. */
+struct record {
+	__u64 cookie;     /* socket cookie; 0 when there is no socket */
+	__u8 saddr[16];   /* local address (IPv4 in the first 4 bytes) */
+	__u8 daddr[16];   /* remote address */
+	__u32 netns;      /* network namespace inode */
+	__u32 pid;        /* owning process (tgid); 0 when not known */
+	__u32 uid;        /* socket owner uid (sk_uid) */
+	__u16 dport;      /* remote port, host order */
+	__u16 family;     /* AF_INET or AF_INET6 */
+	char comm[COMM_LEN];
+	__u64 cgroup;     /* cgroup v2 id of the socket (its creator's cgroup) */
+	struct est_figures established;
+	struct tcp_figures closed;
+	/* A listener's accept queue, on events that concern one (a SYN+ACK
+	 * retry, a drop at a listener, a failed accept()): length, limit and
+	 * the listener's drop count. */
+	__u32 qlen;
+	__u32 qmax;
+	__u32 drops;
+	__u16 syscall;    /* an EVENT_SYSCALL_ERROR's call: enum syscall_id */
+	__u8 kind;        /* enum record_kind */
+	__u8 n;           /* entries */
+	struct entry ev[QUEUE_LEN];
+};
+
+/* The size of a record of n entries: what is reserved and sent. */
+#define RECORD_SIZE(n) (__builtin_offsetof(struct record, ev) + (n) * sizeof(struct entry))
 
 /* enum tcp_chrono: the spell running in tp->chrono_type. */
 #define TCP_CHRONO_RWND_LIMITED 2
 
-/* Make struct event and the enums reachable from BTF for bpf2go -type. */
-const struct event *unused_event __attribute__((unused));
+/* Make the records and the enums reachable from BTF for bpf2go -type. */
+const struct record *unused_record __attribute__((unused));
+const enum record_kind *unused_record_kind __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));
 const enum event_flags *unused_event_flags __attribute__((unused));
 const struct sock_info *unused_sock_info __attribute__((unused));
 const struct owner_info *unused_owner_info __attribute__((unused));
-const struct batch *unused_batch __attribute__((unused));
 const enum syscall_id *unused_syscall_id __attribute__((unused));
 
 

@@ -233,12 +233,11 @@ func heldBPFObjects(pid int) (bpfObjects, error) {
 // it has it.
 var ourProgramNames = func() map[string]bool {
 	m := map[string]bool{}
-	for _, n := range []string{"dump_owners", "dump_tcp", "flush_batches", "handle_accept", "handle_accept4", "handle_error_report", "handle_receive_reset",
+	for _, n := range []string{"dump_owners", "dump_tcp", "flush_queues", "handle_accept", "handle_accept4", "handle_error_report", "handle_receive_reset",
 		"handle_recv_length", "handle_retransmit", "handle_retransmit_synack", "handle_send_length",
 		"handle_send_reset", "handle_send_reset_noreason", "handle_set_state", "handle_retransmit_err",
-		"handle_kfree_skb", "handle_kfree_skb_norxsk", "handle_enter_accept", "handle_enter_accept4",
-		"handle_enter_connect", "handle_exit_connect", "handle_enter_bind", "handle_exit_bind",
-		"handle_enter_listen", "handle_exit_listen"} {
+		"handle_kfree_skb", "handle_kfree_skb_norxsk",
+		"handle_exit_connect", "handle_exit_bind", "handle_exit_listen"} {
 		m[n] = true
 		m[n[:min(len(n), 15)]] = true
 	}

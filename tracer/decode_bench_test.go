@@ -10,9 +10,7 @@ package tracer
 
 import (
 	"bytes"
-	"fmt"
 	"math/rand/v2"
-	"net/netip"
 	"testing"
 	"unsafe"
 
@@ -44,7 +42,7 @@ var benchHTTPFlow = []benchEventSeq{
 
 // benchStream is a pre-built stream of raw samples.
 type benchStream struct {
-	samples [][]byte // each RawEventSize bytes, as ringbuf.Record.RawSample
+	samples [][]byte // records of one entry, as ringbuf.Record.RawSample
 	pairs   int
 	gapNs   int64 // simulated time between events
 }
@@ -76,19 +74,20 @@ func benchHTTPStream(pairs, conc int, gapNs int64, v6 bool) *benchStream {
 		s := &slots[i]
 		seq := benchHTTPFlow[s.step]
 		cliPort := uint16(10000 + s.pair%55000)
-		r := tcptraceEvent{
-			TsNs:   ts,
+		// Each event sent at once: a record of one entry.
+		r := rawRecord{
+			Kind:   kindEvents,
+			N:      1,
 			Netns:  4026532177,
 			Uid:    0,
 			Family: afInet,
-			Type:   uint8(timeline.EventState),
 			// 2 cookies per pair: client 2p+1, server 2p+2.
-			Cookie:   uint64(2*s.pair + 1),
-			Oldstate: uint8(seq.from),
-			Newstate: uint8(seq.to),
-			Flags:    seq.flags,
-			Cgroup:   7418,
+			Cookie: uint64(2*s.pair + 1),
+			Cgroup: 7418,
 		}
+		ent := &r.Ev[0]
+		*ent = rawEntry{TsNs: ts, Type: uint8(timeline.EventState), Oldstate: uint8(seq.from), Newstate: uint8(seq.to),
+			Flags: seq.flags | uint8(tcptraceEventFlagsEVENT_F_OWNER)}
 		if v6 {
 			r.Family = afInet6
 			r.Saddr[15], r.Daddr[15] = 1, 1
@@ -98,21 +97,23 @@ func benchHTTPStream(pairs, conc int, gapNs int64, v6 bool) *benchStream {
 		}
 		if seq.server {
 			r.Cookie++
-			r.Sport, r.Dport = 8080, cliPort
+			ent.Sport, r.Dport = 8080, cliPort
 			r.Pid, r.Comm = 4242, srvComm
 		} else {
-			r.Sport, r.Dport = cliPort, 8080
+			ent.Sport, r.Dport = cliPort, 8080
 			if seq.from == timeline.StateClose && seq.to == timeline.StateSynSent {
-				r.Sport = 0 // connect() reports SYN_SENT before the port is chosen
+				ent.Sport = 0 // connect() reports SYN_SENT before the port is chosen
 			}
 			r.Pid, r.Comm = 777, cliComm
 		}
-		if seq.to != timeline.StateSynSent && seq.from != timeline.StateListen {
-			r.Fig.Base.BytesAcked, r.Fig.Base.BytesReceived = 78, 140
-			r.Fig.Base.SrttUs, r.Fig.Base.Jiffies = 8*25, 4294667296
+		switch seq.to {
+		case timeline.StateEstablished:
+			r.Established.SrttUs, r.Established.Jiffies = 8*25, 4294667296
+		case timeline.StateClose:
+			r.Closed.Base.BytesAcked, r.Closed.Base.BytesReceived = 78, 140
+			r.Closed.Base.SrttUs, r.Closed.Base.Jiffies = 8*25, 4294667296
 		}
-		buf := make([]byte, RawEventSize)
-		copy(buf, unsafe.Slice((*byte)(unsafe.Pointer(&r)), RawEventSize))
+		buf := bytes.Clone(recordSample(&r))
 		st.samples = append(st.samples, buf)
 		ts += uint64(gapNs)
 
@@ -133,13 +134,13 @@ func benchHTTPStream(pairs, conc int, gapNs int64, v6 bool) *benchStream {
 // the ring buffer's mmap (8-byte header + 8-byte-aligned sample).
 func (s *benchStream) contiguous() ([]byte, [][]byte) {
 	const hdr = 8
-	stride := hdr + (RawEventSize+7)&^7
+	stride := hdr + (recordHead+entrySize+7)&^7
 	buf := make([]byte, stride*len(s.samples))
 	out := make([][]byte, len(s.samples))
 	for i, smp := range s.samples {
 		off := i*stride + hdr
 		copy(buf[off:], smp)
-		out[i] = buf[off : off+RawEventSize : off+RawEventSize]
+		out[i] = buf[off : off+len(smp) : off+len(smp)]
 	}
 	return buf, out
 }
@@ -151,7 +152,8 @@ func reportRate(b *testing.B, events int) {
 }
 
 func BenchmarkDecode(b *testing.B) {
-	b.Logf("RawEventSize=%d sizeof(timeline.Event)=%d", RawEventSize, unsafe.Sizeof(timeline.Event{}))
+	b.Logf("RecordSize=%d sizeof(timeline.Event)=%d", RecordSize, unsafe.Sizeof(timeline.Event{}))
+	discard := func(*timeline.Event) {}
 	for _, tc := range []struct {
 		name string
 		v6   bool
@@ -165,7 +167,7 @@ func BenchmarkDecode(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if err := d.Decode(samples[i%len(samples)], &ev); err != nil {
+				if err := d.Decode(samples[i%len(samples)], &ev, discard); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -176,83 +178,16 @@ func BenchmarkDecode(b *testing.B) {
 	// The RST-with-reason path: a reason name the kernel's BTF lacks is
 	// formatted with fmt.Sprintf, per event.
 	b.Run("rst_unknown_reason", func(b *testing.B) {
-		r := tcptraceEvent{Cookie: 9, Family: afInet, Type: uint8(timeline.EventRSTSent),
-			Newstate: uint8(timeline.StateEstablished), Flags: uint8(tcptraceEventFlagsEVENT_F_REASON), Reason: 77}
-		sample := bytes.Clone(unsafe.Slice((*byte)(unsafe.Pointer(&r)), RawEventSize))
+		r := rawRecord{Kind: kindEvents, N: 1, Cookie: 9, Family: afInet}
+		r.Ev[0] = rawEntry{Type: uint8(timeline.EventRSTSent), Newstate: uint8(timeline.StateEstablished),
+			Flags: uint8(tcptraceEventFlagsEVENT_F_REASON), Reason: 77}
+		sample := bytes.Clone(recordSample(&r))
 		d := Decoder{RSTReasons: []string{"NOT_SPECIFIED"}}
 		var ev timeline.Event
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			_ = d.Decode(sample, &ev)
+			_ = d.Decode(sample, &ev, discard)
 		}
 		reportRate(b, b.N)
 	})
-
-	// Prototype (test code only): Decode reading the sample in place
-	// instead of copying it into a local rawEvent first.
-	b.Run("proto_nocopy_ipv4", func(b *testing.B) {
-		st := benchHTTPStream(4096, 64, 10_000, false)
-		_, samples := st.contiguous()
-		var d Decoder
-		var ev timeline.Event
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if err := benchDecodeInPlace(&d, samples[i%len(samples)], &ev); err != nil {
-				b.Fatal(err)
-			}
-		}
-		reportRate(b, b.N)
-	})
-}
-
-// benchDecodeInPlace is Decode without the copy of the sample: the ring
-// buffer hands out 8-byte-aligned samples, so the struct can be read where
-// it is.
-func benchDecodeInPlace(d *Decoder, sample []byte, e *timeline.Event) error {
-	if len(sample) < RawEventSize {
-		return fmt.Errorf("%w: %d bytes, want %d", ErrMalformed, len(sample), RawEventSize)
-	}
-	r := (*rawEvent)(unsafe.Pointer(unsafe.SliceData(sample)))
-	if r.Type < uint8(timeline.EventState) || r.Type > uint8(timeline.EventError) {
-		return fmt.Errorf("%w: unknown type %d", ErrMalformed, r.Type)
-	}
-	switch r.Family {
-	case afInet:
-		e.LAddr = netip.AddrFrom4([4]byte(r.Saddr[:4]))
-		e.RAddr = netip.AddrFrom4([4]byte(r.Daddr[:4]))
-	case afInet6:
-		e.LAddr = netip.AddrFrom16(r.Saddr)
-		e.RAddr = netip.AddrFrom16(r.Daddr)
-	default:
-		return fmt.Errorf("%w: address family %d", ErrMalformed, r.Family)
-	}
-	e.Time = int64(r.TsNs) + d.MonoToUnix
-	e.Cookie = r.Cookie
-	e.Type = timeline.EventType(r.Type)
-	e.OldState = timeline.State(r.Oldstate)
-	e.NewState = timeline.State(r.Newstate)
-	e.LPort, e.RPort = r.Sport, r.Dport
-	e.NetNS = r.Netns
-	e.PID = r.Pid
-	e.UID = r.Uid
-	e.Comm = d.comm(&r.Comm)
-	e.Cgroup = r.Cgroup
-	e.BytesAcked, e.BytesReceived = r.Fig.Base.BytesAcked, r.Fig.Base.BytesReceived
-	e.SRTT = r.Fig.Base.SrttUs >> 3
-	e.TotalRetrans = r.Fig.Base.TotalRetrans
-	e.SockDead = r.Flags&uint8(tcptraceEventFlagsEVENT_F_SOCK_DEAD) != 0
-	e.SockDone = r.Flags&uint8(tcptraceEventFlagsEVENT_F_SOCK_DONE) != 0
-	e.NoSocket = r.Flags&uint8(tcptraceEventFlagsEVENT_F_NO_SOCKET) != 0
-	e.OwnerSeen = r.Flags&uint8(tcptraceEventFlagsEVENT_F_OWNER_SEEN) != 0
-	e.Errno, e.RSTReason = 0, ""
-	switch e.Type {
-	case timeline.EventRSTSent:
-		if r.Flags&uint8(tcptraceEventFlagsEVENT_F_REASON) != 0 {
-			e.RSTReason = d.rstReason(r.Reason)
-		}
-	case timeline.EventState, timeline.EventError:
-		e.Errno = r.Reason
-	}
-	return nil
 }

@@ -1,13 +1,14 @@
 package tracer
 
-// FuzzDecode: ring buffer samples are the kernel's, but the decoder must
-// not trust their content: whatever the bytes, Decode returns an event or
+// FuzzDecode: ring buffer records are the kernel's, but the decoder must
+// not trust their content: whatever the bytes, Decode returns events or
 // ErrMalformed, never panics, and what it returns is well-formed.
 //
 //	go test -run '^$' -fuzz FuzzDecode -fuzztime 60s ./tracer/
 //
-// The seed corpus is testdata/fuzz/FuzzDecode: realistic samples (and a few
-// broken ones) written by TestDecodeFuzzSeeds with TCPTRACE_WRITE_FUZZ_SEEDS=1.
+// The seed corpus is testdata/fuzz/FuzzDecode: realistic records of one
+// entry, as events sent at once (and a few broken ones), written by
+// TestDecodeFuzzSeeds with TCPTRACE_WRITE_FUZZ_SEEDS=1.
 
 import (
 	"errors"
@@ -28,46 +29,65 @@ var fuzzRSTReasons = []string{"NOT_SPECIFIED", "NO_SOCKET", "", "TCP_RFC7323_PAW
 func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := Decoder{MonoToUnix: 1_700_000_000e9, RSTReasons: fuzzRSTReasons}
-		var e timeline.Event
-		checkDecode(t, &d, data, &e)
+		checkDecode(t, &d, data)
 		// The same sample at every offset, through one decoder: samples of
 		// every length, and the process-name cache shared across them.
-		for off := 1; off < len(data) && off <= 2*RawEventSize; off++ {
-			checkDecode(t, &d, data[off:], &e)
+		for off := 1; off < len(data) && off <= 2*recordHead; off++ {
+			checkDecode(t, &d, data[off:])
 		}
-		// Valid-length samples with the fuzzer's bytes: exactly one event,
-		// and trailing bytes (the ring buffer rounds records up to 8) ignored.
-		if len(data) >= RawEventSize {
-			sample := append([]byte(nil), data[:RawEventSize]...)
-			var e1, e2 timeline.Event
-			err1 := d.Decode(sample, &e1)
-			err2 := d.Decode(append(sample, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), &e2)
-			if (err1 == nil) != (err2 == nil) || (err1 == nil && e1 != e2) {
-				t.Fatalf("trailing bytes changed the result: %v %+v / %v %+v", err1, e1, err2, e2)
+		// Whole records with the fuzzer's bytes: trailing bytes (the ring
+		// buffer rounds records up to 8) are ignored.
+		if len(data) >= RecordSize {
+			sample := append([]byte(nil), data[:RecordSize]...)
+			ev1, err1 := decodeAll(&d, sample)
+			ev2, err2 := decodeAll(&d, append(sample, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+			if (err1 == nil) != (err2 == nil) || fmt.Sprint(ev1) != fmt.Sprint(ev2) {
+				t.Fatalf("trailing bytes changed the result: %v %+v / %v %+v", err1, ev1, err2, ev2)
 			}
 		}
 	})
 }
 
-// checkDecode decodes one sample and checks the result is well-formed.
-func checkDecode(t *testing.T, d *Decoder, sample []byte, e *timeline.Event) {
+func decodeAll(d *Decoder, sample []byte) ([]timeline.Event, error) {
+	var out []timeline.Event
+	var e timeline.Event
+	err := d.Decode(sample, &e, func(e *timeline.Event) { out = append(out, *e) })
+	return out, err
+}
+
+// checkDecode decodes one sample and checks each event is well-formed.
+func checkDecode(t *testing.T, d *Decoder, sample []byte) {
 	t.Helper()
 	// Stale values from the previous event must not survive.
-	*e = timeline.Event{Errno: 0xffff, RSTReason: "stale", Comm: "stale"}
-	err := d.Decode(sample, e)
-	if len(sample) < RawEventSize {
-		if err == nil {
-			t.Fatalf("a %d-byte sample decoded; want ErrMalformed", len(sample))
-		}
+	e := timeline.Event{Errno: 0xffff, RSTReason: "stale", Comm: "stale"}
+	var r rawRecord
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), RecordSize), sample)
+	n := 0
+	err := d.Decode(sample, &e, func(e *timeline.Event) {
+		checkEvent(t, &r, &r.Ev[n], e)
+		n++
+		*e = timeline.Event{Errno: 0xffff, RSTReason: "stale", Comm: "stale"}
+	})
+	if len(sample) < recordHead+entrySize && err == nil {
+		t.Fatalf("a %d-byte sample decoded; want ErrMalformed", len(sample))
 	}
 	if err != nil {
 		if !errors.Is(err, ErrMalformed) {
 			t.Fatalf("error %v is not ErrMalformed", err)
 		}
+		if n != 0 {
+			t.Fatalf("%d events handed on from a malformed record", n)
+		}
 		return
 	}
-	var r rawEvent
-	copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), RawEventSize), sample)
+	if n != int(r.N) || len(sample) < recordHead+n*entrySize {
+		t.Fatalf("%d events from a record of %d entries in %d bytes", n, r.N, len(sample))
+	}
+}
+
+// checkEvent checks one decoded event against its record and entry.
+func checkEvent(t *testing.T, r *rawRecord, ent *rawEntry, e *timeline.Event) {
+	t.Helper()
 	if e.Type < timeline.EventState || e.Type > timeline.EventSyscallError || e.Type.String() != eventName(e.Type) {
 		t.Fatalf("type %d accepted", e.Type)
 	}
@@ -90,6 +110,9 @@ func checkDecode(t *testing.T, d *Decoder, sample []byte, e *timeline.Event) {
 	if !strings.HasPrefix(string(raw), e.Comm) {
 		t.Fatalf("comm %q is not the sample's %q", e.Comm, raw)
 	}
+	if e.Comm != "" && ent.Flags&uint8(tcptraceEventFlagsEVENT_F_OWNER) == 0 {
+		t.Fatalf("owner %q on an entry without one", e.Comm)
+	}
 	if e.Type != timeline.EventRSTSent && e.RSTReason != "" {
 		t.Fatalf("RST reason %q on a %s event", e.RSTReason, e.Type)
 	}
@@ -99,7 +122,7 @@ func checkDecode(t *testing.T, d *Decoder, sample []byte, e *timeline.Event) {
 	if e.Type != timeline.EventState && e.Type != timeline.EventError && e.Type != timeline.EventSyscallError && e.Errno != 0 {
 		t.Fatalf("stale errno %d on a %s event", e.Errno, e.Type)
 	}
-	if e.Type == timeline.EventRSTSent && r.Flags&uint8(tcptraceEventFlagsEVENT_F_REASON) == 0 && e.RSTReason != "" {
+	if e.Type == timeline.EventRSTSent && ent.Flags&uint8(tcptraceEventFlagsEVENT_F_REASON) == 0 && e.RSTReason != "" {
 		t.Fatalf("RST reason %q without the reason flag", e.RSTReason)
 	}
 	if e.Type != timeline.EventDrop && e.DropReason != "" {
@@ -116,9 +139,10 @@ func eventName(t timeline.EventType) string {
 	return [...]string{"", "state", "retransmit", "synack_retransmit", "rst_sent", "rst_received", "error", "drop", "syscall_error"}[t]
 }
 
-// rawSample lays out one struct event as the BPF program writes it.
-func rawSample(r rawEvent) []byte {
-	return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&r)), RawEventSize)...)
+// rawSample lays out a record as the BPF programs send it: its head and
+// its entries.
+func rawSample(r rawRecord) []byte {
+	return append([]byte(nil), recordSample(&r)...)
 }
 
 func fuzzComm(s string) (c [16]int8) {
@@ -128,66 +152,84 @@ func fuzzComm(s string) (c [16]int8) {
 	return c
 }
 
+// queuedClient is a client's whole life as its queue sends it at CLOSE:
+// five state changes, the figures of ESTABLISHED and of the end.
+func queuedClient(r rawRecord) rawRecord {
+	states := []timeline.State{timeline.StateClose, timeline.StateSynSent, timeline.StateEstablished,
+		timeline.StateFinWait1, timeline.StateFinWait2, timeline.StateClose}
+	r.N = uint8(len(states) - 1)
+	for i := range r.N {
+		r.Ev[i] = rawEntry{TsNs: r.Ev[0].TsNs + uint64(i)*1000, Sport: 46062, Type: uint8(timeline.EventState),
+			Oldstate: uint8(states[i]), Newstate: uint8(states[i+1]), Flags: uint8(tcptraceEventFlagsEVENT_F_OWNER)}
+	}
+	r.Established.SrttUs, r.Established.Jiffies = 800, 4294667296
+	r.Closed.Base = r.Established
+	r.Closed.Base.BytesAcked, r.Closed.WriteSeq = 78, 1079
+	return r
+}
+
 // decodeSeeds are samples as the kernel writes them, and a few it never does.
 func decodeSeeds() map[string][]byte {
 	lo4 := [16]byte{127, 0, 0, 1}
 	lo6 := [16]byte{15: 1}
-	base := rawEvent{
-		TsNs: 12_345_678_900, Cookie: 4242, Saddr: lo4, Daddr: lo4, Netns: 4026532382,
-		Pid: 1234, Uid: 1000, Sport: 46062, Dport: 8080, Family: afInet,
-		Type: uint8(timeline.EventState), Oldstate: uint8(timeline.StateClose),
-		Newstate: uint8(timeline.StateSynSent), Flags: uint8(tcptraceEventFlagsEVENT_F_OWNER_SEEN),
-		Comm: fuzzComm("curl"), Cgroup: 1,
+	base := rawRecord{
+		Kind: kindEvents, N: 1, Cookie: 4242, Saddr: lo4, Daddr: lo4, Netns: 4026532382,
+		Pid: 1234, Uid: 1000, Dport: 8080, Family: afInet, Comm: fuzzComm("curl"), Cgroup: 1,
 	}
-	base.Fig.Base.SrttUs = 800
-	with := func(f func(*rawEvent)) []byte { r := base; f(&r); return rawSample(r) }
+	base.Ev[0] = rawEntry{TsNs: 12_345_678_900, Sport: 46062, Type: uint8(timeline.EventState),
+		Oldstate: uint8(timeline.StateClose), Newstate: uint8(timeline.StateSynSent),
+		Flags: uint8(tcptraceEventFlagsEVENT_F_OWNER_SEEN | tcptraceEventFlagsEVENT_F_OWNER)}
+	with := func(f func(*rawRecord, *rawEntry)) []byte { r := base; f(&r, &r.Ev[0]); return rawSample(r) }
 	seeds := map[string][]byte{
 		"state_syn_sent_ipv4": rawSample(base),
-		"state_timewait_ipv6": with(func(r *rawEvent) {
+		"state_timewait_ipv6": with(func(r *rawRecord, ent *rawEntry) {
 			r.Family, r.Saddr, r.Daddr = afInet6, lo6, lo6
-			r.Type, r.Oldstate, r.Newstate = uint8(timeline.EventState), uint8(timeline.StateFinWait2), uint8(timeline.StateClose)
-			r.Flags = uint8(tcptraceEventFlagsEVENT_F_SOCK_DEAD | tcptraceEventFlagsEVENT_F_SOCK_DONE)
-			r.Fig.Base.BytesAcked, r.Fig.Base.BytesReceived, r.Fig.Base.TotalRetrans = 1<<20, 4096, 3
-			r.Fig.Base.Jiffies = 4294667296
+			ent.Type, ent.Oldstate, ent.Newstate = uint8(timeline.EventState), uint8(timeline.StateFinWait2), uint8(timeline.StateClose)
+			ent.Flags = uint8(tcptraceEventFlagsEVENT_F_SOCK_DEAD | tcptraceEventFlagsEVENT_F_SOCK_DONE)
+			r.Closed.Base.BytesAcked, r.Closed.Base.BytesReceived, r.Closed.Base.TotalRetrans = 1<<20, 4096, 3
+			r.Closed.Base.Jiffies = 4294667296
 		}),
-		"state_close_refused": with(func(r *rawEvent) {
-			r.Oldstate, r.Newstate, r.Reason = uint8(timeline.StateSynSent), uint8(timeline.StateClose), uint16(syscall.ECONNREFUSED)
+		"state_close_refused": with(func(r *rawRecord, ent *rawEntry) {
+			ent.Oldstate, ent.Newstate, ent.Reason = uint8(timeline.StateSynSent), uint8(timeline.StateClose), uint16(syscall.ECONNREFUSED)
 		}),
-		"retransmit_syn": with(func(r *rawEvent) {
-			r.Type, r.Oldstate, r.Newstate = uint8(timeline.EventRetransmit), 0, uint8(timeline.StateSynSent)
+		"retransmit_syn": with(func(r *rawRecord, ent *rawEntry) {
+			ent.Type, ent.Oldstate, ent.Newstate = uint8(timeline.EventRetransmit), 0, uint8(timeline.StateSynSent)
 		}),
-		"synack_retransmit": with(func(r *rawEvent) {
-			r.Type, r.Newstate, r.Sport, r.Dport = uint8(timeline.EventSynAckRetransmit), uint8(timeline.StateSynRecv), 8080, 46062
+		"synack_retransmit": with(func(r *rawRecord, ent *rawEntry) {
+			ent.Type, ent.Newstate, ent.Sport, r.Dport = uint8(timeline.EventSynAckRetransmit), uint8(timeline.StateSynRecv), 8080, 46062
 		}),
-		"rst_sent_reason": with(func(r *rawEvent) {
-			r.Type, r.Newstate = uint8(timeline.EventRSTSent), uint8(timeline.StateClose)
-			r.Flags |= uint8(tcptraceEventFlagsEVENT_F_REASON)
-			r.Reason = 3
+		"rst_sent_reason": with(func(r *rawRecord, ent *rawEntry) {
+			ent.Type, ent.Newstate = uint8(timeline.EventRSTSent), uint8(timeline.StateClose)
+			ent.Flags |= uint8(tcptraceEventFlagsEVENT_F_REASON)
+			ent.Reason = 3
 		}),
-		"rst_sent_reason_unknown": with(func(r *rawEvent) {
-			r.Type, r.Flags, r.Reason = uint8(timeline.EventRSTSent), uint8(tcptraceEventFlagsEVENT_F_REASON), 0xffff
+		"rst_sent_reason_unknown": with(func(r *rawRecord, ent *rawEntry) {
+			ent.Type, ent.Flags, ent.Reason = uint8(timeline.EventRSTSent), uint8(tcptraceEventFlagsEVENT_F_REASON), 0xffff
 		}),
-		"rst_sent_no_socket": with(func(r *rawEvent) {
-			r.Type, r.Cookie, r.Pid, r.Comm = uint8(timeline.EventRSTSent), 0, 0, [16]int8{}
-			r.Flags = uint8(tcptraceEventFlagsEVENT_F_NO_SOCKET | tcptraceEventFlagsEVENT_F_REASON)
-			r.Reason = 1
+		"rst_sent_no_socket": with(func(r *rawRecord, ent *rawEntry) {
+			ent.Type, r.Cookie, r.Pid, r.Comm = uint8(timeline.EventRSTSent), 0, 0, [16]int8{}
+			ent.Flags = uint8(tcptraceEventFlagsEVENT_F_NO_SOCKET | tcptraceEventFlagsEVENT_F_REASON)
+			ent.Reason = 1
 		}),
-		"rst_received": with(func(r *rawEvent) {
-			r.Type, r.Newstate = uint8(timeline.EventRSTReceived), uint8(timeline.StateEstablished)
+		"rst_received": with(func(r *rawRecord, ent *rawEntry) {
+			ent.Type, ent.Newstate = uint8(timeline.EventRSTReceived), uint8(timeline.StateEstablished)
 		}),
-		"error_econnreset": with(func(r *rawEvent) {
-			r.Type, r.Newstate, r.Reason = uint8(timeline.EventError), uint8(timeline.StateClose), uint16(syscall.ECONNRESET)
+		"error_econnreset": with(func(r *rawRecord, ent *rawEntry) {
+			ent.Type, ent.Newstate, ent.Reason = uint8(timeline.EventError), uint8(timeline.StateClose), uint16(syscall.ECONNRESET)
 		}),
-		"comm_16_bytes_no_nul": with(func(r *rawEvent) {
+		"comm_16_bytes_no_nul": with(func(r *rawRecord, ent *rawEntry) {
 			for i := range r.Comm {
 				r.Comm[i] = 'x'
 			}
 		}),
-		"comm_hostile": with(func(r *rawEvent) { r.Comm = fuzzComm("\x1b]0;pwn\x07\xff\xfe\x1b[2J") }),
-		"bad_type":     with(func(r *rawEvent) { r.Type = 9 }),
-		"bad_family":   with(func(r *rawEvent) { r.Family = 1 }),
-		"bad_state":    with(func(r *rawEvent) { r.Oldstate, r.Newstate = 200, 255 }),
-		"short":        rawSample(base)[:RawEventSize-1],
+		"comm_hostile": with(func(r *rawRecord, ent *rawEntry) { r.Comm = fuzzComm("\x1b]0;pwn\x07\xff\xfe\x1b[2J") }),
+		"bad_type":     with(func(r *rawRecord, ent *rawEntry) { ent.Type = 9 }),
+		"bad_family":   with(func(r *rawRecord, ent *rawEntry) { r.Family = 1 }),
+		"bad_state":    with(func(r *rawRecord, ent *rawEntry) { ent.Oldstate, ent.Newstate = 200, 255 }),
+		"bad_kind":     with(func(r *rawRecord, ent *rawEntry) { r.Kind = kindStall }),
+		"bad_count":    with(func(r *rawRecord, ent *rawEntry) { r.N = 0 }),
+		"queue_client": rawSample(queuedClient(base)),
+		"short":        rawSample(base)[:recordHead+entrySize-1],
 		"empty":        {},
 	}
 	return seeds
@@ -206,7 +248,7 @@ func TestDecodeFuzzSeeds(t *testing.T) {
 	for name, b := range decodeSeeds() {
 		d := Decoder{RSTReasons: fuzzRSTReasons}
 		var e timeline.Event
-		err := d.Decode(b, &e)
+		err := d.Decode(b, &e, func(*timeline.Event) {})
 		wantErr := strings.HasPrefix(name, "bad_") && name != "bad_state" || name == "short" || name == "empty"
 		if (err != nil) != wantErr {
 			t.Errorf("%s: error %v, want error %v", name, err, wantErr)

@@ -16,8 +16,8 @@ import (
 )
 
 // The figures a socket's ESTABLISHED and CLOSE transitions carry (struct
-// est_figures and tcp_figures in bpf/), the same from a batch or from an
-// event sent on its own: one decoding for both.
+// est_figures and tcp_figures in bpf/types.h, in the record of those
+// entries).
 
 func (d *Decoder) setEstFigures(e *timeline.Event, f *tcptraceEstFigures) {
 	e.BytesAcked, e.BytesReceived = f.BytesAcked, f.BytesReceived
@@ -28,17 +28,12 @@ func (d *Decoder) setEstFigures(e *timeline.Event, f *tcptraceEstFigures) {
 	d.clock.sample(e.Time, f.Jiffies)
 }
 
-// setFigures decodes the full figures; end: they were read at CLOSE.
-// Events sent on their own carry the full figures at ESTABLISHED too;
-// only ESTABLISHED's are taken then, as from a batch.
-func (d *Decoder) setFigures(e *timeline.Event, f *tcptraceTcpFigures, end bool) {
+// setFigures decodes the figures of a socket's end, read at CLOSE.
+func (d *Decoder) setFigures(e *timeline.Event, f *tcptraceTcpFigures) {
 	d.setEstFigures(e, &f.Base)
-	if !end {
-		return
-	}
 	e.SockSynRetries, e.UserTimeout = f.SynRetries, f.UserTimeout
 	in := &e.Info
-	in.End = end
+	in.End = true
 	in.WriteSeq = f.WriteSeq
 	in.Cwnd, in.Ssthresh, in.MinRTT = f.Cwnd, f.Ssthresh, f.MinRttUs
 	in.Delivered, in.Lost, in.Reordering = f.Delivered, f.Lost, f.Reordering
@@ -51,11 +46,10 @@ func (d *Decoder) setFigures(e *timeline.Event, f *tcptraceTcpFigures, end bool)
 	in.StalledFor = d.clock.ns(f.StalledFor)
 }
 
-// stallMagic marks a flush scan's notice of a stalled socket (STALL_MAGIC).
-const stallMagic = 0x74637073
-
 // decodeStall turns a stall notice into an EventStall.
-func (d *Decoder) decodeStall(r *rawBatch, e *timeline.Event, now int64) bool {
+// The notice is a record of kind RECORD_STALL: one entry (its local port),
+// the figures read now.
+func (d *Decoder) decodeStall(r *rawRecord, e *timeline.Event, now int64) bool {
 	laddr, raddr, ok := addrs(r.Family, &r.Saddr, &r.Daddr)
 	if !ok {
 		return false
@@ -63,7 +57,7 @@ func (d *Decoder) decodeStall(r *rawBatch, e *timeline.Event, now int64) bool {
 	*e = timeline.Event{Time: now, Cookie: r.Cookie, Type: timeline.EventStall, NewState: timeline.StateEstablished,
 		LAddr: laddr, RAddr: raddr, LPort: r.Ev[0].Sport, RPort: r.Dport, NetNS: r.Netns,
 		PID: r.Pid, Comm: d.comm(&r.Comm), Cgroup: r.Cgroup}
-	d.setFigures(e, &r.Closed, true)
+	d.setFigures(e, &r.Closed)
 	e.Info.End = false // the socket lives on: not its end's figures
 	return e.Info.StalledFor > 0
 }

@@ -51,35 +51,30 @@ var programs = []program{
 	{name: tcptraceProgHandleRecvLength, tracepoint: "sock_recv_length", lacking: "--owner-io: owners learned at every recv() (Linux >= 6.3)", ownerIO: true},
 }
 
-// acceptPrograms are classic tracepoints on the exit of accept() and
-// accept4(): once per accepted connection, in the accepting process, the
-// owner a prefork server's worker is. No tp_btf tracepoint fires there.
-// The others note each connect(), bind(), listen() and accept() at entry
-// and report the calls that fail (bpf/syscalls.h): a cost per call.
+// acceptPrograms are classic tracepoints on the exits of accept(),
+// accept4(), connect(), bind() and listen(), as no tp_btf tracepoint fires
+// there: once per accepted connection, in the accepting process, the owner
+// a prefork server's worker is; and the calls that fail, with the
+// arguments they were entered with (bpf/syscalls.h). A cost per call.
 var acceptPrograms = []program{
 	{name: tcptraceProgHandleAccept4, tracepoint: "sys_exit_accept4",
-		lacking: "owners of accepted sockets taken at accept(): they are taken at close() instead (a prefork server's RST-closed connections keep the listener's owner)"},
+		lacking: "owners of accepted sockets taken at accept(): they are taken at close() instead (a prefork server's RST-closed connections keep the listener's owner); " + syscallsLacking},
 	{name: tcptraceProgHandleAccept, tracepoint: "sys_exit_accept",
 		lacking: "owners of sockets taken by accept() (not accept4()): they are taken at close() instead"},
-	{name: tcptraceProgHandleEnterAccept4, tracepoint: "sys_enter_accept4", lacking: syscallsLacking},
-	{name: tcptraceProgHandleEnterAccept, tracepoint: "sys_enter_accept", lacking: syscallsLacking},
-	{name: tcptraceProgHandleEnterConnect, tracepoint: "sys_enter_connect", lacking: syscallsLacking},
 	{name: tcptraceProgHandleExitConnect, tracepoint: "sys_exit_connect", lacking: syscallsLacking},
-	{name: tcptraceProgHandleEnterBind, tracepoint: "sys_enter_bind", lacking: syscallsLacking},
 	{name: tcptraceProgHandleExitBind, tracepoint: "sys_exit_bind", lacking: syscallsLacking},
-	{name: tcptraceProgHandleEnterListen, tracepoint: "sys_enter_listen", lacking: syscallsLacking},
 	{name: tcptraceProgHandleExitListen, tracepoint: "sys_exit_listen", lacking: syscallsLacking},
 }
 
 // What goes missing without the kfree_skb and syscall programs.
 const (
 	dropsLacking    = "packet drops with the kernel's reason (skb:kfree_skb with a reason, Linux >= 5.17)"
-	syscallsLacking = "the errors of connect(), bind(), listen() and accept() (EADDRNOTAVAIL, EADDRINUSE, EMFILE...)"
+	syscallsLacking = "the errors of connect(), bind(), listen() and accept() (EADDRNOTAVAIL, EADDRINUSE, EMFILE...; Linux >= " + KernelSyscallArgs + ")"
 )
 
 // flushProgram sends the event queues of sockets held in a state that is
 // alerted on, and every queue at exit. Without it, events are not queued.
-var flushProgram = program{name: tcptraceProgFlushBatches, tracepoint: "iter/tcp (queue flush)",
+var flushProgram = program{name: tcptraceProgFlushQueues, tracepoint: "iter/tcp (queue flush)",
 	lacking: "events queued per socket: each event is sent on its own (about five ring-buffer records more per connection)"}
 
 // iterPrograms are the socket scans. Tracing goes on without them.

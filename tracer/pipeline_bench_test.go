@@ -47,19 +47,21 @@ func BenchmarkPipeline(b *testing.B) {
 				// times, by rewriting the two fields in the sample.
 				j, pass, total := 0, uint64(0), 0
 				span := uint64(len(samples)) * uint64(tc.gapNs)
+				add := func(e *timeline.Event) {
+					e.Cookie += pass * 2 * pairs
+					e.Time += int64(pass * span)
+					corr.Add(e)
+					if total++; total&4095 == 0 {
+						corr.Advance(e.Time)
+						if out != nil {
+							out.Flush()
+						}
+					}
+				}
 				step := func(n int) {
 					for i := 0; i < n; i++ {
-						if err := d.Decode(samples[j], &ev); err != nil {
+						if err := d.Decode(samples[j], &ev, add); err != nil {
 							b.Fatal(err)
-						}
-						ev.Cookie += pass * 2 * pairs
-						ev.Time += int64(pass * span)
-						corr.Add(&ev)
-						if total++; total&4095 == 0 {
-							corr.Advance(ev.Time)
-							if out != nil {
-								out.Flush()
-							}
 						}
 						if j++; j == len(samples) {
 							j = 0

@@ -28,7 +28,7 @@ type StallHandler interface {
 // attachFlush prepares the flush scan (an iter/tcp program). Without it
 // the kernel side was loaded with batching off (see load).
 func (t *Tracer) attachFlush() error {
-	p := t.coll.Programs[tcptraceProgFlushBatches]
+	p := t.coll.Programs[tcptraceProgFlushQueues]
 	if p == nil {
 		return nil
 	}
@@ -43,7 +43,7 @@ func (t *Tracer) attachFlush() error {
 // Batched reports whether the kernel queues events per socket.
 func (t *Tracer) Batched() bool {
 	var on uint32
-	if v := t.coll.Variables["batch_events"]; v != nil {
+	if v := t.coll.Variables["queue_events"]; v != nil {
 		_ = v.Get(&on)
 	}
 	return on != 0 && t.flushIter != nil
@@ -112,7 +112,7 @@ func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int
 	// batches are handed on here, not on that thread.
 	var batches [][]byte
 	flushHere := func() error {
-		return iterate(t.flushIter, RawBatchSize, func(b []byte) { batches = append(batches, bytes.Clone(b)) })
+		return iterate(t.flushIter, RecordSize, func(b []byte) { batches = append(batches, bytes.Clone(b)) })
 	}
 	var err error
 	if t.nets == nil {
@@ -133,13 +133,13 @@ func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int
 		t.decoder.clock.sample(now, jiffies)
 	}
 	for _, b := range batches {
-		if r := (*rawBatch)(unsafe.Pointer(&b[0])); r.Magic == stallMagic {
+		if r := (*rawRecord)(unsafe.Pointer(&b[0])); r.Kind == kindStall {
 			if sh, ok := h.(StallHandler); ok && t.decoder.decodeStall(r, ev, now) {
 				sh.Stalled(ev)
 			}
 			continue
 		}
-		if t.decoder.DecodeBatch(b, ev, h.Event) != nil {
+		if t.decoder.Decode(b, ev, h.Event) != nil {
 			t.decodeErr++
 		}
 	}

@@ -28,6 +28,9 @@ const (
 	// KernelAllTracepoints has every tracepoint tcptrace attaches to, the
 	// optional inet_sk_error_report included.
 	KernelAllTracepoints = "5.15"
+	// KernelSyscallArgs: bpf_task_pt_regs(), with which a syscall's exit
+	// reads the arguments of a call that failed.
+	KernelSyscallArgs = "5.15"
 )
 
 // The BPF ring buffer's size (--ring-size, Config.RingBytes): a power of

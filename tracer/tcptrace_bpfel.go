@@ -13,26 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type tcptraceBatch struct {
-	_           structs.HostLayout
-	Cookie      uint64
-	Saddr       [16]uint8
-	Daddr       [16]uint8
-	Netns       uint32
-	Pid         uint32
-	Uid         uint32
-	Dport       uint16
-	Family      uint16
-	Comm        [16]int8
-	Cgroup      uint64
-	Established tcptraceEstFigures
-	Closed      tcptraceTcpFigures
-	N           uint32
-	Magic       uint32
-	Ev          [8]tcptraceBatchEntry
-}
-
-type tcptraceBatchEntry struct {
+type tcptraceEntry struct {
 	_        structs.HostLayout
 	TsNs     uint64
 	Sport    uint16
@@ -52,35 +33,6 @@ type tcptraceEstFigures struct {
 	TotalRetrans  uint32
 	SndUna        uint32
 	RcvNxt        uint32
-}
-
-type tcptraceEvent struct {
-	_        structs.HostLayout
-	TsNs     uint64
-	Cookie   uint64
-	Saddr    [16]uint8
-	Daddr    [16]uint8
-	Netns    uint32
-	Pid      uint32
-	Uid      uint32
-	Sport    uint16
-	Dport    uint16
-	Family   uint16
-	Reason   uint16
-	Type     uint8
-	Oldstate uint8
-	Newstate uint8
-	Flags    uint8
-	Comm     [16]int8
-	Cgroup   uint64
-	Fig      tcptraceTcpFigures
-	Syscall  uint16
-	Pad      uint16
-	Qlen     uint32
-	Qmax     uint32
-	Drops    uint32
-	Pad2     uint32
-	_        [4]byte
 }
 
 type tcptraceEventFlags uint32
@@ -128,13 +80,35 @@ type tcptraceOwnerInfo struct {
 	_      [4]byte
 }
 
-type tcptracePendingCall struct {
-	_       structs.HostLayout
-	Fd      uint32
-	Syscall uint16
-	Addrlen uint16
-	Addr    [28]uint8
+type tcptraceRecord struct {
+	_           structs.HostLayout
+	Cookie      uint64
+	Saddr       [16]uint8
+	Daddr       [16]uint8
+	Netns       uint32
+	Pid         uint32
+	Uid         uint32
+	Dport       uint16
+	Family      uint16
+	Comm        [16]int8
+	Cgroup      uint64
+	Established tcptraceEstFigures
+	Closed      tcptraceTcpFigures
+	Qlen        uint32
+	Qmax        uint32
+	Drops       uint32
+	Syscall     uint16
+	Kind        uint8
+	N           uint8
+	Ev          [8]tcptraceEntry
 }
+
+type tcptraceRecordKind uint32
+
+const (
+	tcptraceRecordKindRECORD_EVENTS tcptraceRecordKind = 1
+	tcptraceRecordKindRECORD_STALL  tcptraceRecordKind = 2
+)
 
 type tcptraceRetransmitKind uint32
 
@@ -150,12 +124,12 @@ type tcptraceSkState struct {
 	Cookie      uint64
 	Owner       tcptraceOwner
 	Inherited   uint8
-	OneByOne    uint8
+	SendAtOnce  uint8
 	Pad         uint16
 	N           uint32
 	_           [4]byte
 	Established tcptraceEstFigures
-	Ev          [8]tcptraceBatchEntry
+	Ev          [8]tcptraceEntry
 }
 
 type tcptraceSockInfo struct {
@@ -223,20 +197,14 @@ const (
 	tcptraceMapEvents                   = "events"
 	tcptraceMapListeners                = "listeners"
 	tcptraceMapOwners                   = "owners"
-	tcptraceMapPendingCalls             = "pending_calls"
 	tcptraceMapPortMatched              = "port_matched"
 	tcptraceMapSkStates                 = "sk_states"
 	tcptraceMapStallScratch             = "stall_scratch"
 	tcptraceProgDumpOwners              = "dump_owners"
 	tcptraceProgDumpTcp                 = "dump_tcp"
-	tcptraceProgFlushBatches            = "flush_batches"
+	tcptraceProgFlushQueues             = "flush_queues"
 	tcptraceProgHandleAccept            = "handle_accept"
 	tcptraceProgHandleAccept4           = "handle_accept4"
-	tcptraceProgHandleEnterAccept       = "handle_enter_accept"
-	tcptraceProgHandleEnterAccept4      = "handle_enter_accept4"
-	tcptraceProgHandleEnterBind         = "handle_enter_bind"
-	tcptraceProgHandleEnterConnect      = "handle_enter_connect"
-	tcptraceProgHandleEnterListen       = "handle_enter_listen"
 	tcptraceProgHandleErrorReport       = "handle_error_report"
 	tcptraceProgHandleExitBind          = "handle_exit_bind"
 	tcptraceProgHandleExitConnect       = "handle_exit_connect"
@@ -252,9 +220,6 @@ const (
 	tcptraceProgHandleSendReset         = "handle_send_reset"
 	tcptraceProgHandleSendResetNoreason = "handle_send_reset_noreason"
 	tcptraceProgHandleSetState          = "handle_set_state"
-	tcptraceVarBatchEvents              = "batch_events"
-	tcptraceVarBatchNetns               = "batch_netns"
-	tcptraceVarBatchStopped             = "batch_stopped"
 	tcptraceVarDropIgnoredA             = "drop_ignored_a"
 	tcptraceVarDropIgnoredB             = "drop_ignored_b"
 	tcptraceVarDropReasonConsumed       = "drop_reason_consumed"
@@ -270,14 +235,17 @@ const (
 	tcptraceVarFlushAll                 = "flush_all"
 	tcptraceVarFlushBeforeNs            = "flush_before_ns"
 	tcptraceVarLostEvents               = "lost_events"
+	tcptraceVarQueueEvents              = "queue_events"
+	tcptraceVarQueueNetns               = "queue_netns"
+	tcptraceVarQueuesStopped            = "queues_stopped"
 	tcptraceVarRetransmitFailed         = "retransmit_failed"
 	tcptraceVarScanJiffies              = "scan_jiffies"
 	tcptraceVarStallAfterJiffies        = "stall_after_jiffies"
-	tcptraceVarUnusedBatch              = "unused_batch"
-	tcptraceVarUnusedEvent              = "unused_event"
 	tcptraceVarUnusedEventFlags         = "unused_event_flags"
 	tcptraceVarUnusedEventType          = "unused_event_type"
 	tcptraceVarUnusedOwnerInfo          = "unused_owner_info"
+	tcptraceVarUnusedRecord             = "unused_record"
+	tcptraceVarUnusedRecordKind         = "unused_record_kind"
 	tcptraceVarUnusedRetransmitKind     = "unused_retransmit_kind"
 	tcptraceVarUnusedSockInfo           = "unused_sock_info"
 	tcptraceVarUnusedSyscallId          = "unused_syscall_id"
@@ -328,14 +296,9 @@ type tcptraceSpecs struct {
 type tcptraceProgramSpecs struct {
 	DumpOwners              *ebpf.ProgramSpec `ebpf:"dump_owners"`
 	DumpTcp                 *ebpf.ProgramSpec `ebpf:"dump_tcp"`
-	FlushBatches            *ebpf.ProgramSpec `ebpf:"flush_batches"`
+	FlushQueues             *ebpf.ProgramSpec `ebpf:"flush_queues"`
 	HandleAccept            *ebpf.ProgramSpec `ebpf:"handle_accept"`
 	HandleAccept4           *ebpf.ProgramSpec `ebpf:"handle_accept4"`
-	HandleEnterAccept       *ebpf.ProgramSpec `ebpf:"handle_enter_accept"`
-	HandleEnterAccept4      *ebpf.ProgramSpec `ebpf:"handle_enter_accept4"`
-	HandleEnterBind         *ebpf.ProgramSpec `ebpf:"handle_enter_bind"`
-	HandleEnterConnect      *ebpf.ProgramSpec `ebpf:"handle_enter_connect"`
-	HandleEnterListen       *ebpf.ProgramSpec `ebpf:"handle_enter_listen"`
 	HandleErrorReport       *ebpf.ProgramSpec `ebpf:"handle_error_report"`
 	HandleExitBind          *ebpf.ProgramSpec `ebpf:"handle_exit_bind"`
 	HandleExitConnect       *ebpf.ProgramSpec `ebpf:"handle_exit_connect"`
@@ -363,7 +326,6 @@ type tcptraceMapSpecs struct {
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
 	Owners         *ebpf.MapSpec `ebpf:"owners"`
-	PendingCalls   *ebpf.MapSpec `ebpf:"pending_calls"`
 	PortMatched    *ebpf.MapSpec `ebpf:"port_matched"`
 	SkStates       *ebpf.MapSpec `ebpf:"sk_states"`
 	StallScratch   *ebpf.MapSpec `ebpf:"stall_scratch"`
@@ -373,9 +335,6 @@ type tcptraceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcptraceVariableSpecs struct {
-	BatchEvents          *ebpf.VariableSpec `ebpf:"batch_events"`
-	BatchNetns           *ebpf.VariableSpec `ebpf:"batch_netns"`
-	BatchStopped         *ebpf.VariableSpec `ebpf:"batch_stopped"`
 	DropIgnoredA         *ebpf.VariableSpec `ebpf:"drop_ignored_a"`
 	DropIgnoredB         *ebpf.VariableSpec `ebpf:"drop_ignored_b"`
 	DropReasonConsumed   *ebpf.VariableSpec `ebpf:"drop_reason_consumed"`
@@ -391,14 +350,17 @@ type tcptraceVariableSpecs struct {
 	FlushAll             *ebpf.VariableSpec `ebpf:"flush_all"`
 	FlushBeforeNs        *ebpf.VariableSpec `ebpf:"flush_before_ns"`
 	LostEvents           *ebpf.VariableSpec `ebpf:"lost_events"`
+	QueueEvents          *ebpf.VariableSpec `ebpf:"queue_events"`
+	QueueNetns           *ebpf.VariableSpec `ebpf:"queue_netns"`
+	QueuesStopped        *ebpf.VariableSpec `ebpf:"queues_stopped"`
 	RetransmitFailed     *ebpf.VariableSpec `ebpf:"retransmit_failed"`
 	ScanJiffies          *ebpf.VariableSpec `ebpf:"scan_jiffies"`
 	StallAfterJiffies    *ebpf.VariableSpec `ebpf:"stall_after_jiffies"`
-	UnusedBatch          *ebpf.VariableSpec `ebpf:"unused_batch"`
-	UnusedEvent          *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventFlags     *ebpf.VariableSpec `ebpf:"unused_event_flags"`
 	UnusedEventType      *ebpf.VariableSpec `ebpf:"unused_event_type"`
 	UnusedOwnerInfo      *ebpf.VariableSpec `ebpf:"unused_owner_info"`
+	UnusedRecord         *ebpf.VariableSpec `ebpf:"unused_record"`
+	UnusedRecordKind     *ebpf.VariableSpec `ebpf:"unused_record_kind"`
 	UnusedRetransmitKind *ebpf.VariableSpec `ebpf:"unused_retransmit_kind"`
 	UnusedSockInfo       *ebpf.VariableSpec `ebpf:"unused_sock_info"`
 	UnusedSyscallId      *ebpf.VariableSpec `ebpf:"unused_syscall_id"`
@@ -431,7 +393,6 @@ type tcptraceMaps struct {
 	Events         *ebpf.Map `ebpf:"events"`
 	Listeners      *ebpf.Map `ebpf:"listeners"`
 	Owners         *ebpf.Map `ebpf:"owners"`
-	PendingCalls   *ebpf.Map `ebpf:"pending_calls"`
 	PortMatched    *ebpf.Map `ebpf:"port_matched"`
 	SkStates       *ebpf.Map `ebpf:"sk_states"`
 	StallScratch   *ebpf.Map `ebpf:"stall_scratch"`
@@ -445,7 +406,6 @@ func (m *tcptraceMaps) Close() error {
 		m.Events,
 		m.Listeners,
 		m.Owners,
-		m.PendingCalls,
 		m.PortMatched,
 		m.SkStates,
 		m.StallScratch,
@@ -456,9 +416,6 @@ func (m *tcptraceMaps) Close() error {
 //
 // It can be passed to loadTcptraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcptraceVariables struct {
-	BatchEvents          *ebpf.Variable `ebpf:"batch_events"`
-	BatchNetns           *ebpf.Variable `ebpf:"batch_netns"`
-	BatchStopped         *ebpf.Variable `ebpf:"batch_stopped"`
 	DropIgnoredA         *ebpf.Variable `ebpf:"drop_ignored_a"`
 	DropIgnoredB         *ebpf.Variable `ebpf:"drop_ignored_b"`
 	DropReasonConsumed   *ebpf.Variable `ebpf:"drop_reason_consumed"`
@@ -474,14 +431,17 @@ type tcptraceVariables struct {
 	FlushAll             *ebpf.Variable `ebpf:"flush_all"`
 	FlushBeforeNs        *ebpf.Variable `ebpf:"flush_before_ns"`
 	LostEvents           *ebpf.Variable `ebpf:"lost_events"`
+	QueueEvents          *ebpf.Variable `ebpf:"queue_events"`
+	QueueNetns           *ebpf.Variable `ebpf:"queue_netns"`
+	QueuesStopped        *ebpf.Variable `ebpf:"queues_stopped"`
 	RetransmitFailed     *ebpf.Variable `ebpf:"retransmit_failed"`
 	ScanJiffies          *ebpf.Variable `ebpf:"scan_jiffies"`
 	StallAfterJiffies    *ebpf.Variable `ebpf:"stall_after_jiffies"`
-	UnusedBatch          *ebpf.Variable `ebpf:"unused_batch"`
-	UnusedEvent          *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventFlags     *ebpf.Variable `ebpf:"unused_event_flags"`
 	UnusedEventType      *ebpf.Variable `ebpf:"unused_event_type"`
 	UnusedOwnerInfo      *ebpf.Variable `ebpf:"unused_owner_info"`
+	UnusedRecord         *ebpf.Variable `ebpf:"unused_record"`
+	UnusedRecordKind     *ebpf.Variable `ebpf:"unused_record_kind"`
 	UnusedRetransmitKind *ebpf.Variable `ebpf:"unused_retransmit_kind"`
 	UnusedSockInfo       *ebpf.Variable `ebpf:"unused_sock_info"`
 	UnusedSyscallId      *ebpf.Variable `ebpf:"unused_syscall_id"`
@@ -494,14 +454,9 @@ type tcptraceVariables struct {
 type tcptracePrograms struct {
 	DumpOwners              *ebpf.Program `ebpf:"dump_owners"`
 	DumpTcp                 *ebpf.Program `ebpf:"dump_tcp"`
-	FlushBatches            *ebpf.Program `ebpf:"flush_batches"`
+	FlushQueues             *ebpf.Program `ebpf:"flush_queues"`
 	HandleAccept            *ebpf.Program `ebpf:"handle_accept"`
 	HandleAccept4           *ebpf.Program `ebpf:"handle_accept4"`
-	HandleEnterAccept       *ebpf.Program `ebpf:"handle_enter_accept"`
-	HandleEnterAccept4      *ebpf.Program `ebpf:"handle_enter_accept4"`
-	HandleEnterBind         *ebpf.Program `ebpf:"handle_enter_bind"`
-	HandleEnterConnect      *ebpf.Program `ebpf:"handle_enter_connect"`
-	HandleEnterListen       *ebpf.Program `ebpf:"handle_enter_listen"`
 	HandleErrorReport       *ebpf.Program `ebpf:"handle_error_report"`
 	HandleExitBind          *ebpf.Program `ebpf:"handle_exit_bind"`
 	HandleExitConnect       *ebpf.Program `ebpf:"handle_exit_connect"`
@@ -523,14 +478,9 @@ func (p *tcptracePrograms) Close() error {
 	return _TcptraceClose(
 		p.DumpOwners,
 		p.DumpTcp,
-		p.FlushBatches,
+		p.FlushQueues,
 		p.HandleAccept,
 		p.HandleAccept4,
-		p.HandleEnterAccept,
-		p.HandleEnterAccept4,
-		p.HandleEnterBind,
-		p.HandleEnterConnect,
-		p.HandleEnterListen,
 		p.HandleErrorReport,
 		p.HandleExitBind,
 		p.HandleExitConnect,

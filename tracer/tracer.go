@@ -145,9 +145,9 @@ func New(cfg Config) (*Tracer, error) {
 	// The queues of open sockets are sent by scans of the namespaces they
 	// see: every namespace, when tcptrace may enter them; else sockets of
 	// the others send each event on their own.
-	if err := spec.Variables["batch_netns"].Set(t.batchNetNS()); err != nil {
+	if err := spec.Variables["queue_netns"].Set(t.batchNetNS()); err != nil {
 		t.Close()
-		return nil, fmt.Errorf("setting batch_netns: %w", err)
+		return nil, fmt.Errorf("setting queue_netns: %w", err)
 	}
 	if err := t.load(spec); err != nil {
 		t.Close()
@@ -244,10 +244,10 @@ func (t *Tracer) load(spec *ebpf.CollectionSpec) error {
 		if !ok {
 			return fmt.Errorf("the kernel's verifier rejected a tcptrace program (a bug, or a kernel tcptrace does not support): %w", err)
 		}
-		if p.name == tcptraceProgFlushBatches {
+		if p.name == tcptraceProgFlushQueues {
 			// Queued events would never leave a socket that stays open.
-			if err := spec.Variables["batch_events"].Set(uint32(0)); err != nil {
-				return fmt.Errorf("setting batch_events: %w", err)
+			if err := spec.Variables["queue_events"].Set(uint32(0)); err != nil {
+				return fmt.Errorf("setting queue_events: %w", err)
 			}
 		}
 		// Verifiers tighten from one kernel to the next (this machine's
@@ -326,7 +326,7 @@ func setFilters(spec *ebpf.CollectionSpec, cfg *Config) error {
 		"filter_comm":     comm,
 		"filter_cgroup":   cfg.Cgroup,
 		"wakeup_bytes":    uint64(cfg.WakeupBytes),
-		"batch_events":    batch,
+		"queue_events":    batch,
 	}
 	set["filter_cgroup_map"] = cgroupSetFlag(cfg)
 	for name, value := range set {
@@ -382,20 +382,12 @@ func (t *Tracer) Run(ctx context.Context, h Handler) error {
 	}
 }
 
-// handle decodes one sample, an event or a socket's batch, for h.
+// handle decodes one record for h.
 func (t *Tracer) handle(h Handler, sample []byte, ev *timeline.Event) {
 	t.records++
-	if IsBatch(sample) {
-		if t.decoder.DecodeBatch(sample, ev, h.Event) != nil {
-			t.decodeErr++
-		}
-		return
-	}
-	if t.decoder.Decode(sample, ev) != nil {
+	if t.decoder.Decode(sample, ev, h.Event) != nil {
 		t.decodeErr++
-		return
 	}
-	h.Event(ev)
 }
 
 // drain sends what the kernel still holds, detaches the programs so no new
@@ -409,7 +401,7 @@ func (t *Tracer) handle(h Handler, sample []byte, ev *timeline.Event) {
 func (t *Tracer) drain(h Handler, rec *ringbuf.Record, ev *timeline.Event) error {
 	var err error
 	if t.flushIter != nil {
-		if err = t.coll.Variables["batch_stopped"].Set(uint32(1)); err == nil {
+		if err = t.coll.Variables["queues_stopped"].Set(uint32(1)); err == nil {
 			t.readAvailable(h, rec, ev)
 			err = t.flushQueues(h, ev, true, 0)
 		}

@@ -1,14 +1,15 @@
 package tracer
 
-// FuzzBatch: a socket's events reach the loader either one by one (struct
-// event, with --events) or queued in the socket's storage and sent as
-// batches (struct batch, the default). For any sequence of one socket's
-// events, as the kernel side would send it either way, the two paths must
-// give the correlator the same events, and so the same record. And
-// whatever the bytes, DecodeBatch returns events or ErrMalformed, never
-// panics.
+// FuzzQueue: a socket's events reach the loader in records (struct record),
+// either each at once as a record of one entry (with --events, and for
+// what the kernel does not queue) or queued in the socket's storage and
+// sent as one record of several (the default). For any sequence of one
+// socket's events, as the kernel side would send it under either flush
+// policy, the loader must give the correlator the same events, and so the
+// same connection record. And whatever the bytes, Decode returns events or
+// ErrMalformed, never panics.
 //
-//	go test -run '^$' -fuzz FuzzBatch -fuzztime 60s ./tracer/
+//	go test -run '^$' -fuzz FuzzQueue -fuzztime 60s ./tracer/
 
 import (
 	"errors"
@@ -28,7 +29,7 @@ import (
 //	[2] bit 0-1: local port choice (0 before connect() picks one)
 //	[3] reason (sk_err, errno or RST reason)
 //	[4:6] time delta, µs
-const batchEntrySize = 6
+const fuzzEntrySize = 6
 
 var fuzzLocalPorts = [4]uint16{0, 40000, 40001, 0}
 
@@ -57,7 +58,7 @@ const (
 	fzDead, fzDone, fzOwnerSeen, fzOwner, fzReason           = 8, 16, 32, 64, 128
 )
 
-func FuzzBatch(f *testing.F) {
+func FuzzQueue(f *testing.F) {
 	// A client that connects, retries its SYN, closes first.
 	f.Add(byte(4), []byte{
 		fzState | fzOwner | fzOwnerSeen, 0x27, 0, 0, 0, 0, // CLOSE -> SYN_SENT, port 0
@@ -78,46 +79,50 @@ func FuzzBatch(f *testing.F) {
 	})
 	f.Fuzz(func(t *testing.T, sock byte, data []byte) {
 		d := Decoder{MonoToUnix: 1_700_000_000e9, RSTReasons: fuzzRSTReasons}
-		checkDecodeBatchAnyBytes(t, &d, data)
+		checkDecodeAnyBytes(t, &d, data)
 
 		s := fuzzSocketFrom(sock)
 		entries := fuzzEntries(data)
 		if len(entries) == 0 {
 			return
 		}
-		oneByOne := oneByOneEvents(t, &d, &s, entries)
-		batched := batchedEvents(t, &d, &s, entries)
-		if len(oneByOne) != len(batched) {
-			t.Fatalf("%d events one by one, %d batched", len(oneByOne), len(batched))
+		atOnce := atOnceEvents(t, &d, &s, entries)
+		queued := queuedEvents(t, &d, &s, entries)
+		if len(atOnce) != len(queued) {
+			t.Fatalf("%d events sent at once, %d queued", len(atOnce), len(queued))
 		}
-		for i := range oneByOne {
-			if a, b := oneByOne[i], batched[i]; a != b {
-				t.Fatalf("event %d differs:\none by one %+v\nbatched    %+v", i, a, b)
+		for i := range atOnce {
+			if a, b := atOnce[i], queued[i]; a != b {
+				t.Fatalf("event %d differs:\nat once %+v\nqueued  %+v", i, a, b)
 			}
 		}
-		a, b := correlate(oneByOne), correlate(batched)
+		a, b := correlate(atOnce), correlate(queued)
 		if a != b {
-			t.Fatalf("records differ:\none by one %s\nbatched    %s", a, b)
+			t.Fatalf("records differ:\nat once %s\nqueued  %s", a, b)
 		}
 	})
 }
 
-// checkDecodeBatchAnyBytes: bytes that are not a batch are refused.
-func checkDecodeBatchAnyBytes(t *testing.T, d *Decoder, data []byte) {
+// checkDecodeAnyBytes: bytes that are not a record are refused, and so is
+// a record cut short of its entries.
+func checkDecodeAnyBytes(t *testing.T, d *Decoder, data []byte) {
 	t.Helper()
 	var e timeline.Event
-	sample := make([]byte, RawBatchSize)
+	sample := make([]byte, RecordSize)
 	copy(sample, data)
 	n := 0
-	err := d.DecodeBatch(sample, &e, func(*timeline.Event) { n++ })
+	err := d.Decode(sample, &e, func(*timeline.Event) { n++ })
 	if err != nil && !errors.Is(err, ErrMalformed) {
 		t.Fatalf("error %v is not ErrMalformed", err)
 	}
-	if err == nil && (n == 0 || n > maxBatch) {
-		t.Fatalf("a batch decoded into %d events", n)
+	if err != nil {
+		return
 	}
-	if d.DecodeBatch(sample[:len(sample)-1], &e, func(*timeline.Event) {}) == nil {
-		t.Fatal("a short batch decoded")
+	if n == 0 || n > maxEntries {
+		t.Fatalf("a record decoded into %d events", n)
+	}
+	if d.Decode(sample[:recordHead+n*entrySize-1], &e, func(*timeline.Event) {}) == nil {
+		t.Fatal("a record cut short of its entries decoded")
 	}
 }
 
@@ -143,12 +148,12 @@ func fuzzSocketFrom(b byte) fuzzSocket {
 	return s
 }
 
-func fuzzEntries(data []byte) []tcptraceBatchEntry {
-	var out []tcptraceBatchEntry
+func fuzzEntries(data []byte) []rawEntry {
+	var out []rawEntry
 	ts := uint64(1e9)
-	for len(data) >= batchEntrySize && len(out) < 64 {
-		b := data[:batchEntrySize]
-		data = data[batchEntrySize:]
+	for len(data) >= fuzzEntrySize && len(out) < 64 {
+		b := data[:fuzzEntrySize]
+		data = data[fuzzEntrySize:]
 		typ := 1 + b[0]&7%6
 		if typ == uint8(timeline.EventSynAckRetransmit) {
 			typ = uint8(timeline.EventRetransmit)
@@ -161,7 +166,7 @@ func fuzzEntries(data []byte) []tcptraceBatchEntry {
 			}
 		}
 		ts += (uint64(b[4]) | uint64(b[5])<<8) * 1000
-		ent := tcptraceBatchEntry{TsNs: ts, Sport: fuzzLocalPorts[b[2]&3], Reason: uint16(b[3]),
+		ent := rawEntry{TsNs: ts, Sport: fuzzLocalPorts[b[2]&3], Reason: uint16(b[3]),
 			Type: typ, Newstate: b[1] >> 4, Flags: flags}
 		if typ == uint8(timeline.EventState) {
 			ent.Oldstate = b[1] & 15 // the other programs leave it 0
@@ -171,67 +176,66 @@ func fuzzEntries(data []byte) []tcptraceBatchEntry {
 	return out
 }
 
-// oneByOneEvents: each entry as struct event, as handle_set_state and
-// emit_sock_event fill it.
-func oneByOneEvents(t *testing.T, d *Decoder, s *fuzzSocket, entries []tcptraceBatchEntry) []timeline.Event {
+// socketRecord fills what the kernel reads from the socket for a record of
+// these entries (start_socket_record, fill_queue_record): the figures of
+// an ESTABLISHED entry, and of a CLOSE entry (always the last).
+func socketRecord(s *fuzzSocket, entries []rawEntry) rawRecord {
+	r := rawRecord{Kind: kindEvents, N: uint8(len(entries)), Cookie: s.cookie, Saddr: s.saddr, Daddr: s.daddr,
+		Netns: s.netns, Family: s.family, Dport: s.dport, Pid: s.pid, Comm: s.comm, Uid: s.uid, Cgroup: s.cgroup}
+	copy(r.Ev[:], entries)
+	for _, ent := range entries {
+		if ent.Type == uint8(timeline.EventState) && ent.Newstate == uint8(timeline.StateEstablished) {
+			r.Established = s.established
+		}
+	}
+	if last := entries[len(entries)-1]; last.Type == uint8(timeline.EventState) && last.Newstate == uint8(timeline.StateClose) {
+		r.Closed = s.closed
+	}
+	return r
+}
+
+// recordSample is a record as the ring buffer hands it: its head and its
+// n entries (a record of one is reserved with room for one only).
+func recordSample(r *rawRecord) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(r)), recordHead+int(r.N)*entrySize)
+}
+
+// atOnceEvents: each entry sent at once, as a record of one entry (as
+// send_state and emit_sock_event send it), then decoded.
+func atOnceEvents(t *testing.T, d *Decoder, s *fuzzSocket, entries []rawEntry) []timeline.Event {
 	t.Helper()
 	var out []timeline.Event
-	for _, ent := range entries {
-		r := rawEvent{TsNs: ent.TsNs, Cookie: s.cookie, Saddr: s.saddr, Daddr: s.daddr, Netns: s.netns,
-			Sport: ent.Sport, Dport: s.dport, Family: s.family, Reason: ent.Reason, Type: ent.Type,
-			Newstate: ent.Newstate, Cgroup: s.cgroup,
-			Flags: ent.Flags &^ uint8(tcptraceEventFlagsEVENT_F_OWNER)}
-		if ent.Flags&uint8(tcptraceEventFlagsEVENT_F_OWNER) != 0 {
-			r.Pid, r.Comm = s.pid, s.comm
-		}
-		if ent.Type == uint8(timeline.EventState) {
-			r.Oldstate = ent.Oldstate
-			r.Uid = s.uid
-			switch ent.Newstate {
-			case uint8(timeline.StateEstablished):
-				r.Fig.Base = s.established
-			case uint8(timeline.StateClose):
-				r.Fig = s.closed
-			}
-		}
+	for i := range entries {
+		r := socketRecord(s, entries[i:i+1])
 		var e timeline.Event
-		if err := d.Decode(rawSample(r), &e); err != nil {
-			t.Fatalf("one by one: %v", err)
+		if err := d.Decode(recordSample(&r), &e, func(e *timeline.Event) { out = append(out, *e) }); err != nil {
+			t.Fatalf("at once: %v", err)
 		}
-		out = append(out, e)
 	}
 	return out
 }
 
-// batchedEvents: the entries queued as queue_event does (a full queue is
+// queuedEvents: the entries queued as queue_event does (a full queue is
 // sent and the next entry starts a new one; a CLOSE entry is sent with its
-// queue), each batch filled as fill_batch does, then decoded.
-func batchedEvents(t *testing.T, d *Decoder, s *fuzzSocket, entries []tcptraceBatchEntry) []timeline.Event {
+// queue), each queue sent as one record, then decoded.
+func queuedEvents(t *testing.T, d *Decoder, s *fuzzSocket, entries []rawEntry) []timeline.Event {
 	t.Helper()
 	var out []timeline.Event
-	var queue []tcptraceBatchEntry
+	var queue []rawEntry
 	send := func() {
 		if len(queue) == 0 {
 			return
 		}
-		var b rawBatch
-		b.Magic, b.N = batchMagic, uint32(len(queue))
-		copy(b.Ev[:], queue)
-		b.Cookie, b.Saddr, b.Daddr, b.Netns, b.Family, b.Dport = s.cookie, s.saddr, s.daddr, s.netns, s.family, s.dport
-		b.Pid, b.Comm, b.Uid, b.Cgroup = s.pid, s.comm, s.uid, s.cgroup
-		b.Established = s.established
-		if last := queue[len(queue)-1]; last.Type == uint8(timeline.EventState) && last.Newstate == uint8(timeline.StateClose) {
-			b.Closed = s.closed
-		}
-		sample := unsafe.Slice((*byte)(unsafe.Pointer(&b)), RawBatchSize)
+		r := socketRecord(s, queue)
 		var e timeline.Event
-		if err := d.DecodeBatch(sample, &e, func(e *timeline.Event) { out = append(out, *e) }); err != nil {
-			t.Fatalf("batched: %v", err)
+		if err := d.Decode(unsafe.Slice((*byte)(unsafe.Pointer(&r)), RecordSize), &e,
+			func(e *timeline.Event) { out = append(out, *e) }); err != nil {
+			t.Fatalf("queued: %v", err)
 		}
 		queue = queue[:0]
 	}
 	for _, ent := range entries {
-		if len(queue) == maxBatch {
+		if len(queue) == maxEntries {
 			send()
 		}
 		queue = append(queue, ent)
