@@ -30,12 +30,15 @@ func appendHostFields(b []byte, c *timeline.Connection) []byte {
 		b = appendStringField(b, "syscall", c.Syscall.String())
 		b = appendStringField(b, "syscall_errno", timeline.ErrnoName(c.SyscallErrno))
 	}
-	if u := c.PortUse; u.Range > 0 || u.Known {
+	if u := c.PortUse; u.Range > 0 || u.Known || u.NotRescanned {
 		b = append(b, `,"local_ports":{"range":`...)
 		b = strconv.AppendInt(b, int64(u.Range), 10)
 		if u.Known {
 			b = appendUintField(b, "in_use", uint64(u.InUse))
 			b = appendUintField(b, "time_wait", uint64(u.TimeWait))
+		}
+		if u.NotRescanned {
+			b = appendBoolField(b, "not_rescanned", true)
 		}
 		b = append(b, '}')
 	} else {
@@ -170,6 +173,9 @@ func appendHostAlertFields(b []byte, a *timeline.Alert) []byte {
 			b = appendUintField(b, "time_wait", uint64(a.Holders.TimeWait))
 			b = appendUintField(b, "other", uint64(a.Holders.Other))
 			b = append(b, '}')
+		}
+		if a.Kind == timeline.AlertPortInUse && a.Holders.NotRescanned {
+			b = appendBoolField(b, "not_rescanned", true)
 		}
 	}
 	return b

@@ -105,6 +105,9 @@ type PortHolders struct {
 	// for 60 s, TCP_TIMEWAIT_LEN); Other: connections in any other state.
 	TimeWait int
 	Other    int
+	// NotRescanned: not looked for (Known false) as the namespace's scans
+	// were rate-limited (calls.go).
+	NotRescanned bool
 }
 
 // Holder is a listener holding a port.

@@ -3,15 +3,53 @@
 // it (EADDRNOTAVAIL: no free local port, with the numbers behind it); the
 // others are alerts, at most one per process, call, errno and port every
 // callAlertEvery, with the count since the last.
+//
+// The numbers come from a walk of the namespace's TCP sockets, made per
+// failure: the alert deduplication cannot spare it, as it keys on who
+// holds the port (a new holder alerts again), and each failed connect()
+// has a record of its own. An application failing in a tight loop would
+// make tcptrace walk the tables thousands of times a second, so the walks
+// are rate-limited per namespace (scanFor). A failure past the limit says
+// that its sockets were not looked at: it never reuses an earlier walk's
+// numbers, which may name a holder gone since (a listener whose port has
+// passed to TIME_WAIT), and a wrong cause is worse than none.
 
 package timeline
 
-import "syscall"
+import (
+	"syscall"
+	"time"
+)
 
 const (
 	callAlertEvery = 10e9
 	maxCallAlerts  = 1024
 )
+
+// A namespace's walks: a burst of scanBurst, then one per scanShare times
+// the last walk's cost (as the other socket scans, tracer/listeners.go: 2%
+// of a CPU however fast the application fails), and at least scanMinEvery
+// apart however cheap a walk seems. Counting the cost adapts to the host:
+// a walk every 100 ms where one takes 2 ms, every 500 ms where one takes
+// 10 ms. The burst explains a namespace's first failures all, as each
+// wants its own numbers: Go's net.Dial alone makes three connect() calls
+// for one EADDRNOTAVAIL (spuriousENOTAVAIL), so a fixed interval of 1 s
+// would leave the second uncounted. It is counted in walks, not in time,
+// as a walk's cost varies with the machine (2 to 7 ms in the integration
+// tests' namespaces here).
+const (
+	scanShare      = 50
+	scanBurst      = 16
+	scanMinEvery   = 25e6
+	maxScanBudgets = 1024 // namespaces
+)
+
+// scanBudget is how many walks of a namespace's sockets may run now.
+type scanBudget struct {
+	at    int64 // last topped up, event time
+	left  int   // walks
+	every int64 // ns of event time per walk added to left
+}
 
 type callKey struct {
 	netns uint32
@@ -51,7 +89,7 @@ func (c *Correlator) syscallFailed(e *Event) {
 			n.portUse = c.portUse(e)
 		}
 	case errno == syscall.EADDRINUSE && (e.Syscall == SyscallBind || e.Syscall == SyscallListen):
-		h := c.portHolders(e.NetNS, e.LPort)
+		h := c.portHolders(e.NetNS, e.LPort, e.Time)
 		c.callAlert(e, &h)
 	default:
 		c.callAlert(e, nil)
@@ -67,6 +105,8 @@ func (c *Correlator) callAlert(e *Event, holders *PortHolders) {
 			k.cause = 1
 		case holders.TimeWait > 0:
 			k.cause = 2
+		case holders.NotRescanned:
+			k.cause = 4 // names no holder: its own alerts and count
 		default:
 			k.cause = 3
 		}
@@ -105,7 +145,7 @@ func (c *Correlator) portUse(e *Event) PortUse {
 	if c.cfg.ScanNetNS == nil {
 		return u
 	}
-	err := c.cfg.ScanNetNS(e.NetNS, func(s *Socket) {
+	u.Known, u.NotRescanned = c.scanFor(e.NetNS, e.Time, func(s *Socket) {
 		if s.RAddr != e.RAddr || s.RPort != e.RPort || s.State == StateListen || s.State == StateNewSynRecv {
 			return
 		}
@@ -114,18 +154,17 @@ func (c *Correlator) portUse(e *Event) PortUse {
 			u.TimeWait++
 		}
 	})
-	u.Known = err == nil
 	return u
 }
 
 // portHolders finds who holds a local port: listeners (with their owner
 // when known), TIME_WAIT sockets, other connections.
-func (c *Correlator) portHolders(netns uint32, port uint16) PortHolders {
+func (c *Correlator) portHolders(netns uint32, port uint16, now int64) PortHolders {
 	var h PortHolders
 	if c.cfg.ScanNetNS == nil {
 		return h
 	}
-	err := c.cfg.ScanNetNS(netns, func(s *Socket) {
+	h.Known, h.NotRescanned = c.scanFor(netns, now, func(s *Socket) {
 		if s.LPort != port {
 			return
 		}
@@ -145,6 +184,59 @@ func (c *Correlator) portHolders(netns uint32, port uint16) PortHolders {
 			h.Other++
 		}
 	})
-	h.Known = err == nil
 	return h
+}
+
+// scanFor walks netns's sockets for a failure at now, if its budget
+// allows: known when the walk ran and succeeded, limited when it did not
+// run for the budget.
+func (c *Correlator) scanFor(netns uint32, now int64, fn func(*Socket)) (known, limited bool) {
+	b := c.scanBudget(netns, now)
+	if b.left <= 0 {
+		return false, true
+	}
+	start := time.Now()
+	err := c.cfg.ScanNetNS(netns, fn)
+	b.left--
+	b.every = max(scanShare*int64(time.Since(start)), scanMinEvery)
+	return err == nil, false
+}
+
+// scanBudget tops up netns's budget for the time since it was last topped
+// up. A namespace not seen starts full.
+func (c *Correlator) scanBudget(netns uint32, now int64) *scanBudget {
+	b := c.scanBudgets[netns]
+	if b == nil {
+		if c.scanBudgets == nil {
+			c.scanBudgets = make(map[uint32]*scanBudget)
+		}
+		c.evictScanBudgets(now)
+		b = &scanBudget{at: now, left: scanBurst, every: scanMinEvery}
+		c.scanBudgets[netns] = b
+	}
+	if n := (now - b.at) / b.every; n > 0 {
+		b.left = int(min(scanBurst, int64(b.left)+n))
+		b.at += n * b.every
+	}
+	return b
+}
+
+// evictScanBudgets makes room when maxScanBudgets are kept: the full ones
+// go (as good as absent), else one; clearing all would hand every
+// namespace a new burst.
+func (c *Correlator) evictScanBudgets(now int64) {
+	if len(c.scanBudgets) < maxScanBudgets {
+		return
+	}
+	for ns, b := range c.scanBudgets {
+		if int64(b.left)+(now-b.at)/b.every >= scanBurst {
+			delete(c.scanBudgets, ns)
+		}
+	}
+	for ns := range c.scanBudgets {
+		if len(c.scanBudgets) < maxScanBudgets {
+			return
+		}
+		delete(c.scanBudgets, ns)
+	}
 }

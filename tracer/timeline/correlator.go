@@ -80,6 +80,7 @@ type Correlator struct {
 	flowNotes        map[flowKey]*note
 	listeners        map[portKey]*listenerState
 	callAlerts       map[callKey]*callAlertState
+	scanBudgets      map[uint32]*scanBudget // by namespace (calls.go)
 	wantListenerLook bool
 	lastHostPrune    int64
 	clock            int64 // the latest time Advance was given

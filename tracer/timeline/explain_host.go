@@ -71,11 +71,18 @@ func appendDrops(b []byte, c *Connection) []byte {
 // appendNoLocalPort explains a connect() that found no free local port.
 func appendNoLocalPort(b []byte, c *Connection) []byte {
 	b = append(b, "connect() found no free local port (EADDRNOTAVAIL)"...)
-	if u := c.PortUse; u.Range > 0 || u.Known {
+	if u := c.PortUse; u.Range > 0 || u.Known || u.NotRescanned {
 		b = append(b, ": "...)
 		if u.Range > 0 {
 			b = append(b, "ip_local_port_range has "...)
 			b = appendCount(b, u.Range, "port", "ports")
+		}
+		if u.NotRescanned {
+			if u.Range > 0 {
+				b = append(b, "; "...)
+			}
+			b = append(b, "ports in use not counted: "...)
+			b = appendNotRescanned(b)
 		}
 		if u.Known {
 			if u.Range > 0 {
@@ -165,8 +172,16 @@ func appendHostAlert(b []byte, a *Alert) []byte {
 	return b
 }
 
+// appendNotRescanned says why a failure's sockets were not looked at.
+func appendNotRescanned(b []byte) []byte {
+	return append(b, "this namespace's sockets were just scanned for earlier failures and are not scanned again so soon (rate limit)"...)
+}
+
 func appendHolders(b []byte, h *PortHolders) []byte {
 	switch {
+	case h.NotRescanned:
+		b = append(b, "who holds the port was not looked at: "...)
+		return appendNotRescanned(b)
 	case !h.Known:
 		return append(b, "who holds the port is not known (no socket scan)"...)
 	case len(h.Listeners) > 0:

@@ -25,6 +25,9 @@ type PortUse struct {
 	// Range is the size of ip_local_port_range; InUse the sockets towards
 	// the destination; TimeWait how many of them are in TIME_WAIT.
 	Range, InUse, TimeWait int
+	// NotRescanned: not counted (Known false) as the namespace's scans
+	// were rate-limited (calls.go).
+	NotRescanned bool
 }
 
 // note is what the host said of one socket or flow before its record ended.
