@@ -248,9 +248,13 @@ func TestFastRetransmits(t *testing.T) {
 		_, err := io.Copy(io.Discard, srv)
 		done <- err
 	}()
-	// Small writes, many segments: each a separate skb.
-	chunk := make([]byte, 8<<10)
-	for i := 0; i < 512; i++ {
+	// 16 MiB in writes that keep the send buffer full: a dropped segment
+	// always has others in flight behind it, whose SACKs mark it lost (a
+	// fast retransmit), rather than being the last one sent, which only a
+	// tail-loss probe recovers (what an application-limited sender of
+	// small writes met here now and then).
+	chunk := make([]byte, 64<<10)
+	for i := 0; i < 256; i++ {
 		if _, err := cli.Write(chunk); err != nil {
 			t.Fatal(err)
 		}

@@ -18,7 +18,6 @@ package timeline
 
 import (
 	"syscall"
-	"time"
 )
 
 const (
@@ -26,29 +25,25 @@ const (
 	maxCallAlerts  = 1024
 )
 
-// A namespace's walks: a burst of scanBurst, then one per scanShare times
-// the last walk's cost (as the other socket scans, tracer/listeners.go: 2%
-// of a CPU however fast the application fails), and at least scanMinEvery
-// apart however cheap a walk seems. Counting the cost adapts to the host:
-// a walk every 100 ms where one takes 2 ms, every 500 ms where one takes
-// 10 ms. The burst explains a namespace's first failures all, as each
-// wants its own numbers: Go's net.Dial alone makes three connect() calls
-// for one EADDRNOTAVAIL (spuriousENOTAVAIL), so a fixed interval of 1 s
-// would leave the second uncounted. It is counted in walks, not in time,
-// as a walk's cost varies with the machine (2 to 7 ms in the integration
-// tests' namespaces here).
+// A namespace's walks: a burst of scanBurst, then one per scanEvery of
+// event time, however fast the application fails. The burst explains a
+// namespace's first failures all, as each wants its own numbers: Go's
+// net.Dial alone makes three connect() calls for one EADDRNOTAVAIL
+// (spuriousENOTAVAIL). Past it, a walk every 200 ms bounds the cost to a
+// few percent of a CPU where a walk takes a few ms (2 to 7 ms in the
+// integration tests' namespaces here). Counted in event time only, never
+// in the walks' own cost: the same events must give the same records,
+// whichever tracer reads them and however loaded the machine is.
 const (
-	scanShare      = 50
 	scanBurst      = 16
-	scanMinEvery   = 25e6
+	scanEvery      = 200e6
 	maxScanBudgets = 1024 // namespaces
 )
 
 // scanBudget is how many walks of a namespace's sockets may run now.
 type scanBudget struct {
-	at    int64 // last topped up, event time
-	left  int   // walks
-	every int64 // ns of event time per walk added to left
+	at   int64 // last topped up, event time
+	left int   // walks
 }
 
 type callKey struct {
@@ -195,10 +190,8 @@ func (c *Correlator) scanFor(netns uint32, now int64, fn func(*Socket)) (known, 
 	if b.left <= 0 {
 		return false, true
 	}
-	start := time.Now()
 	err := c.cfg.ScanNetNS(netns, fn)
 	b.left--
-	b.every = max(scanShare*int64(time.Since(start)), scanMinEvery)
 	return err == nil, false
 }
 
@@ -211,12 +204,12 @@ func (c *Correlator) scanBudget(netns uint32, now int64) *scanBudget {
 			c.scanBudgets = make(map[uint32]*scanBudget)
 		}
 		c.evictScanBudgets(now)
-		b = &scanBudget{at: now, left: scanBurst, every: scanMinEvery}
+		b = &scanBudget{at: now, left: scanBurst}
 		c.scanBudgets[netns] = b
 	}
-	if n := (now - b.at) / b.every; n > 0 {
+	if n := (now - b.at) / scanEvery; n > 0 {
 		b.left = int(min(scanBurst, int64(b.left)+n))
-		b.at += n * b.every
+		b.at += n * scanEvery
 	}
 	return b
 }
@@ -229,7 +222,7 @@ func (c *Correlator) evictScanBudgets(now int64) {
 		return
 	}
 	for ns, b := range c.scanBudgets {
-		if int64(b.left)+(now-b.at)/b.every >= scanBurst {
+		if int64(b.left)+(now-b.at)/scanEvery >= scanBurst {
 			delete(c.scanBudgets, ns)
 		}
 	}

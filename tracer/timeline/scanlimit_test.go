@@ -12,9 +12,9 @@ import (
 // rather than quoting an earlier scan.
 
 // maxScansIn is the most scans a namespace's budget allows over span ns:
-// the fake scans here cost nothing, so one every scanMinEvery.
+// a burst, then one every scanEvery of event time.
 func maxScansIn(span int64) int {
-	return scanBurst + int(span/scanMinEvery)
+	return scanBurst + int(span/scanEvery)
 }
 
 // connectFailed is a connect() that found no free local port at t ns.
