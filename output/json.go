@@ -41,9 +41,9 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 	b := j.buf
 	b = append(b, lineStart+`"connection","cookie":`...)
 	b = strconv.AppendUint(b, c.Cookie, 10)
-	b = j.appendTimeField(b, "start", c.Start)
-	b = j.appendTimeField(b, "end", c.End)
-	b = appendMillisField(b, "duration_ms", c.Duration())
+	b = j.appendTimeField(b, `,"start":`, c.Start)
+	b = j.appendTimeField(b, `,"end":`, c.End)
+	b = appendMillisField(b, `,"duration_ms":`, c.Duration())
 	b = j.appendEndpoints(b, c)
 	b = appendOutcome(b, c)
 	b = appendJSONFigures(b, c)
@@ -57,55 +57,55 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 // appendEndpoints writes the connection's addresses, its owner, and where
 // it lives (cgroup, container, namespace).
 func (j *JSON) appendEndpoints(b []byte, c *timeline.Connection) []byte {
-	b = appendStringField(b, "family", c.Family())
-	b = appendAddrField(b, "laddr", c.LAddr)
-	b = appendUintField(b, "lport", uint64(c.LPort))
-	b = appendAddrField(b, "raddr", c.RAddr)
-	b = appendUintField(b, "rport", uint64(c.RPort))
-	b = appendStringField(b, "role", c.Role.String())
-	b = appendBoolField(b, "role_inferred", c.RoleInferred)
-	b = appendUintField(b, "pid", uint64(c.PID))
-	b = appendStringField(b, "comm", c.Comm)
-	b = appendUintField(b, "uid", uint64(c.UID))
-	b = appendNullableString(b, "cgroup", j.opts.cgroupPath(c.Cgroup))
+	b = appendStringField(b, `,"family":`, c.Family())
+	b = appendAddrField(b, `,"laddr":`, c.LAddr)
+	b = appendUintField(b, `,"lport":`, uint64(c.LPort))
+	b = appendAddrField(b, `,"raddr":`, c.RAddr)
+	b = appendUintField(b, `,"rport":`, uint64(c.RPort))
+	b = appendStringField(b, `,"role":`, c.Role.String())
+	b = appendBoolField(b, `,"role_inferred":`, c.RoleInferred)
+	b = appendUintField(b, `,"pid":`, uint64(c.PID))
+	b = appendStringField(b, `,"comm":`, c.Comm)
+	b = appendUintField(b, `,"uid":`, uint64(c.UID))
+	b = appendNullableString(b, `,"cgroup":`, j.opts.cgroupPath(c.Cgroup))
 	b = appendContainer(b, j.opts.container(c.Cgroup))
-	b = appendUintField(b, "netns", uint64(c.NetNS))
+	b = appendUintField(b, `,"netns":`, uint64(c.NetNS))
 	if c.PeerCookie == 0 {
 		return append(b, `,"peer_cookie":null`...)
 	}
-	return appendUintField(b, "peer_cookie", c.PeerCookie)
+	return appendUintField(b, `,"peer_cookie":`, c.PeerCookie)
 }
 
 // appendOutcome writes how the connection ended, and why.
 func appendOutcome(b []byte, c *timeline.Connection) []byte {
-	b = appendStringField(b, "outcome", c.Outcome.String())
+	b = appendStringField(b, `,"outcome":`, c.Outcome.String())
 	if c.ClosedBy == timeline.ClosedByNone {
 		b = append(b, `,"closed_by":null`...)
 	} else {
-		b = appendStringField(b, "closed_by", c.ClosedBy.String())
+		b = appendStringField(b, `,"closed_by":`, c.ClosedBy.String())
 	}
 	if c.Handshake < 0 {
 		b = append(b, `,"handshake_ms":null`...)
 	} else {
-		b = appendMillisField(b, "handshake_ms", c.Handshake)
+		b = appendMillisField(b, `,"handshake_ms":`, c.Handshake)
 	}
-	b = appendUintField(b, "syn_retries", uint64(c.SynRetries))
-	b = appendUintField(b, "synack_retries", uint64(c.SynAckRetries))
-	b = appendUintField(b, "retransmits", uint64(c.Retransmits))
-	b = appendBoolField(b, "rst_sent", c.RSTSent)
-	b = appendBoolField(b, "rst_received", c.RSTReceived)
+	b = appendUintField(b, `,"syn_retries":`, uint64(c.SynRetries))
+	b = appendUintField(b, `,"synack_retries":`, uint64(c.SynAckRetries))
+	b = appendUintField(b, `,"retransmits":`, uint64(c.Retransmits))
+	b = appendBoolField(b, `,"rst_sent":`, c.RSTSent)
+	b = appendBoolField(b, `,"rst_received":`, c.RSTReceived)
 	if c.RSTReason == "" {
 		b = append(b, `,"rst_reason":null`...)
 	} else {
-		b = appendStringField(b, "rst_reason", c.RSTReason)
+		b = appendStringField(b, `,"rst_reason":`, c.RSTReason)
 	}
 	if c.Errno == 0 {
 		b = append(b, `,"errno":null`...)
 	} else {
-		b = appendStringField(b, "errno", timeline.ErrnoName(c.Errno))
+		b = appendStringField(b, `,"errno":`, timeline.ErrnoName(c.Errno))
 	}
-	b = appendStringField(b, "reason", c.Reason)
-	b = append(appendKey(b, "explanation"), '"')
+	b = appendStringField(b, `,"reason":`, c.Reason)
+	b = append(b, `,"explanation":"`...)
 	start := len(b)
 	b = timeline.AppendExplanation(b, c)
 	b = escapeInPlace(b, start)
@@ -115,22 +115,22 @@ func appendOutcome(b []byte, c *timeline.Connection) []byte {
 // appendJSONFigures writes the kernel's counters and RTTs, and how complete
 // the record is.
 func appendJSONFigures(b []byte, c *timeline.Connection) []byte {
-	b = appendUintField(b, "bytes_sent", c.BytesSent)
-	b = appendUintField(b, "bytes_received", c.BytesReceived)
-	b = appendUintField(b, "segs_retransmitted", uint64(c.SegsRetrans))
+	b = appendUintField(b, `,"bytes_sent":`, c.BytesSent)
+	b = appendUintField(b, `,"bytes_received":`, c.BytesReceived)
+	b = appendUintField(b, `,"segs_retransmitted":`, uint64(c.SegsRetrans))
 	if c.SRTT == 0 {
 		b = append(b, `,"srtt_ms":null`...)
 	} else {
-		b = appendMillisField(b, "srtt_ms", int64(c.SRTT)*1e3)
+		b = appendMillisField(b, `,"srtt_ms":`, int64(c.SRTT)*1e3)
 	}
 	if c.HandshakeRTT == 0 {
 		b = append(b, `,"handshake_rtt_ms":null`...)
 	} else {
-		b = appendMillisField(b, "handshake_rtt_ms", int64(c.HandshakeRTT)*1e3)
+		b = appendMillisField(b, `,"handshake_rtt_ms":`, int64(c.HandshakeRTT)*1e3)
 	}
-	b = appendBoolField(b, "partial", c.Partial)
-	b = appendBoolField(b, "incomplete", c.Incomplete)
-	return appendBoolField(b, "evicted", c.Evicted)
+	b = appendBoolField(b, `,"partial":`, c.Partial)
+	b = appendBoolField(b, `,"incomplete":`, c.Incomplete)
+	return appendBoolField(b, `,"evicted":`, c.Evicted)
 }
 
 // appendTimeline writes the states the connection went through and its
@@ -151,35 +151,35 @@ func appendTimeline(b []byte, c *timeline.Connection) []byte {
 		b = appendStep(b, c, &c.Steps[i])
 	}
 	b = append(b, ']')
-	return appendUintField(b, "timeline_dropped", uint64(c.StepsDropped))
+	return appendUintField(b, `,"timeline_dropped":`, uint64(c.StepsDropped))
 }
 
 func appendStep(b []byte, c *timeline.Connection, s *timeline.Step) []byte {
 	b = append(b, `{"t_ms":`...)
 	b = appendMillis(b, s.Time-c.Start)
-	b = appendStringField(b, "event", s.Kind.String())
+	b = appendStringField(b, `,"event":`, s.Kind.String())
 	switch s.Kind {
 	case timeline.StepState:
-		b = appendStringField(b, "from", s.From.String())
-		b = appendStringField(b, "to", s.To.String())
+		b = appendStringField(b, `,"from":`, s.From.String())
+		b = appendStringField(b, `,"to":`, s.To.String())
 		if s.TimewaitSocket {
 			b = append(b, `,"timewait_socket":true`...)
 		}
 	case timeline.StepSynRetransmit, timeline.StepSynAckRetransmit, timeline.StepRetransmit:
-		b = appendUintField(b, "n", uint64(s.N))
+		b = appendUintField(b, `,"n":`, uint64(s.N))
 		if s.Kind != timeline.StepRetransmit {
-			b = appendMillisField(b, "since_ms", s.Since)
+			b = appendMillisField(b, `,"since_ms":`, s.Since)
 		}
-		b = appendStringField(b, "state", s.From.String())
+		b = appendStringField(b, `,"state":`, s.From.String())
 	case timeline.StepRSTSent:
 		if s.RSTReason != "" {
-			b = appendStringField(b, "reason", s.RSTReason)
+			b = appendStringField(b, `,"reason":`, s.RSTReason)
 		}
-		b = appendStringField(b, "state", s.From.String())
+		b = appendStringField(b, `,"state":`, s.From.String())
 	case timeline.StepRSTReceived:
-		b = appendStringField(b, "state", s.From.String())
+		b = appendStringField(b, `,"state":`, s.From.String())
 	case timeline.StepError:
-		b = appendStringField(b, "errno", timeline.ErrnoName(s.Errno))
+		b = appendStringField(b, `,"errno":`, timeline.ErrnoName(s.Errno))
 	}
 	return append(b, '}')
 }
@@ -188,35 +188,35 @@ func appendStep(b []byte, c *timeline.Connection, s *timeline.Step) []byte {
 func (j *JSON) Event(e *timeline.Event) error {
 	b := j.buf
 	b = append(b, lineStart+`"event"`...)
-	b = j.appendTimeField(b, "time", e.Time)
-	b = appendUintField(b, "cookie", e.Cookie)
-	b = appendStringField(b, "event", e.Type.String())
+	b = j.appendTimeField(b, `,"time":`, e.Time)
+	b = appendUintField(b, `,"cookie":`, e.Cookie)
+	b = appendStringField(b, `,"event":`, e.Type.String())
 	if e.Type == timeline.EventState {
-		b = appendStringField(b, "from", e.OldState.String())
-		b = appendStringField(b, "to", e.NewState.String())
+		b = appendStringField(b, `,"from":`, e.OldState.String())
+		b = appendStringField(b, `,"to":`, e.NewState.String())
 	} else if !e.NoSocket {
-		b = appendStringField(b, "state", e.NewState.String())
+		b = appendStringField(b, `,"state":`, e.NewState.String())
 	}
 	b = appendEndpoints(b, e.LAddr, e.LPort, e.RAddr, e.RPort, e.PID, e.Comm, e.NetNS)
 	b = appendContainer(b, j.opts.container(e.Cgroup))
 	if e.Errno != 0 {
-		b = appendStringField(b, "errno", timeline.ErrnoName(e.Errno))
+		b = appendStringField(b, `,"errno":`, timeline.ErrnoName(e.Errno))
 	}
 	if e.RSTReason != "" {
-		b = appendStringField(b, "reason", e.RSTReason)
+		b = appendStringField(b, `,"reason":`, e.RSTReason)
 	}
 	if e.DropReason != "" {
-		b = appendStringField(b, "drop_reason", e.DropReason)
+		b = appendStringField(b, `,"drop_reason":`, e.DropReason)
 	}
 	if e.Syscall != 0 {
-		b = appendStringField(b, "syscall", e.Syscall.String())
+		b = appendStringField(b, `,"syscall":`, e.Syscall.String())
 	}
 	if e.Queue.Known {
 		b = appendQueue(b, e.Queue)
 	}
 	if e.Type == timeline.EventState && (e.SockDead || e.SockDone) {
-		b = appendBoolField(b, "sock_dead", e.SockDead)
-		b = appendBoolField(b, "sock_done", e.SockDone)
+		b = appendBoolField(b, `,"sock_dead":`, e.SockDead)
+		b = appendBoolField(b, `,"sock_done":`, e.SockDone)
 	}
 	if e.NoSocket {
 		b = append(b, `,"no_socket":true`...)
@@ -230,18 +230,18 @@ func (j *JSON) Event(e *timeline.Event) error {
 func (j *JSON) Alert(a *timeline.Alert) error {
 	b := j.buf
 	b = append(b, lineStart+`"alert"`...)
-	b = j.appendTimeField(b, "time", a.Time)
-	b = appendStringField(b, "kind", a.Kind.String())
-	b = appendStringField(b, "state", a.State.String())
-	b = appendMillisField(b, "for_ms", a.For())
-	b = appendBoolField(b, "since_unknown", a.SinceUnknown)
-	b = appendUintField(b, "cookie", a.Cookie)
+	b = j.appendTimeField(b, `,"time":`, a.Time)
+	b = appendStringField(b, `,"kind":`, a.Kind.String())
+	b = appendStringField(b, `,"state":`, a.State.String())
+	b = appendMillisField(b, `,"for_ms":`, a.For())
+	b = appendBoolField(b, `,"since_unknown":`, a.SinceUnknown)
+	b = appendUintField(b, `,"cookie":`, a.Cookie)
 	b = appendEndpoints(b, a.LAddr, a.LPort, a.RAddr, a.RPort, a.PID, a.Comm, a.NetNS)
 	b = appendContainer(b, j.opts.container(a.Cgroup))
-	b = appendUintField(b, "retries", uint64(a.Retries))
-	b = appendNullableString(b, "ended", a.Ended)
+	b = appendUintField(b, `,"retries":`, uint64(a.Retries))
+	b = appendNullableString(b, `,"ended":`, a.Ended)
 	b = appendHostAlertFields(b, a)
-	b = append(appendKey(b, "explanation"), '"')
+	b = append(b, `,"explanation":"`...)
 	start := len(b)
 	b = timeline.AppendAlertExplanation(b, a)
 	b = escapeInPlace(b, start)
@@ -254,8 +254,8 @@ func (j *JSON) Alert(a *timeline.Alert) error {
 func (j *JSON) TimeWait(at time.Time, total uint64, top []timeline.EndpointCount) error {
 	b := j.buf
 	b = append(b, lineStart+`"time_wait"`...)
-	b = j.appendTimeField(b, "time", at.UnixNano())
-	b = appendUintField(b, "total", total)
+	b = j.appendTimeField(b, `,"time":`, at.UnixNano())
+	b = appendUintField(b, `,"total":`, total)
 	b = append(b, `,"by_remote":[`...)
 	b = appendEndpointCounts(b, top)
 	b = append(b, "]}\n"...)
@@ -267,9 +267,9 @@ func (j *JSON) TimeWait(at time.Time, total uint64, top []timeline.EndpointCount
 func (j *JSON) Lost(at time.Time, n, total uint64) error {
 	b := j.buf
 	b = append(b, lineStart+`"lost"`...)
-	b = j.appendTimeField(b, "time", at.UnixNano())
-	b = appendUintField(b, "count", n)
-	b = appendUintField(b, "total", total)
+	b = j.appendTimeField(b, `,"time":`, at.UnixNano())
+	b = appendUintField(b, `,"count":`, n)
+	b = appendUintField(b, `,"total":`, total)
 	b = append(b, "}\n"...)
 	j.buf = b
 	return j.write()
@@ -279,8 +279,8 @@ func (j *JSON) Lost(at time.Time, n, total uint64) error {
 func (j *JSON) Summary(s *Summary) error {
 	b := j.buf
 	b = append(b, lineStart+`"summary"`...)
-	b = appendMillisField(b, "duration_ms", int64(s.Duration))
-	b = appendUintField(b, "connections", s.Connections)
+	b = appendMillisField(b, `,"duration_ms":`, int64(s.Duration))
+	b = appendUintField(b, `,"connections":`, s.Connections)
 	b = append(b, `,"by_outcome":{`...)
 	for i, o := range timeline.Outcomes() {
 		if i > 0 {
@@ -301,21 +301,21 @@ func (j *JSON) Summary(s *Summary) error {
 		b = strconv.AppendUint(b, s.ByReason[r], 10)
 	}
 	b = append(b, '}')
-	b = appendUintField(b, "alerts", s.Alerts)
-	b = append(appendKey(b, "top_failures"), '[')
+	b = appendUintField(b, `,"alerts":`, s.Alerts)
+	b = append(b, `,"top_failures":[`...)
 	b = appendEndpointCounts(b, s.TopFailures)
 	b = append(b, ']')
-	b = append(appendKey(b, "handshake_ms"), `{"count":`...)
+	b = append(b, `,"handshake_ms":{"count":`...)
 	b = strconv.AppendUint(b, s.Handshakes.Count(), 10)
 	if s.Handshakes.Count() > 0 {
-		b = appendMillisField(b, "p50", s.Handshakes.Percentile(50))
-		b = appendMillisField(b, "p99", s.Handshakes.Percentile(99))
+		b = appendMillisField(b, `,"p50":`, s.Handshakes.Percentile(50))
+		b = appendMillisField(b, `,"p99":`, s.Handshakes.Percentile(99))
 	} else {
 		b = append(b, `,"p50":null,"p99":null`...)
 	}
 	b = append(b, '}')
 	if s.TimeWaitKnown {
-		b = append(appendKey(b, "time_wait"), `{"total":`...)
+		b = append(b, `,"time_wait":{"total":`...)
 		b = strconv.AppendUint(b, s.TimeWaitTotal, 10)
 		b = append(b, `,"by_remote":[`...)
 		b = appendEndpointCounts(b, s.TimeWaitTop)
@@ -323,15 +323,15 @@ func (j *JSON) Summary(s *Summary) error {
 	} else {
 		b = append(b, `,"time_wait":null`...)
 	}
-	b = appendUintField(b, "events", s.Events)
-	b = appendUintField(b, "ring_records", s.RingRecords)
-	b = appendUintField(b, "lost_events", s.LostEvents)
-	b = appendUintField(b, "evicted", s.Evicted)
-	b = appendUintField(b, "recursion_misses", s.RecursionMisses)
-	b = appendUintField(b, "decode_errors", s.DecodeErrors)
-	b = appendUintField(b, "stray_events", s.StrayEvents)
-	b = appendUintField(b, "resets_without_socket", s.ResetsNoSocket)
-	b = appendUintField(b, "paired", s.Paired)
+	b = appendUintField(b, `,"events":`, s.Events)
+	b = appendUintField(b, `,"ring_records":`, s.RingRecords)
+	b = appendUintField(b, `,"lost_events":`, s.LostEvents)
+	b = appendUintField(b, `,"evicted":`, s.Evicted)
+	b = appendUintField(b, `,"recursion_misses":`, s.RecursionMisses)
+	b = appendUintField(b, `,"decode_errors":`, s.DecodeErrors)
+	b = appendUintField(b, `,"stray_events":`, s.StrayEvents)
+	b = appendUintField(b, `,"resets_without_socket":`, s.ResetsNoSocket)
+	b = appendUintField(b, `,"paired":`, s.Paired)
 	b = appendHostSummary(b, s)
 	b = append(b, "}\n"...)
 	j.buf = b
@@ -345,30 +345,30 @@ func (j *JSON) Summary(s *Summary) error {
 // namespace, as events and alerts share them.
 func appendEndpoints(b []byte, laddr netip.Addr, lport uint16, raddr netip.Addr, rport uint16,
 	pid uint32, comm string, netns uint32) []byte {
-	b = appendStringField(b, "family", familyOf(laddr))
-	b = appendAddrField(b, "laddr", laddr)
-	b = appendUintField(b, "lport", uint64(lport))
-	b = appendAddrField(b, "raddr", raddr)
-	b = appendUintField(b, "rport", uint64(rport))
-	b = appendUintField(b, "pid", uint64(pid))
-	b = appendStringField(b, "comm", comm)
-	return appendUintField(b, "netns", uint64(netns))
+	b = appendStringField(b, `,"family":`, familyOf(laddr))
+	b = appendAddrField(b, `,"laddr":`, laddr)
+	b = appendUintField(b, `,"lport":`, uint64(lport))
+	b = appendAddrField(b, `,"raddr":`, raddr)
+	b = appendUintField(b, `,"rport":`, uint64(rport))
+	b = appendUintField(b, `,"pid":`, uint64(pid))
+	b = appendStringField(b, `,"comm":`, comm)
+	return appendUintField(b, `,"netns":`, uint64(netns))
 }
 
 // appendContainer writes "container": an object, or null for a host
 // process. Fields the cgroup path and the runtime did not tell are null.
 func appendContainer(b []byte, c *containers.Info) []byte {
-	b = appendKey(b, "container")
+	b = appendKey(b, `,"container":`)
 	if c == nil {
 		return append(b, "null"...)
 	}
 	b = append(b, '{', '"', 'i', 'd', '"', ':')
 	b = appendNullable(b, c.ID)
-	b = appendNullableString(b, "name", c.Name)
-	b = appendNullableString(b, "runtime", c.Runtime)
-	b = appendNullableString(b, "pod", c.Pod)
-	b = appendNullableString(b, "namespace", c.Namespace)
-	b = appendNullableString(b, "pod_uid", c.PodUID)
+	b = appendNullableString(b, `,"name":`, c.Name)
+	b = appendNullableString(b, `,"runtime":`, c.Runtime)
+	b = appendNullableString(b, `,"pod":`, c.Pod)
+	b = appendNullableString(b, `,"namespace":`, c.Namespace)
+	b = appendNullableString(b, `,"pod_uid":`, c.PodUID)
 	return append(b, '}')
 }
 
@@ -386,16 +386,16 @@ func appendEndpointCounts(b []byte, eps []timeline.EndpointCount) []byte {
 		}
 		// A server's TIME_WAIT sockets are grouped by its service
 		// (laddr, lport); a client's by the remote they went to.
-		addr, port := `{"raddr":`, "rport"
+		addr, port := `{"raddr":`, `,"rport":`
 		if e.Local {
-			addr, port = `{"laddr":`, "lport"
+			addr, port = `{"laddr":`, `,"lport":`
 		}
 		b = append(b, addr...)
 		b = append(b, '"')
 		b = e.Addr.AppendTo(b)
 		b = append(b, '"')
 		b = appendUintField(b, port, uint64(e.Port))
-		b = appendUintField(b, "count", e.Count)
+		b = appendUintField(b, `,"count":`, e.Count)
 		b = append(b, '}')
 	}
 	return b
@@ -419,11 +419,10 @@ func escapeInPlace(b []byte, start int) []byte {
 	return b
 }
 
-func appendKey(b []byte, key string) []byte {
-	b = append(b, ',', '"')
-	b = append(b, key...)
-	return append(b, '"', ':')
-}
+// appendKey writes a member's key as the callers spell it whole, comma
+// and colon included (`,"lport":`): one append of a constant instead of
+// three.
+func appendKey(b []byte, key string) []byte { return append(b, key...) }
 
 func appendStringField(b []byte, key, v string) []byte {
 	return appendString(appendKey(b, key), v)

@@ -27,15 +27,15 @@ func appendHostFields(b []byte, c *timeline.Connection) []byte {
 	if c.SyscallErrno == 0 {
 		b = append(b, `,"syscall":null,"syscall_errno":null`...)
 	} else {
-		b = appendStringField(b, "syscall", c.Syscall.String())
-		b = appendStringField(b, "syscall_errno", timeline.ErrnoName(c.SyscallErrno))
+		b = appendStringField(b, `,"syscall":`, c.Syscall.String())
+		b = appendStringField(b, `,"syscall_errno":`, timeline.ErrnoName(c.SyscallErrno))
 	}
 	if u := c.PortUse; u.Range > 0 || u.Known {
 		b = append(b, `,"local_ports":{"range":`...)
 		b = strconv.AppendInt(b, int64(u.Range), 10)
 		if u.Known {
-			b = appendUintField(b, "in_use", uint64(u.InUse))
-			b = appendUintField(b, "time_wait", uint64(u.TimeWait))
+			b = appendUintField(b, `,"in_use":`, uint64(u.InUse))
+			b = appendUintField(b, `,"time_wait":`, uint64(u.TimeWait))
 		}
 		b = append(b, '}')
 	} else {
@@ -45,16 +45,16 @@ func appendHostFields(b []byte, c *timeline.Connection) []byte {
 		b = append(b, `,"listener_full":{`...)
 		b = append(b, `"addr":`...)
 		b = appendString(b, lf.Addr.String())
-		b = appendUintField(b, "port", uint64(lf.Port))
-		b = appendUintField(b, "dropped", lf.Dropped)
+		b = appendUintField(b, `,"port":`, uint64(lf.Port))
+		b = appendUintField(b, `,"dropped":`, lf.Dropped)
 		b = appendQueue(b, lf.Queue)
 		b = append(b, '}')
 	} else {
 		b = append(b, `,"listener_full":null`...)
 	}
-	b = appendBoolField(b, "never_accepted", c.NeverAccepted)
-	b = appendUintField(b, "sock_syn_retries", uint64(c.SockSynRetries))
-	b = appendUintField(b, "user_timeout_ms", uint64(c.UserTimeout))
+	b = appendBoolField(b, `,"never_accepted":`, c.NeverAccepted)
+	b = appendUintField(b, `,"sock_syn_retries":`, uint64(c.SockSynRetries))
+	b = appendUintField(b, `,"user_timeout_ms":`, uint64(c.UserTimeout))
 	return appendSocketFields(b, c)
 }
 
@@ -68,10 +68,10 @@ func appendSocketFields(b []byte, c *timeline.Connection) []byte {
 		}
 		return appendUintField(b, key, uint64(v))
 	}
-	b = seq(b, "isn", c.Seq.ISN, c.Seq.HasISN)
-	b = seq(b, "peer_isn", c.Seq.PeerISN, c.Seq.HasISN)
-	b = seq(b, "fin_seq", c.Seq.FIN, c.Seq.HasFIN)
-	b = seq(b, "peer_fin_seq", c.Seq.PeerFIN, c.Seq.HasPeerFIN)
+	b = seq(b, `,"isn":`, c.Seq.ISN, c.Seq.HasISN)
+	b = seq(b, `,"peer_isn":`, c.Seq.PeerISN, c.Seq.HasISN)
+	b = seq(b, `,"fin_seq":`, c.Seq.FIN, c.Seq.HasFIN)
+	b = seq(b, `,"peer_fin_seq":`, c.Seq.PeerFIN, c.Seq.HasPeerFIN)
 	b = append(b, `,"retransmits_by_kind":{`...)
 	for i, k := range timeline.RetransKinds() {
 		if i > 0 {
@@ -82,7 +82,7 @@ func appendSocketFields(b []byte, c *timeline.Connection) []byte {
 		b = strconv.AppendInt(b, int64(c.RetransByKind[k]), 10)
 	}
 	b = append(b, '}')
-	b = appendUintField(b, "rto_backoff", uint64(c.MaxBackoff))
+	b = appendUintField(b, `,"rto_backoff":`, uint64(c.MaxBackoff))
 	in := &c.Info
 	if !in.End {
 		return append(b, `,"tcp_info":null`...)
@@ -92,25 +92,25 @@ func appendSocketFields(b []byte, c *timeline.Connection) []byte {
 	if in.Ssthresh >= 0x7fffffff { // TCP_INFINITE_SSTHRESH: slow start never ended
 		b = append(b, `,"ssthresh":null`...)
 	} else {
-		b = appendUintField(b, "ssthresh", uint64(in.Ssthresh))
+		b = appendUintField(b, `,"ssthresh":`, uint64(in.Ssthresh))
 	}
 	if in.MinRTT == noRTT {
 		b = append(b, `,"min_rtt_ms":null`...)
 	} else {
-		b = appendMillisField(b, "min_rtt_ms", int64(in.MinRTT)*1e3)
+		b = appendMillisField(b, `,"min_rtt_ms":`, int64(in.MinRTT)*1e3)
 	}
-	b = appendUintField(b, "delivered", uint64(in.Delivered))
-	b = appendUintField(b, "lost", uint64(in.Lost))
-	b = appendUintField(b, "retransmitted", uint64(c.SegsRetrans))
-	b = appendUintField(b, "reordering", uint64(in.Reordering))
-	b = appendUintField(b, "snd_mss", uint64(in.SndMSS))
-	b = appendUintField(b, "rcv_mss", uint64(in.RcvMSS))
-	b = appendUintField(b, "dsack_dups", uint64(in.DSACKDups))
-	b = appendUintField(b, "window_probes", uint64(in.Probes))
+	b = appendUintField(b, `,"delivered":`, uint64(in.Delivered))
+	b = appendUintField(b, `,"lost":`, uint64(in.Lost))
+	b = appendUintField(b, `,"retransmitted":`, uint64(c.SegsRetrans))
+	b = appendUintField(b, `,"reordering":`, uint64(in.Reordering))
+	b = appendUintField(b, `,"snd_mss":`, uint64(in.SndMSS))
+	b = appendUintField(b, `,"rcv_mss":`, uint64(in.RcvMSS))
+	b = appendUintField(b, `,"dsack_dups":`, uint64(in.DSACKDups))
+	b = appendUintField(b, `,"window_probes":`, uint64(in.Probes))
 	for _, f := range []struct {
 		key string
 		ns  int64
-	}{{"busy_ms", in.Busy}, {"rwnd_limited_ms", in.RwndLimited}, {"sndbuf_limited_ms", in.SndbufLimited}} {
+	}{{`,"busy_ms":`, in.Busy}, {`,"rwnd_limited_ms":`, in.RwndLimited}, {`,"sndbuf_limited_ms":`, in.SndbufLimited}} {
 		if f.ns < 0 {
 			b = append(appendKey(b, f.key), "null"...)
 		} else {
@@ -124,8 +124,8 @@ func appendSocketFields(b []byte, c *timeline.Connection) []byte {
 func appendQueue(b []byte, q timeline.Queue) []byte {
 	b = append(b, `,"queue":{"len":`...)
 	b = strconv.AppendUint(b, uint64(q.Len), 10)
-	b = appendUintField(b, "max", uint64(q.Max))
-	b = appendUintField(b, "drops", uint64(q.Drops))
+	b = appendUintField(b, `,"max":`, uint64(q.Max))
+	b = appendUintField(b, `,"drops":`, uint64(q.Drops))
 	return append(b, '}')
 }
 
@@ -133,9 +133,9 @@ func appendHostAlertFields(b []byte, a *timeline.Alert) []byte {
 	switch a.Kind {
 	case timeline.AlertListenOverflow:
 		b = appendQueue(b, a.Queue)
-		b = appendUintField(b, "dropped", a.Dropped)
+		b = appendUintField(b, `,"dropped":`, a.Dropped)
 		if a.Somaxconn >= 0 {
-			b = appendUintField(b, "somaxconn", uint64(a.Somaxconn))
+			b = appendUintField(b, `,"somaxconn":`, uint64(a.Somaxconn))
 		}
 		b = append(b, `,"accept_errors":{`...)
 		for i, ec := range a.AcceptErrors {
@@ -148,9 +148,9 @@ func appendHostAlertFields(b []byte, a *timeline.Alert) []byte {
 		}
 		b = append(b, '}')
 	case timeline.AlertPortInUse, timeline.AlertSyscallError:
-		b = appendStringField(b, "syscall", a.Syscall.String())
-		b = appendStringField(b, "errno", timeline.ErrnoName(a.Errno))
-		b = appendUintField(b, "count", a.Count)
+		b = appendStringField(b, `,"syscall":`, a.Syscall.String())
+		b = appendStringField(b, `,"errno":`, timeline.ErrnoName(a.Errno))
+		b = appendUintField(b, `,"count":`, a.Count)
 		if a.Queue.Known {
 			b = appendQueue(b, a.Queue)
 		}
@@ -162,13 +162,13 @@ func appendHostAlertFields(b []byte, a *timeline.Alert) []byte {
 				}
 				b = append(b, `{"cookie":`...)
 				b = strconv.AppendUint(b, l.Cookie, 10)
-				b = appendUintField(b, "pid", uint64(l.PID))
-				b = appendStringField(b, "comm", l.Comm)
+				b = appendUintField(b, `,"pid":`, uint64(l.PID))
+				b = appendStringField(b, `,"comm":`, l.Comm)
 				b = append(b, '}')
 			}
 			b = append(b, ']')
-			b = appendUintField(b, "time_wait", uint64(a.Holders.TimeWait))
-			b = appendUintField(b, "other", uint64(a.Holders.Other))
+			b = appendUintField(b, `,"time_wait":`, uint64(a.Holders.TimeWait))
+			b = appendUintField(b, `,"other":`, uint64(a.Holders.Other))
 			b = append(b, '}')
 		}
 	}
@@ -204,7 +204,7 @@ func appendHostSummary(b []byte, s *Summary) []byte {
 		b = strconv.AppendUint(b, counts[k], 10)
 	}
 	b = append(b, '}')
-	b = appendUintField(b, "listen_drops", s.ListenDrops)
-	b = appendUintField(b, "notes_lost", s.NotesLost)
-	return appendUintField(b, "retransmits_failed", s.RetransmitsFailed)
+	b = appendUintField(b, `,"listen_drops":`, s.ListenDrops)
+	b = appendUintField(b, `,"notes_lost":`, s.NotesLost)
+	return appendUintField(b, `,"retransmits_failed":`, s.RetransmitsFailed)
 }
