@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/tcptrace/tcptrace/containers"
 	"github.com/tcptrace/tcptrace/tracer/timeline"
@@ -40,7 +39,7 @@ func NewJSON(w io.Writer, opts Options) *JSON { return &JSON{base: newBase(w, op
 func (j *JSON) Connection(c *timeline.Connection) error {
 	b := j.buf
 	b = append(b, lineStart+`"connection","cookie":`...)
-	b = strconv.AppendUint(b, c.Cookie, 10)
+	b = appendUint(b, c.Cookie)
 	b = j.appendTimeField(b, `,"start":`, c.Start)
 	b = j.appendTimeField(b, `,"end":`, c.End)
 	b = appendMillisField(b, `,"duration_ms":`, c.Duration())
@@ -57,12 +56,12 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 // appendEndpoints writes the connection's addresses, its owner, and where
 // it lives (cgroup, container, namespace).
 func (j *JSON) appendEndpoints(b []byte, c *timeline.Connection) []byte {
-	b = appendStringField(b, `,"family":`, c.Family())
+	b = append(b, familyField(c.LAddr)...)
 	b = appendAddrField(b, `,"laddr":`, c.LAddr)
 	b = appendUintField(b, `,"lport":`, uint64(c.LPort))
 	b = appendAddrField(b, `,"raddr":`, c.RAddr)
 	b = appendUintField(b, `,"rport":`, uint64(c.RPort))
-	b = appendStringField(b, `,"role":`, c.Role.String())
+	b = appendRole(append(b, `,"role":`...), c.Role)
 	b = appendBoolField(b, `,"role_inferred":`, c.RoleInferred)
 	b = appendUintField(b, `,"pid":`, uint64(c.PID))
 	b = appendStringField(b, `,"comm":`, c.Comm)
@@ -78,11 +77,11 @@ func (j *JSON) appendEndpoints(b []byte, c *timeline.Connection) []byte {
 
 // appendOutcome writes how the connection ended, and why.
 func appendOutcome(b []byte, c *timeline.Connection) []byte {
-	b = appendStringField(b, `,"outcome":`, c.Outcome.String())
+	b = appendOutcomeName(append(b, `,"outcome":`...), c.Outcome)
 	if c.ClosedBy == timeline.ClosedByNone {
 		b = append(b, `,"closed_by":null`...)
 	} else {
-		b = appendStringField(b, `,"closed_by":`, c.ClosedBy.String())
+		b = appendCloser(append(b, `,"closed_by":`...), c.ClosedBy)
 	}
 	if c.Handshake < 0 {
 		b = append(b, `,"handshake_ms":null`...)
@@ -141,7 +140,7 @@ func appendTimeline(b []byte, c *timeline.Connection) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, s.String())
+		b = appendState(b, s)
 	}
 	b = append(b, `],"timeline":[`...)
 	for i := range c.Steps {
@@ -157,11 +156,11 @@ func appendTimeline(b []byte, c *timeline.Connection) []byte {
 func appendStep(b []byte, c *timeline.Connection, s *timeline.Step) []byte {
 	b = append(b, `{"t_ms":`...)
 	b = appendMillis(b, s.Time-c.Start)
-	b = appendStringField(b, `,"event":`, s.Kind.String())
+	b = appendStepKind(append(b, `,"event":`...), s.Kind)
 	switch s.Kind {
 	case timeline.StepState:
-		b = appendStringField(b, `,"from":`, s.From.String())
-		b = appendStringField(b, `,"to":`, s.To.String())
+		b = appendState(append(b, `,"from":`...), s.From)
+		b = appendState(append(b, `,"to":`...), s.To)
 		if s.TimewaitSocket {
 			b = append(b, `,"timewait_socket":true`...)
 		}
@@ -170,14 +169,14 @@ func appendStep(b []byte, c *timeline.Connection, s *timeline.Step) []byte {
 		if s.Kind != timeline.StepRetransmit {
 			b = appendMillisField(b, `,"since_ms":`, s.Since)
 		}
-		b = appendStringField(b, `,"state":`, s.From.String())
+		b = appendState(append(b, `,"state":`...), s.From)
 	case timeline.StepRSTSent:
 		if s.RSTReason != "" {
 			b = appendStringField(b, `,"reason":`, s.RSTReason)
 		}
-		b = appendStringField(b, `,"state":`, s.From.String())
+		b = appendState(append(b, `,"state":`...), s.From)
 	case timeline.StepRSTReceived:
-		b = appendStringField(b, `,"state":`, s.From.String())
+		b = appendState(append(b, `,"state":`...), s.From)
 	case timeline.StepError:
 		b = appendStringField(b, `,"errno":`, timeline.ErrnoName(s.Errno))
 	}
@@ -192,10 +191,10 @@ func (j *JSON) Event(e *timeline.Event) error {
 	b = appendUintField(b, `,"cookie":`, e.Cookie)
 	b = appendStringField(b, `,"event":`, e.Type.String())
 	if e.Type == timeline.EventState {
-		b = appendStringField(b, `,"from":`, e.OldState.String())
-		b = appendStringField(b, `,"to":`, e.NewState.String())
+		b = appendState(append(b, `,"from":`...), e.OldState)
+		b = appendState(append(b, `,"to":`...), e.NewState)
 	} else if !e.NoSocket {
-		b = appendStringField(b, `,"state":`, e.NewState.String())
+		b = appendState(append(b, `,"state":`...), e.NewState)
 	}
 	b = appendEndpoints(b, e.LAddr, e.LPort, e.RAddr, e.RPort, e.PID, e.Comm, e.NetNS)
 	b = appendContainer(b, j.opts.container(e.Cgroup))
@@ -232,7 +231,7 @@ func (j *JSON) Alert(a *timeline.Alert) error {
 	b = append(b, lineStart+`"alert"`...)
 	b = j.appendTimeField(b, `,"time":`, a.Time)
 	b = appendStringField(b, `,"kind":`, a.Kind.String())
-	b = appendStringField(b, `,"state":`, a.State.String())
+	b = appendState(append(b, `,"state":`...), a.State)
 	b = appendMillisField(b, `,"for_ms":`, a.For())
 	b = appendBoolField(b, `,"since_unknown":`, a.SinceUnknown)
 	b = appendUintField(b, `,"cookie":`, a.Cookie)
@@ -345,7 +344,7 @@ func (j *JSON) Summary(s *Summary) error {
 // namespace, as events and alerts share them.
 func appendEndpoints(b []byte, laddr netip.Addr, lport uint16, raddr netip.Addr, rport uint16,
 	pid uint32, comm string, netns uint32) []byte {
-	b = appendStringField(b, `,"family":`, familyOf(laddr))
+	b = append(b, familyField(laddr)...)
 	b = appendAddrField(b, `,"laddr":`, laddr)
 	b = appendUintField(b, `,"lport":`, uint64(lport))
 	b = appendAddrField(b, `,"raddr":`, raddr)
@@ -360,7 +359,7 @@ func appendEndpoints(b []byte, laddr netip.Addr, lport uint16, raddr netip.Addr,
 func appendContainer(b []byte, c *containers.Info) []byte {
 	b = appendKey(b, `,"container":`)
 	if c == nil {
-		return append(b, "null"...)
+		return appendNull(b)
 	}
 	b = append(b, '{', '"', 'i', 'd', '"', ':')
 	b = appendNullable(b, c.ID)
@@ -374,7 +373,7 @@ func appendContainer(b []byte, c *containers.Info) []byte {
 
 func appendNullable(b []byte, v string) []byte {
 	if v == "" {
-		return append(b, "null"...)
+		return appendNull(b)
 	}
 	return appendString(b, v)
 }
@@ -405,20 +404,6 @@ func appendNullableString(b []byte, key, v string) []byte {
 	return appendNullable(appendKey(b, key), v)
 }
 
-// escapeInPlace JSON-escapes b[start:], text just appended unescaped.
-// Explanations are ASCII built from constants and numbers, so this is
-// usually a scan that changes nothing.
-func escapeInPlace(b []byte, start int) []byte {
-	for i := start; i < len(b); i++ {
-		if c := b[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
-			tail := string(b[start:])
-			b = appendString(b[:start], tail)
-			return append(b[:start], b[start+1:len(b)-1]...) // drop the quotes appendString adds
-		}
-	}
-	return b
-}
-
 // appendKey writes a member's key as the callers spell it whole, comma
 // and colon included (`,"lport":`): one append of a constant instead of
 // three.
@@ -429,7 +414,25 @@ func appendStringField(b []byte, key, v string) []byte {
 }
 
 func appendUintField(b []byte, key string, v uint64) []byte {
-	return strconv.AppendUint(appendKey(b, key), v, 10)
+	return appendUint(appendKey(b, key), v)
+}
+
+// appendUint is strconv.AppendUint in base 10, with the one-digit numbers
+// (most counters of most records, zero above all) stored in place rather
+// than copied from strconv's table.
+func appendUint(b []byte, v uint64) []byte {
+	if v < 10 {
+		return append(b, byte('0'+v))
+	}
+	return strconv.AppendUint(b, v, 10)
+}
+
+// appendInt is appendUint for a signed number.
+func appendInt(b []byte, v int64) []byte {
+	if v >= 0 && v < 10 {
+		return append(b, byte('0'+v))
+	}
+	return strconv.AppendInt(b, v, 10)
 }
 
 // appendMillisField writes ns as milliseconds with 3 decimals, rounded to
@@ -445,14 +448,23 @@ func appendMillis(b []byte, ns int64) []byte {
 		ns = -ns
 	}
 	us := (ns + 500) / 1000
-	b = strconv.AppendInt(b, us/1000, 10)
+	b = appendInt(b, us/1000)
 	frac := us % 1000
 	return append(b, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
 }
 
+// appendBoolField writes true or false byte by byte: stores, where a
+// string would be a call to memmove.
 func appendBoolField(b []byte, key string, v bool) []byte {
-	return strconv.AppendBool(appendKey(b, key), v)
+	b = appendKey(b, key)
+	if v {
+		return append(b, 't', 'r', 'u', 'e')
+	}
+	return append(b, 'f', 'a', 'l', 's', 'e')
 }
+
+// appendNull writes null, byte by byte as appendBoolField does.
+func appendNull(b []byte) []byte { return append(b, 'n', 'u', 'l', 'l') }
 
 func (j *JSON) appendTimeField(b []byte, key string, unixNano int64) []byte {
 	b = append(appendKey(b, key), '"')
@@ -491,50 +503,5 @@ func (j *JSON) appendRFC3339Nano(b []byte, unixNano int64) []byte {
 func appendAddrField(b []byte, key string, a netip.Addr) []byte {
 	b = append(appendKey(b, key), '"')
 	b = a.AppendTo(b)
-	return append(b, '"')
-}
-
-// needsEscape: s has a byte that JSON must escape, or non-ASCII bytes that
-// must be checked for valid UTF-8. Names and enums never do.
-func needsEscape(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
-			return true
-		}
-	}
-	return false
-}
-
-// appendString writes s as a JSON string. Invalid UTF-8 becomes U+FFFD and
-// control characters are escaped, so the line stays valid JSON whatever a
-// process names itself.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	if !needsEscape(s) {
-		b = append(b, s...)
-		return append(b, '"')
-	}
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c < 0x20 || c == 0x7f:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
 	return append(b, '"')
 }

@@ -21,7 +21,7 @@ func appendHostFields(b []byte, c *timeline.Connection) []byte {
 		}
 		b = appendString(b, d.Reason)
 		b = append(b, ':')
-		b = strconv.AppendInt(b, int64(d.Count), 10)
+		b = appendInt(b, int64(d.Count))
 	}
 	b = append(b, '}')
 	if c.SyscallErrno == 0 {
@@ -64,7 +64,7 @@ func appendHostFields(b []byte, c *timeline.Connection) []byte {
 func appendSocketFields(b []byte, c *timeline.Connection) []byte {
 	seq := func(b []byte, key string, v uint32, ok bool) []byte {
 		if !ok {
-			return append(appendKey(b, key), "null"...)
+			return appendNull(appendKey(b, key))
 		}
 		return appendUintField(b, key, uint64(v))
 	}
@@ -72,14 +72,9 @@ func appendSocketFields(b []byte, c *timeline.Connection) []byte {
 	b = seq(b, `,"peer_isn":`, c.Seq.PeerISN, c.Seq.HasISN)
 	b = seq(b, `,"fin_seq":`, c.Seq.FIN, c.Seq.HasFIN)
 	b = seq(b, `,"peer_fin_seq":`, c.Seq.PeerFIN, c.Seq.HasPeerFIN)
-	b = append(b, `,"retransmits_by_kind":{`...)
-	for i, k := range timeline.RetransKinds() {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, k.String())
-		b = append(b, ':')
-		b = strconv.AppendInt(b, int64(c.RetransByKind[k]), 10)
+	for i, k := range jsonRetransKinds {
+		b = append(b, jsonRetransKeys[i]...)
+		b = appendInt(b, int64(c.RetransByKind[k]))
 	}
 	b = append(b, '}')
 	b = appendUintField(b, `,"rto_backoff":`, uint64(c.MaxBackoff))
@@ -88,7 +83,7 @@ func appendSocketFields(b []byte, c *timeline.Connection) []byte {
 		return append(b, `,"tcp_info":null`...)
 	}
 	b = append(b, `,"tcp_info":{"cwnd":`...)
-	b = strconv.AppendUint(b, uint64(in.Cwnd), 10)
+	b = appendUint(b, uint64(in.Cwnd))
 	if in.Ssthresh >= 0x7fffffff { // TCP_INFINITE_SSTHRESH: slow start never ended
 		b = append(b, `,"ssthresh":null`...)
 	} else {
@@ -112,7 +107,7 @@ func appendSocketFields(b []byte, c *timeline.Connection) []byte {
 		ns  int64
 	}{{`,"busy_ms":`, in.Busy}, {`,"rwnd_limited_ms":`, in.RwndLimited}, {`,"sndbuf_limited_ms":`, in.SndbufLimited}} {
 		if f.ns < 0 {
-			b = append(appendKey(b, f.key), "null"...)
+			b = appendNull(appendKey(b, f.key))
 		} else {
 			b = appendMillisField(b, f.key, f.ns)
 		}
