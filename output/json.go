@@ -88,6 +88,27 @@ func appendOutcome(b []byte, c *timeline.Connection) []byte {
 	} else {
 		b = appendMillisField(b, `,"handshake_ms":`, c.Handshake)
 	}
+	if c.SynRetries == 0 && c.SynAckRetries == 0 && c.Retransmits == 0 && !c.RSTSent && !c.RSTReceived &&
+		c.RSTReason == "" && c.Errno == 0 {
+		b = append(b, noTroubleFields...)
+	} else {
+		b = appendTrouble(b, c)
+	}
+	b = appendStringField(b, `,"reason":`, c.Reason)
+	b = append(b, `,"explanation":"`...)
+	start := len(b)
+	b = timeline.AppendExplanation(b, c)
+	b = escapeInPlace(b, start)
+	return append(b, '"')
+}
+
+// noTroubleFields are what appendTrouble writes for a connection with no
+// retries, resets or errors, the commonest, in one piece.
+const noTroubleFields = `,"syn_retries":0,"synack_retries":0,"retransmits":0,"rst_sent":false,"rst_received":false,` +
+	`"rst_reason":null,"errno":null`
+
+// appendTrouble writes the retries, the resets and the error.
+func appendTrouble(b []byte, c *timeline.Connection) []byte {
 	b = appendUintField(b, `,"syn_retries":`, uint64(c.SynRetries))
 	b = appendUintField(b, `,"synack_retries":`, uint64(c.SynAckRetries))
 	b = appendUintField(b, `,"retransmits":`, uint64(c.Retransmits))
@@ -99,16 +120,9 @@ func appendOutcome(b []byte, c *timeline.Connection) []byte {
 		b = appendStringField(b, `,"rst_reason":`, c.RSTReason)
 	}
 	if c.Errno == 0 {
-		b = append(b, `,"errno":null`...)
-	} else {
-		b = appendStringField(b, `,"errno":`, timeline.ErrnoName(c.Errno))
+		return append(b, `,"errno":null`...)
 	}
-	b = appendStringField(b, `,"reason":`, c.Reason)
-	b = append(b, `,"explanation":"`...)
-	start := len(b)
-	b = timeline.AppendExplanation(b, c)
-	b = escapeInPlace(b, start)
-	return append(b, '"')
+	return appendStringField(b, `,"errno":`, timeline.ErrnoName(c.Errno))
 }
 
 // appendJSONFigures writes the kernel's counters and RTTs, and how complete
@@ -126,6 +140,9 @@ func appendJSONFigures(b []byte, c *timeline.Connection) []byte {
 		b = append(b, `,"handshake_rtt_ms":null`...)
 	} else {
 		b = appendMillisField(b, `,"handshake_rtt_ms":`, int64(c.HandshakeRTT)*1e3)
+	}
+	if !c.Partial && !c.Incomplete && !c.Evicted {
+		return append(b, `,"partial":false,"incomplete":false,"evicted":false`...)
 	}
 	b = appendBoolField(b, `,"partial":`, c.Partial)
 	b = appendBoolField(b, `,"incomplete":`, c.Incomplete)
@@ -149,17 +166,19 @@ func appendTimeline(b []byte, c *timeline.Connection) []byte {
 		}
 		b = appendStep(b, c, &c.Steps[i])
 	}
-	b = append(b, ']')
-	return appendUintField(b, `,"timeline_dropped":`, uint64(c.StepsDropped))
+	return appendUintField(b, `],"timeline_dropped":`, uint64(c.StepsDropped))
 }
 
 func appendStep(b []byte, c *timeline.Connection, s *timeline.Step) []byte {
 	b = append(b, `{"t_ms":`...)
 	b = appendMillis(b, s.Time-c.Start)
-	b = appendStepKind(append(b, `,"event":`...), s.Kind)
+	if s.Kind == timeline.StepState { // most steps: one constant up to the first state
+		b = appendState(append(b, `,"event":"state","from":`...), s.From)
+	} else {
+		b = appendStepKind(append(b, `,"event":`...), s.Kind)
+	}
 	switch s.Kind {
 	case timeline.StepState:
-		b = appendState(append(b, `,"from":`...), s.From)
 		b = appendState(append(b, `,"to":`...), s.To)
 		if s.TimewaitSocket {
 			b = append(b, `,"timewait_socket":true`...)

@@ -14,6 +14,25 @@ import (
 // host-side alerts. Documented in docs/json-schema.md.
 
 func appendHostFields(b []byte, c *timeline.Connection) []byte {
+	if len(c.Drops) == 0 && c.SyscallErrno == 0 && c.PortUse.Range <= 0 && !c.PortUse.Known &&
+		!c.ListenerFull.Known && !c.NeverAccepted {
+		b = append(b, quietHostFields...)
+	} else {
+		b = appendHostEvents(b, c)
+	}
+	b = appendUintField(b, `,"sock_syn_retries":`, uint64(c.SockSynRetries))
+	b = appendUintField(b, `,"user_timeout_ms":`, uint64(c.UserTimeout))
+	return appendSocketFields(b, c)
+}
+
+// quietHostFields are what appendHostEvents writes for a connection the
+// host did nothing to, the commonest, in one piece.
+const quietHostFields = `,"drops":{},"syscall":null,"syscall_errno":null,"local_ports":null,"listener_full":null,` +
+	`"never_accepted":false`
+
+// appendHostEvents writes the drops, the failed call, the local ports and
+// the full listener, and whether the socket was never accepted.
+func appendHostEvents(b []byte, c *timeline.Connection) []byte {
 	b = append(b, `,"drops":{`...)
 	for i, d := range c.Drops {
 		if i > 0 {
@@ -52,10 +71,7 @@ func appendHostFields(b []byte, c *timeline.Connection) []byte {
 	} else {
 		b = append(b, `,"listener_full":null`...)
 	}
-	b = appendBoolField(b, `,"never_accepted":`, c.NeverAccepted)
-	b = appendUintField(b, `,"sock_syn_retries":`, uint64(c.SockSynRetries))
-	b = appendUintField(b, `,"user_timeout_ms":`, uint64(c.UserTimeout))
-	return appendSocketFields(b, c)
+	return appendBoolField(b, `,"never_accepted":`, c.NeverAccepted)
 }
 
 // appendSocketFields writes what the socket knew: sequence numbers
@@ -68,15 +84,23 @@ func appendSocketFields(b []byte, c *timeline.Connection) []byte {
 		}
 		return appendUintField(b, key, uint64(v))
 	}
-	b = seq(b, `,"isn":`, c.Seq.ISN, c.Seq.HasISN)
-	b = seq(b, `,"peer_isn":`, c.Seq.PeerISN, c.Seq.HasISN)
-	b = seq(b, `,"fin_seq":`, c.Seq.FIN, c.Seq.HasFIN)
-	b = seq(b, `,"peer_fin_seq":`, c.Seq.PeerFIN, c.Seq.HasPeerFIN)
-	for i, k := range jsonRetransKinds {
-		b = append(b, jsonRetransKeys[i]...)
-		b = appendInt(b, int64(c.RetransByKind[k]))
+	if sq := &c.Seq; !sq.HasISN && !sq.HasFIN && !sq.HasPeerFIN {
+		b = append(b, `,"isn":null,"peer_isn":null,"fin_seq":null,"peer_fin_seq":null`...)
+	} else {
+		b = seq(b, `,"isn":`, sq.ISN, sq.HasISN)
+		b = seq(b, `,"peer_isn":`, sq.PeerISN, sq.HasISN)
+		b = seq(b, `,"fin_seq":`, sq.FIN, sq.HasFIN)
+		b = seq(b, `,"peer_fin_seq":`, sq.PeerFIN, sq.HasPeerFIN)
 	}
-	b = append(b, '}')
+	if c.RetransByKind == [len(c.RetransByKind)]int{} {
+		b = append(b, jsonNoRetrans...)
+	} else {
+		for i, k := range jsonRetransKinds {
+			b = append(b, jsonRetransKeys[i]...)
+			b = appendInt(b, int64(c.RetransByKind[k]))
+		}
+		b = append(b, '}')
+	}
 	b = appendUintField(b, `,"rto_backoff":`, uint64(c.MaxBackoff))
 	in := &c.Info
 	if !in.End {

@@ -73,6 +73,15 @@ func familyField(laddr netip.Addr) string {
 // before it (`,"retransmits_by_kind":{"rto":`, `,"fast":`, ...).
 var jsonRetransKinds, jsonRetransKeys = retransKeys()
 
+// jsonNoRetrans is "retransmits_by_kind" with every count 0, in one piece.
+var jsonNoRetrans = func() string {
+	s := ""
+	for _, k := range jsonRetransKeys {
+		s += k + "0"
+	}
+	return s + "}"
+}()
+
 func retransKeys() ([]timeline.RetransKind, []string) {
 	kinds := timeline.RetransKinds()
 	keys := make([]string, len(kinds))
