@@ -436,40 +436,11 @@ func appendUintField(b []byte, key string, v uint64) []byte {
 	return appendUint(appendKey(b, key), v)
 }
 
-// appendUint is strconv.AppendUint in base 10, with the one-digit numbers
-// (most counters of most records, zero above all) stored in place rather
-// than copied from strconv's table.
-func appendUint(b []byte, v uint64) []byte {
-	if v < 10 {
-		return append(b, byte('0'+v))
-	}
-	return strconv.AppendUint(b, v, 10)
-}
-
-// appendInt is appendUint for a signed number.
-func appendInt(b []byte, v int64) []byte {
-	if v >= 0 && v < 10 {
-		return append(b, byte('0'+v))
-	}
-	return strconv.AppendInt(b, v, 10)
-}
-
 // appendMillisField writes ns as milliseconds with 3 decimals, rounded to
 // the microsecond, in integer arithmetic (strconv's float formatting is a
 // fifth of the cost of a record).
 func appendMillisField(b []byte, key string, ns int64) []byte {
 	return appendMillis(appendKey(b, key), ns)
-}
-
-func appendMillis(b []byte, ns int64) []byte {
-	if ns < 0 {
-		b = append(b, '-')
-		ns = -ns
-	}
-	us := (ns + 500) / 1000
-	b = appendInt(b, us/1000)
-	frac := us % 1000
-	return append(b, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
 }
 
 // appendBoolField writes true or false byte by byte: stores, where a
@@ -505,11 +476,7 @@ func (j *JSON) appendRFC3339Nano(b []byte, unixNano int64) []byte {
 	if nsec != 0 {
 		var digits [10]byte
 		digits[0] = '.'
-		n := nsec
-		for i := 9; i >= 1; i-- {
-			digits[i] = byte('0' + n%10)
-			n /= 10
-		}
+		putDigits(digits[1:], uint64(nsec))
 		end := 10
 		for digits[end-1] == '0' {
 			end--
