@@ -30,6 +30,9 @@ type JSON struct {
 	lastSecondText []byte
 	// compactBuf: the line being compacted (--compact), reused.
 	compactBuf []byte
+	// lineCap: the capacity of the bufio.Writer's free space the line
+	// under way is built in; 0 when it is built in buf (json_line.go).
+	lineCap int
 }
 
 // NewJSON returns a JSON-lines writer.
@@ -37,7 +40,7 @@ func NewJSON(w io.Writer, opts Options) *JSON { return &JSON{base: newBase(w, op
 
 // Connection writes a {"type":"connection"} record.
 func (j *JSON) Connection(c *timeline.Connection) error {
-	b := j.buf
+	b := j.startLine()
 	b = append(b, lineStart+`"connection","cookie":`...)
 	b = appendUint(b, c.Cookie)
 	b = j.appendTimeField(b, `,"start":`, c.Start)
@@ -48,9 +51,7 @@ func (j *JSON) Connection(c *timeline.Connection) error {
 	b = appendJSONFigures(b, c)
 	b = appendTimeline(b, c)
 	b = appendHostFields(b, c)
-	b = append(b, "}\n"...)
-	j.buf = b
-	return j.write()
+	return j.endLine(append(b, "}\n"...))
 }
 
 // appendEndpoints writes the connection's addresses, its owner, and where
