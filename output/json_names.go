@@ -59,8 +59,8 @@ func appendStepKind(b []byte, k timeline.StepKind) []byte {
 	return appendString(b, k.String())
 }
 
-// familyField is the "family" member, as Connection.Family and familyOf
-// name it.
+// familyField is the "family" member, as Connection.Family and
+// Event.Family name it.
 func familyField(laddr netip.Addr) string {
 	if laddr.Is4() {
 		return `,"family":"ipv4"`
