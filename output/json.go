@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/tcptrace/tcptrace/containers"
 	"github.com/tcptrace/tcptrace/tracer/timeline"
@@ -31,6 +30,9 @@ type JSON struct {
 	lastSecondText []byte
 	// compactBuf: the line being compacted (--compact), reused.
 	compactBuf []byte
+	// lineCap: the capacity of the bufio.Writer's free space the line
+	// under way is built in; 0 when it is built in buf (json_line.go).
+	lineCap int
 }
 
 // NewJSON returns a JSON-lines writer.
@@ -38,99 +40,114 @@ func NewJSON(w io.Writer, opts Options) *JSON { return &JSON{base: newBase(w, op
 
 // Connection writes a {"type":"connection"} record.
 func (j *JSON) Connection(c *timeline.Connection) error {
-	b := j.buf
+	b := j.startLine()
 	b = append(b, lineStart+`"connection","cookie":`...)
-	b = strconv.AppendUint(b, c.Cookie, 10)
-	b = j.appendTimeField(b, "start", c.Start)
-	b = j.appendTimeField(b, "end", c.End)
-	b = appendMillisField(b, "duration_ms", c.Duration())
+	b = appendUint(b, c.Cookie)
+	b = j.appendTimeField(b, `,"start":`, c.Start)
+	b = j.appendTimeField(b, `,"end":`, c.End)
+	b = appendMillisField(b, `,"duration_ms":`, c.Duration())
 	b = j.appendEndpoints(b, c)
 	b = appendOutcome(b, c)
 	b = appendJSONFigures(b, c)
 	b = appendTimeline(b, c)
 	b = appendHostFields(b, c)
-	b = append(b, "}\n"...)
-	j.buf = b
-	return j.write()
+	return j.endLine(append(b, "}\n"...))
 }
 
 // appendEndpoints writes the connection's addresses, its owner, and where
 // it lives (cgroup, container, namespace).
 func (j *JSON) appendEndpoints(b []byte, c *timeline.Connection) []byte {
-	b = appendStringField(b, "family", c.Family())
-	b = appendAddrField(b, "laddr", c.LAddr)
-	b = appendUintField(b, "lport", uint64(c.LPort))
-	b = appendAddrField(b, "raddr", c.RAddr)
-	b = appendUintField(b, "rport", uint64(c.RPort))
-	b = appendStringField(b, "role", c.Role.String())
-	b = appendBoolField(b, "role_inferred", c.RoleInferred)
-	b = appendUintField(b, "pid", uint64(c.PID))
-	b = appendStringField(b, "comm", c.Comm)
-	b = appendUintField(b, "uid", uint64(c.UID))
-	b = appendNullableString(b, "cgroup", j.opts.cgroupPath(c.Cgroup))
+	b = append(b, familyField(c.LAddr)...)
+	b = appendAddrField(b, `,"laddr":`, c.LAddr)
+	b = appendUintField(b, `,"lport":`, uint64(c.LPort))
+	b = appendAddrField(b, `,"raddr":`, c.RAddr)
+	b = appendUintField(b, `,"rport":`, uint64(c.RPort))
+	b = appendRole(append(b, `,"role":`...), c.Role)
+	b = appendBoolField(b, `,"role_inferred":`, c.RoleInferred)
+	b = appendUintField(b, `,"pid":`, uint64(c.PID))
+	b = appendStringField(b, `,"comm":`, c.Comm)
+	b = appendUintField(b, `,"uid":`, uint64(c.UID))
+	b = appendNullableString(b, `,"cgroup":`, j.opts.cgroupPath(c.Cgroup))
 	b = appendContainer(b, j.opts.container(c.Cgroup))
-	b = appendUintField(b, "netns", uint64(c.NetNS))
+	b = appendUintField(b, `,"netns":`, uint64(c.NetNS))
 	if c.PeerCookie == 0 {
 		return append(b, `,"peer_cookie":null`...)
 	}
-	return appendUintField(b, "peer_cookie", c.PeerCookie)
+	return appendUintField(b, `,"peer_cookie":`, c.PeerCookie)
 }
 
 // appendOutcome writes how the connection ended, and why.
 func appendOutcome(b []byte, c *timeline.Connection) []byte {
-	b = appendStringField(b, "outcome", c.Outcome.String())
+	b = appendOutcomeName(append(b, `,"outcome":`...), c.Outcome)
 	if c.ClosedBy == timeline.ClosedByNone {
 		b = append(b, `,"closed_by":null`...)
 	} else {
-		b = appendStringField(b, "closed_by", c.ClosedBy.String())
+		b = appendCloser(append(b, `,"closed_by":`...), c.ClosedBy)
 	}
 	if c.Handshake < 0 {
 		b = append(b, `,"handshake_ms":null`...)
 	} else {
-		b = appendMillisField(b, "handshake_ms", c.Handshake)
+		b = appendMillisField(b, `,"handshake_ms":`, c.Handshake)
 	}
-	b = appendUintField(b, "syn_retries", uint64(c.SynRetries))
-	b = appendUintField(b, "synack_retries", uint64(c.SynAckRetries))
-	b = appendUintField(b, "retransmits", uint64(c.Retransmits))
-	b = appendBoolField(b, "rst_sent", c.RSTSent)
-	b = appendBoolField(b, "rst_received", c.RSTReceived)
-	if c.RSTReason == "" {
-		b = append(b, `,"rst_reason":null`...)
+	if c.SynRetries == 0 && c.SynAckRetries == 0 && c.Retransmits == 0 && !c.RSTSent && !c.RSTReceived &&
+		c.RSTReason == "" && c.Errno == 0 {
+		b = append(b, noTroubleFields...)
 	} else {
-		b = appendStringField(b, "rst_reason", c.RSTReason)
+		b = appendTrouble(b, c)
 	}
-	if c.Errno == 0 {
-		b = append(b, `,"errno":null`...)
-	} else {
-		b = appendStringField(b, "errno", timeline.ErrnoName(c.Errno))
-	}
-	b = appendStringField(b, "reason", c.Reason)
-	b = append(appendKey(b, "explanation"), '"')
+	b = appendStringField(b, `,"reason":`, c.Reason)
+	b = append(b, `,"explanation":"`...)
 	start := len(b)
 	b = timeline.AppendExplanation(b, c)
 	b = escapeInPlace(b, start)
 	return append(b, '"')
 }
 
+// noTroubleFields are what appendTrouble writes for a connection with no
+// retries, resets or errors, the commonest, in one piece.
+const noTroubleFields = `,"syn_retries":0,"synack_retries":0,"retransmits":0,"rst_sent":false,"rst_received":false,` +
+	`"rst_reason":null,"errno":null`
+
+// appendTrouble writes the retries, the resets and the error.
+func appendTrouble(b []byte, c *timeline.Connection) []byte {
+	b = appendUintField(b, `,"syn_retries":`, uint64(c.SynRetries))
+	b = appendUintField(b, `,"synack_retries":`, uint64(c.SynAckRetries))
+	b = appendUintField(b, `,"retransmits":`, uint64(c.Retransmits))
+	b = appendBoolField(b, `,"rst_sent":`, c.RSTSent)
+	b = appendBoolField(b, `,"rst_received":`, c.RSTReceived)
+	if c.RSTReason == "" {
+		b = append(b, `,"rst_reason":null`...)
+	} else {
+		b = appendStringField(b, `,"rst_reason":`, c.RSTReason)
+	}
+	if c.Errno == 0 {
+		return append(b, `,"errno":null`...)
+	}
+	return appendStringField(b, `,"errno":`, timeline.ErrnoName(c.Errno))
+}
+
 // appendJSONFigures writes the kernel's counters and RTTs, and how complete
 // the record is.
 func appendJSONFigures(b []byte, c *timeline.Connection) []byte {
-	b = appendUintField(b, "bytes_sent", c.BytesSent)
-	b = appendUintField(b, "bytes_received", c.BytesReceived)
-	b = appendUintField(b, "segs_retransmitted", uint64(c.SegsRetrans))
+	b = appendUintField(b, `,"bytes_sent":`, c.BytesSent)
+	b = appendUintField(b, `,"bytes_received":`, c.BytesReceived)
+	b = appendUintField(b, `,"segs_retransmitted":`, uint64(c.SegsRetrans))
 	if c.SRTT == 0 {
 		b = append(b, `,"srtt_ms":null`...)
 	} else {
-		b = appendMillisField(b, "srtt_ms", int64(c.SRTT)*1e3)
+		b = appendMillisField(b, `,"srtt_ms":`, int64(c.SRTT)*1e3)
 	}
 	if c.HandshakeRTT == 0 {
 		b = append(b, `,"handshake_rtt_ms":null`...)
 	} else {
-		b = appendMillisField(b, "handshake_rtt_ms", int64(c.HandshakeRTT)*1e3)
+		b = appendMillisField(b, `,"handshake_rtt_ms":`, int64(c.HandshakeRTT)*1e3)
 	}
-	b = appendBoolField(b, "partial", c.Partial)
-	b = appendBoolField(b, "incomplete", c.Incomplete)
-	return appendBoolField(b, "evicted", c.Evicted)
+	if !c.Partial && !c.Incomplete && !c.Evicted {
+		return append(b, `,"partial":false,"incomplete":false,"evicted":false`...)
+	}
+	b = appendBoolField(b, `,"partial":`, c.Partial)
+	b = appendBoolField(b, `,"incomplete":`, c.Incomplete)
+	return appendBoolField(b, `,"evicted":`, c.Evicted)
 }
 
 // appendTimeline writes the states the connection went through and its
@@ -141,7 +158,7 @@ func appendTimeline(b []byte, c *timeline.Connection) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, s.String())
+		b = appendState(b, s)
 	}
 	b = append(b, `],"timeline":[`...)
 	for i := range c.Steps {
@@ -150,36 +167,38 @@ func appendTimeline(b []byte, c *timeline.Connection) []byte {
 		}
 		b = appendStep(b, c, &c.Steps[i])
 	}
-	b = append(b, ']')
-	return appendUintField(b, "timeline_dropped", uint64(c.StepsDropped))
+	return appendUintField(b, `],"timeline_dropped":`, uint64(c.StepsDropped))
 }
 
 func appendStep(b []byte, c *timeline.Connection, s *timeline.Step) []byte {
 	b = append(b, `{"t_ms":`...)
 	b = appendMillis(b, s.Time-c.Start)
-	b = appendStringField(b, "event", s.Kind.String())
+	if s.Kind == timeline.StepState { // most steps: one constant up to the first state
+		b = appendState(append(b, `,"event":"state","from":`...), s.From)
+	} else {
+		b = appendStepKind(append(b, `,"event":`...), s.Kind)
+	}
 	switch s.Kind {
 	case timeline.StepState:
-		b = appendStringField(b, "from", s.From.String())
-		b = appendStringField(b, "to", s.To.String())
+		b = appendState(append(b, `,"to":`...), s.To)
 		if s.TimewaitSocket {
 			b = append(b, `,"timewait_socket":true`...)
 		}
 	case timeline.StepSynRetransmit, timeline.StepSynAckRetransmit, timeline.StepRetransmit:
-		b = appendUintField(b, "n", uint64(s.N))
+		b = appendUintField(b, `,"n":`, uint64(s.N))
 		if s.Kind != timeline.StepRetransmit {
-			b = appendMillisField(b, "since_ms", s.Since)
+			b = appendMillisField(b, `,"since_ms":`, s.Since)
 		}
-		b = appendStringField(b, "state", s.From.String())
+		b = appendState(append(b, `,"state":`...), s.From)
 	case timeline.StepRSTSent:
 		if s.RSTReason != "" {
-			b = appendStringField(b, "reason", s.RSTReason)
+			b = appendStringField(b, `,"reason":`, s.RSTReason)
 		}
-		b = appendStringField(b, "state", s.From.String())
+		b = appendState(append(b, `,"state":`...), s.From)
 	case timeline.StepRSTReceived:
-		b = appendStringField(b, "state", s.From.String())
+		b = appendState(append(b, `,"state":`...), s.From)
 	case timeline.StepError:
-		b = appendStringField(b, "errno", timeline.ErrnoName(s.Errno))
+		b = appendStringField(b, `,"errno":`, timeline.ErrnoName(s.Errno))
 	}
 	return append(b, '}')
 }
@@ -188,35 +207,35 @@ func appendStep(b []byte, c *timeline.Connection, s *timeline.Step) []byte {
 func (j *JSON) Event(e *timeline.Event) error {
 	b := j.buf
 	b = append(b, lineStart+`"event"`...)
-	b = j.appendTimeField(b, "time", e.Time)
-	b = appendUintField(b, "cookie", e.Cookie)
-	b = appendStringField(b, "event", e.Type.String())
+	b = j.appendTimeField(b, `,"time":`, e.Time)
+	b = appendUintField(b, `,"cookie":`, e.Cookie)
+	b = appendStringField(b, `,"event":`, e.Type.String())
 	if e.Type == timeline.EventState {
-		b = appendStringField(b, "from", e.OldState.String())
-		b = appendStringField(b, "to", e.NewState.String())
+		b = appendState(append(b, `,"from":`...), e.OldState)
+		b = appendState(append(b, `,"to":`...), e.NewState)
 	} else if !e.NoSocket {
-		b = appendStringField(b, "state", e.NewState.String())
+		b = appendState(append(b, `,"state":`...), e.NewState)
 	}
 	b = appendEndpoints(b, e.LAddr, e.LPort, e.RAddr, e.RPort, e.PID, e.Comm, e.NetNS)
 	b = appendContainer(b, j.opts.container(e.Cgroup))
 	if e.Errno != 0 {
-		b = appendStringField(b, "errno", timeline.ErrnoName(e.Errno))
+		b = appendStringField(b, `,"errno":`, timeline.ErrnoName(e.Errno))
 	}
 	if e.RSTReason != "" {
-		b = appendStringField(b, "reason", e.RSTReason)
+		b = appendStringField(b, `,"reason":`, e.RSTReason)
 	}
 	if e.DropReason != "" {
-		b = appendStringField(b, "drop_reason", e.DropReason)
+		b = appendStringField(b, `,"drop_reason":`, e.DropReason)
 	}
 	if e.Syscall != 0 {
-		b = appendStringField(b, "syscall", e.Syscall.String())
+		b = appendStringField(b, `,"syscall":`, e.Syscall.String())
 	}
 	if e.Queue.Known {
 		b = appendQueue(b, e.Queue)
 	}
 	if e.Type == timeline.EventState && (e.SockDead || e.SockDone) {
-		b = appendBoolField(b, "sock_dead", e.SockDead)
-		b = appendBoolField(b, "sock_done", e.SockDone)
+		b = appendBoolField(b, `,"sock_dead":`, e.SockDead)
+		b = appendBoolField(b, `,"sock_done":`, e.SockDone)
 	}
 	if e.NoSocket {
 		b = append(b, `,"no_socket":true`...)
@@ -230,18 +249,18 @@ func (j *JSON) Event(e *timeline.Event) error {
 func (j *JSON) Alert(a *timeline.Alert) error {
 	b := j.buf
 	b = append(b, lineStart+`"alert"`...)
-	b = j.appendTimeField(b, "time", a.Time)
-	b = appendStringField(b, "kind", a.Kind.String())
-	b = appendStringField(b, "state", a.State.String())
-	b = appendMillisField(b, "for_ms", a.For())
-	b = appendBoolField(b, "since_unknown", a.SinceUnknown)
-	b = appendUintField(b, "cookie", a.Cookie)
+	b = j.appendTimeField(b, `,"time":`, a.Time)
+	b = appendStringField(b, `,"kind":`, a.Kind.String())
+	b = appendState(append(b, `,"state":`...), a.State)
+	b = appendMillisField(b, `,"for_ms":`, a.For())
+	b = appendBoolField(b, `,"since_unknown":`, a.SinceUnknown)
+	b = appendUintField(b, `,"cookie":`, a.Cookie)
 	b = appendEndpoints(b, a.LAddr, a.LPort, a.RAddr, a.RPort, a.PID, a.Comm, a.NetNS)
 	b = appendContainer(b, j.opts.container(a.Cgroup))
-	b = appendUintField(b, "retries", uint64(a.Retries))
-	b = appendNullableString(b, "ended", a.Ended)
+	b = appendUintField(b, `,"retries":`, uint64(a.Retries))
+	b = appendNullableString(b, `,"ended":`, a.Ended)
 	b = appendHostAlertFields(b, a)
-	b = append(appendKey(b, "explanation"), '"')
+	b = append(b, `,"explanation":"`...)
 	start := len(b)
 	b = timeline.AppendAlertExplanation(b, a)
 	b = escapeInPlace(b, start)
@@ -254,8 +273,8 @@ func (j *JSON) Alert(a *timeline.Alert) error {
 func (j *JSON) TimeWait(at time.Time, total uint64, top []timeline.EndpointCount) error {
 	b := j.buf
 	b = append(b, lineStart+`"time_wait"`...)
-	b = j.appendTimeField(b, "time", at.UnixNano())
-	b = appendUintField(b, "total", total)
+	b = j.appendTimeField(b, `,"time":`, at.UnixNano())
+	b = appendUintField(b, `,"total":`, total)
 	b = append(b, `,"by_remote":[`...)
 	b = appendEndpointCounts(b, top)
 	b = append(b, "]}\n"...)
@@ -267,9 +286,9 @@ func (j *JSON) TimeWait(at time.Time, total uint64, top []timeline.EndpointCount
 func (j *JSON) Lost(at time.Time, n, total uint64) error {
 	b := j.buf
 	b = append(b, lineStart+`"lost"`...)
-	b = j.appendTimeField(b, "time", at.UnixNano())
-	b = appendUintField(b, "count", n)
-	b = appendUintField(b, "total", total)
+	b = j.appendTimeField(b, `,"time":`, at.UnixNano())
+	b = appendUintField(b, `,"count":`, n)
+	b = appendUintField(b, `,"total":`, total)
 	b = append(b, "}\n"...)
 	j.buf = b
 	return j.write()
@@ -279,8 +298,8 @@ func (j *JSON) Lost(at time.Time, n, total uint64) error {
 func (j *JSON) Summary(s *Summary) error {
 	b := j.buf
 	b = append(b, lineStart+`"summary"`...)
-	b = appendMillisField(b, "duration_ms", int64(s.Duration))
-	b = appendUintField(b, "connections", s.Connections)
+	b = appendMillisField(b, `,"duration_ms":`, int64(s.Duration))
+	b = appendUintField(b, `,"connections":`, s.Connections)
 	b = append(b, `,"by_outcome":{`...)
 	for i, o := range timeline.Outcomes() {
 		if i > 0 {
@@ -301,21 +320,21 @@ func (j *JSON) Summary(s *Summary) error {
 		b = strconv.AppendUint(b, s.ByReason[r], 10)
 	}
 	b = append(b, '}')
-	b = appendUintField(b, "alerts", s.Alerts)
-	b = append(appendKey(b, "top_failures"), '[')
+	b = appendUintField(b, `,"alerts":`, s.Alerts)
+	b = append(b, `,"top_failures":[`...)
 	b = appendEndpointCounts(b, s.TopFailures)
 	b = append(b, ']')
-	b = append(appendKey(b, "handshake_ms"), `{"count":`...)
+	b = append(b, `,"handshake_ms":{"count":`...)
 	b = strconv.AppendUint(b, s.Handshakes.Count(), 10)
 	if s.Handshakes.Count() > 0 {
-		b = appendMillisField(b, "p50", s.Handshakes.Percentile(50))
-		b = appendMillisField(b, "p99", s.Handshakes.Percentile(99))
+		b = appendMillisField(b, `,"p50":`, s.Handshakes.Percentile(50))
+		b = appendMillisField(b, `,"p99":`, s.Handshakes.Percentile(99))
 	} else {
 		b = append(b, `,"p50":null,"p99":null`...)
 	}
 	b = append(b, '}')
 	if s.TimeWaitKnown {
-		b = append(appendKey(b, "time_wait"), `{"total":`...)
+		b = append(b, `,"time_wait":{"total":`...)
 		b = strconv.AppendUint(b, s.TimeWaitTotal, 10)
 		b = append(b, `,"by_remote":[`...)
 		b = appendEndpointCounts(b, s.TimeWaitTop)
@@ -323,15 +342,15 @@ func (j *JSON) Summary(s *Summary) error {
 	} else {
 		b = append(b, `,"time_wait":null`...)
 	}
-	b = appendUintField(b, "events", s.Events)
-	b = appendUintField(b, "ring_records", s.RingRecords)
-	b = appendUintField(b, "lost_events", s.LostEvents)
-	b = appendUintField(b, "evicted", s.Evicted)
-	b = appendUintField(b, "recursion_misses", s.RecursionMisses)
-	b = appendUintField(b, "decode_errors", s.DecodeErrors)
-	b = appendUintField(b, "stray_events", s.StrayEvents)
-	b = appendUintField(b, "resets_without_socket", s.ResetsNoSocket)
-	b = appendUintField(b, "paired", s.Paired)
+	b = appendUintField(b, `,"events":`, s.Events)
+	b = appendUintField(b, `,"ring_records":`, s.RingRecords)
+	b = appendUintField(b, `,"lost_events":`, s.LostEvents)
+	b = appendUintField(b, `,"evicted":`, s.Evicted)
+	b = appendUintField(b, `,"recursion_misses":`, s.RecursionMisses)
+	b = appendUintField(b, `,"decode_errors":`, s.DecodeErrors)
+	b = appendUintField(b, `,"stray_events":`, s.StrayEvents)
+	b = appendUintField(b, `,"resets_without_socket":`, s.ResetsNoSocket)
+	b = appendUintField(b, `,"paired":`, s.Paired)
 	b = appendHostSummary(b, s)
 	b = append(b, "}\n"...)
 	j.buf = b
@@ -345,36 +364,36 @@ func (j *JSON) Summary(s *Summary) error {
 // namespace, as events and alerts share them.
 func appendEndpoints(b []byte, laddr netip.Addr, lport uint16, raddr netip.Addr, rport uint16,
 	pid uint32, comm string, netns uint32) []byte {
-	b = appendStringField(b, "family", familyOf(laddr))
-	b = appendAddrField(b, "laddr", laddr)
-	b = appendUintField(b, "lport", uint64(lport))
-	b = appendAddrField(b, "raddr", raddr)
-	b = appendUintField(b, "rport", uint64(rport))
-	b = appendUintField(b, "pid", uint64(pid))
-	b = appendStringField(b, "comm", comm)
-	return appendUintField(b, "netns", uint64(netns))
+	b = append(b, familyField(laddr)...)
+	b = appendAddrField(b, `,"laddr":`, laddr)
+	b = appendUintField(b, `,"lport":`, uint64(lport))
+	b = appendAddrField(b, `,"raddr":`, raddr)
+	b = appendUintField(b, `,"rport":`, uint64(rport))
+	b = appendUintField(b, `,"pid":`, uint64(pid))
+	b = appendStringField(b, `,"comm":`, comm)
+	return appendUintField(b, `,"netns":`, uint64(netns))
 }
 
 // appendContainer writes "container": an object, or null for a host
 // process. Fields the cgroup path and the runtime did not tell are null.
 func appendContainer(b []byte, c *containers.Info) []byte {
-	b = appendKey(b, "container")
+	b = appendKey(b, `,"container":`)
 	if c == nil {
-		return append(b, "null"...)
+		return appendNull(b)
 	}
 	b = append(b, '{', '"', 'i', 'd', '"', ':')
 	b = appendNullable(b, c.ID)
-	b = appendNullableString(b, "name", c.Name)
-	b = appendNullableString(b, "runtime", c.Runtime)
-	b = appendNullableString(b, "pod", c.Pod)
-	b = appendNullableString(b, "namespace", c.Namespace)
-	b = appendNullableString(b, "pod_uid", c.PodUID)
+	b = appendNullableString(b, `,"name":`, c.Name)
+	b = appendNullableString(b, `,"runtime":`, c.Runtime)
+	b = appendNullableString(b, `,"pod":`, c.Pod)
+	b = appendNullableString(b, `,"namespace":`, c.Namespace)
+	b = appendNullableString(b, `,"pod_uid":`, c.PodUID)
 	return append(b, '}')
 }
 
 func appendNullable(b []byte, v string) []byte {
 	if v == "" {
-		return append(b, "null"...)
+		return appendNull(b)
 	}
 	return appendString(b, v)
 }
@@ -386,16 +405,16 @@ func appendEndpointCounts(b []byte, eps []timeline.EndpointCount) []byte {
 		}
 		// A server's TIME_WAIT sockets are grouped by its service
 		// (laddr, lport); a client's by the remote they went to.
-		addr, port := `{"raddr":`, "rport"
+		addr, port := `{"raddr":`, `,"rport":`
 		if e.Local {
-			addr, port = `{"laddr":`, "lport"
+			addr, port = `{"laddr":`, `,"lport":`
 		}
 		b = append(b, addr...)
 		b = append(b, '"')
 		b = e.Addr.AppendTo(b)
 		b = append(b, '"')
 		b = appendUintField(b, port, uint64(e.Port))
-		b = appendUintField(b, "count", e.Count)
+		b = appendUintField(b, `,"count":`, e.Count)
 		b = append(b, '}')
 	}
 	return b
@@ -405,32 +424,17 @@ func appendNullableString(b []byte, key, v string) []byte {
 	return appendNullable(appendKey(b, key), v)
 }
 
-// escapeInPlace JSON-escapes b[start:], text just appended unescaped.
-// Explanations are ASCII built from constants and numbers, so this is
-// usually a scan that changes nothing.
-func escapeInPlace(b []byte, start int) []byte {
-	for i := start; i < len(b); i++ {
-		if c := b[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
-			tail := string(b[start:])
-			b = appendString(b[:start], tail)
-			return append(b[:start], b[start+1:len(b)-1]...) // drop the quotes appendString adds
-		}
-	}
-	return b
-}
-
-func appendKey(b []byte, key string) []byte {
-	b = append(b, ',', '"')
-	b = append(b, key...)
-	return append(b, '"', ':')
-}
+// appendKey writes a member's key as the callers spell it whole, comma
+// and colon included (`,"lport":`): one append of a constant instead of
+// three.
+func appendKey(b []byte, key string) []byte { return append(b, key...) }
 
 func appendStringField(b []byte, key, v string) []byte {
 	return appendString(appendKey(b, key), v)
 }
 
 func appendUintField(b []byte, key string, v uint64) []byte {
-	return strconv.AppendUint(appendKey(b, key), v, 10)
+	return appendUint(appendKey(b, key), v)
 }
 
 // appendMillisField writes ns as milliseconds with 3 decimals, rounded to
@@ -440,20 +444,18 @@ func appendMillisField(b []byte, key string, ns int64) []byte {
 	return appendMillis(appendKey(b, key), ns)
 }
 
-func appendMillis(b []byte, ns int64) []byte {
-	if ns < 0 {
-		b = append(b, '-')
-		ns = -ns
+// appendBoolField writes true or false byte by byte: stores, where a
+// string would be a call to memmove.
+func appendBoolField(b []byte, key string, v bool) []byte {
+	b = appendKey(b, key)
+	if v {
+		return append(b, 't', 'r', 'u', 'e')
 	}
-	us := (ns + 500) / 1000
-	b = strconv.AppendInt(b, us/1000, 10)
-	frac := us % 1000
-	return append(b, '.', byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
+	return append(b, 'f', 'a', 'l', 's', 'e')
 }
 
-func appendBoolField(b []byte, key string, v bool) []byte {
-	return strconv.AppendBool(appendKey(b, key), v)
-}
+// appendNull writes null, byte by byte as appendBoolField does.
+func appendNull(b []byte) []byte { return append(b, 'n', 'u', 'l', 'l') }
 
 func (j *JSON) appendTimeField(b []byte, key string, unixNano int64) []byte {
 	b = append(appendKey(b, key), '"')
@@ -475,11 +477,7 @@ func (j *JSON) appendRFC3339Nano(b []byte, unixNano int64) []byte {
 	if nsec != 0 {
 		var digits [10]byte
 		digits[0] = '.'
-		n := nsec
-		for i := 9; i >= 1; i-- {
-			digits[i] = byte('0' + n%10)
-			n /= 10
-		}
+		putDigits(digits[1:], uint64(nsec))
 		end := 10
 		for digits[end-1] == '0' {
 			end--
@@ -492,50 +490,5 @@ func (j *JSON) appendRFC3339Nano(b []byte, unixNano int64) []byte {
 func appendAddrField(b []byte, key string, a netip.Addr) []byte {
 	b = append(appendKey(b, key), '"')
 	b = a.AppendTo(b)
-	return append(b, '"')
-}
-
-// needsEscape: s has a byte that JSON must escape, or non-ASCII bytes that
-// must be checked for valid UTF-8. Names and enums never do.
-func needsEscape(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
-			return true
-		}
-	}
-	return false
-}
-
-// appendString writes s as a JSON string. Invalid UTF-8 becomes U+FFFD and
-// control characters are escaped, so the line stays valid JSON whatever a
-// process names itself.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	if !needsEscape(s) {
-		b = append(b, s...)
-		return append(b, '"')
-	}
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c < 0x20 || c == 0x7f:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
 	return append(b, '"')
 }

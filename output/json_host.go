@@ -14,6 +14,25 @@ import (
 // host-side alerts. Documented in docs/json-schema.md.
 
 func appendHostFields(b []byte, c *timeline.Connection) []byte {
+	if len(c.Drops) == 0 && c.SyscallErrno == 0 && c.PortUse.Range <= 0 && !c.PortUse.Known &&
+		!c.ListenerFull.Known && !c.NeverAccepted {
+		b = append(b, quietHostFields...)
+	} else {
+		b = appendHostEvents(b, c)
+	}
+	b = appendUintField(b, `,"sock_syn_retries":`, uint64(c.SockSynRetries))
+	b = appendUintField(b, `,"user_timeout_ms":`, uint64(c.UserTimeout))
+	return appendSocketFields(b, c)
+}
+
+// quietHostFields are what appendHostEvents writes for a connection the
+// host did nothing to, the commonest, in one piece.
+const quietHostFields = `,"drops":{},"syscall":null,"syscall_errno":null,"local_ports":null,"listener_full":null,` +
+	`"never_accepted":false`
+
+// appendHostEvents writes the drops, the failed call, the local ports and
+// the full listener, and whether the socket was never accepted.
+func appendHostEvents(b []byte, c *timeline.Connection) []byte {
 	b = append(b, `,"drops":{`...)
 	for i, d := range c.Drops {
 		if i > 0 {
@@ -21,21 +40,21 @@ func appendHostFields(b []byte, c *timeline.Connection) []byte {
 		}
 		b = appendString(b, d.Reason)
 		b = append(b, ':')
-		b = strconv.AppendInt(b, int64(d.Count), 10)
+		b = appendInt(b, int64(d.Count))
 	}
 	b = append(b, '}')
 	if c.SyscallErrno == 0 {
 		b = append(b, `,"syscall":null,"syscall_errno":null`...)
 	} else {
-		b = appendStringField(b, "syscall", c.Syscall.String())
-		b = appendStringField(b, "syscall_errno", timeline.ErrnoName(c.SyscallErrno))
+		b = appendStringField(b, `,"syscall":`, c.Syscall.String())
+		b = appendStringField(b, `,"syscall_errno":`, timeline.ErrnoName(c.SyscallErrno))
 	}
 	if u := c.PortUse; u.Range > 0 || u.Known || u.NotRescanned {
 		b = append(b, `,"local_ports":{"range":`...)
 		b = strconv.AppendInt(b, int64(u.Range), 10)
 		if u.Known {
-			b = appendUintField(b, "in_use", uint64(u.InUse))
-			b = appendUintField(b, "time_wait", uint64(u.TimeWait))
+			b = appendUintField(b, `,"in_use":`, uint64(u.InUse))
+			b = appendUintField(b, `,"time_wait":`, uint64(u.TimeWait))
 		}
 		if u.NotRescanned {
 			b = appendBoolField(b, "not_rescanned", true)
@@ -48,17 +67,14 @@ func appendHostFields(b []byte, c *timeline.Connection) []byte {
 		b = append(b, `,"listener_full":{`...)
 		b = append(b, `"addr":`...)
 		b = appendString(b, lf.Addr.String())
-		b = appendUintField(b, "port", uint64(lf.Port))
-		b = appendUintField(b, "dropped", lf.Dropped)
+		b = appendUintField(b, `,"port":`, uint64(lf.Port))
+		b = appendUintField(b, `,"dropped":`, lf.Dropped)
 		b = appendQueue(b, lf.Queue)
 		b = append(b, '}')
 	} else {
 		b = append(b, `,"listener_full":null`...)
 	}
-	b = appendBoolField(b, "never_accepted", c.NeverAccepted)
-	b = appendUintField(b, "sock_syn_retries", uint64(c.SockSynRetries))
-	b = appendUintField(b, "user_timeout_ms", uint64(c.UserTimeout))
-	return appendSocketFields(b, c)
+	return appendBoolField(b, `,"never_accepted":`, c.NeverAccepted)
 }
 
 // appendSocketFields writes what the socket knew: sequence numbers
@@ -67,55 +83,58 @@ func appendHostFields(b []byte, c *timeline.Connection) []byte {
 func appendSocketFields(b []byte, c *timeline.Connection) []byte {
 	seq := func(b []byte, key string, v uint32, ok bool) []byte {
 		if !ok {
-			return append(appendKey(b, key), "null"...)
+			return appendNull(appendKey(b, key))
 		}
 		return appendUintField(b, key, uint64(v))
 	}
-	b = seq(b, "isn", c.Seq.ISN, c.Seq.HasISN)
-	b = seq(b, "peer_isn", c.Seq.PeerISN, c.Seq.HasISN)
-	b = seq(b, "fin_seq", c.Seq.FIN, c.Seq.HasFIN)
-	b = seq(b, "peer_fin_seq", c.Seq.PeerFIN, c.Seq.HasPeerFIN)
-	b = append(b, `,"retransmits_by_kind":{`...)
-	for i, k := range timeline.RetransKinds() {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, k.String())
-		b = append(b, ':')
-		b = strconv.AppendInt(b, int64(c.RetransByKind[k]), 10)
+	if sq := &c.Seq; !sq.HasISN && !sq.HasFIN && !sq.HasPeerFIN {
+		b = append(b, `,"isn":null,"peer_isn":null,"fin_seq":null,"peer_fin_seq":null`...)
+	} else {
+		b = seq(b, `,"isn":`, sq.ISN, sq.HasISN)
+		b = seq(b, `,"peer_isn":`, sq.PeerISN, sq.HasISN)
+		b = seq(b, `,"fin_seq":`, sq.FIN, sq.HasFIN)
+		b = seq(b, `,"peer_fin_seq":`, sq.PeerFIN, sq.HasPeerFIN)
 	}
-	b = append(b, '}')
-	b = appendUintField(b, "rto_backoff", uint64(c.MaxBackoff))
+	if c.RetransByKind == [len(c.RetransByKind)]int{} {
+		b = append(b, jsonNoRetrans...)
+	} else {
+		for i, k := range jsonRetransKinds {
+			b = append(b, jsonRetransKeys[i]...)
+			b = appendInt(b, int64(c.RetransByKind[k]))
+		}
+		b = append(b, '}')
+	}
+	b = appendUintField(b, `,"rto_backoff":`, uint64(c.MaxBackoff))
 	in := &c.Info
 	if !in.End {
 		return append(b, `,"tcp_info":null`...)
 	}
 	b = append(b, `,"tcp_info":{"cwnd":`...)
-	b = strconv.AppendUint(b, uint64(in.Cwnd), 10)
+	b = appendUint(b, uint64(in.Cwnd))
 	if in.Ssthresh >= 0x7fffffff { // TCP_INFINITE_SSTHRESH: slow start never ended
 		b = append(b, `,"ssthresh":null`...)
 	} else {
-		b = appendUintField(b, "ssthresh", uint64(in.Ssthresh))
+		b = appendUintField(b, `,"ssthresh":`, uint64(in.Ssthresh))
 	}
 	if in.MinRTT == noRTT {
 		b = append(b, `,"min_rtt_ms":null`...)
 	} else {
-		b = appendMillisField(b, "min_rtt_ms", int64(in.MinRTT)*1e3)
+		b = appendMillisField(b, `,"min_rtt_ms":`, int64(in.MinRTT)*1e3)
 	}
-	b = appendUintField(b, "delivered", uint64(in.Delivered))
-	b = appendUintField(b, "lost", uint64(in.Lost))
-	b = appendUintField(b, "retransmitted", uint64(c.SegsRetrans))
-	b = appendUintField(b, "reordering", uint64(in.Reordering))
-	b = appendUintField(b, "snd_mss", uint64(in.SndMSS))
-	b = appendUintField(b, "rcv_mss", uint64(in.RcvMSS))
-	b = appendUintField(b, "dsack_dups", uint64(in.DSACKDups))
-	b = appendUintField(b, "window_probes", uint64(in.Probes))
+	b = appendUintField(b, `,"delivered":`, uint64(in.Delivered))
+	b = appendUintField(b, `,"lost":`, uint64(in.Lost))
+	b = appendUintField(b, `,"retransmitted":`, uint64(c.SegsRetrans))
+	b = appendUintField(b, `,"reordering":`, uint64(in.Reordering))
+	b = appendUintField(b, `,"snd_mss":`, uint64(in.SndMSS))
+	b = appendUintField(b, `,"rcv_mss":`, uint64(in.RcvMSS))
+	b = appendUintField(b, `,"dsack_dups":`, uint64(in.DSACKDups))
+	b = appendUintField(b, `,"window_probes":`, uint64(in.Probes))
 	for _, f := range []struct {
 		key string
 		ns  int64
-	}{{"busy_ms", in.Busy}, {"rwnd_limited_ms", in.RwndLimited}, {"sndbuf_limited_ms", in.SndbufLimited}} {
+	}{{`,"busy_ms":`, in.Busy}, {`,"rwnd_limited_ms":`, in.RwndLimited}, {`,"sndbuf_limited_ms":`, in.SndbufLimited}} {
 		if f.ns < 0 {
-			b = append(appendKey(b, f.key), "null"...)
+			b = appendNull(appendKey(b, f.key))
 		} else {
 			b = appendMillisField(b, f.key, f.ns)
 		}
@@ -127,8 +146,8 @@ func appendSocketFields(b []byte, c *timeline.Connection) []byte {
 func appendQueue(b []byte, q timeline.Queue) []byte {
 	b = append(b, `,"queue":{"len":`...)
 	b = strconv.AppendUint(b, uint64(q.Len), 10)
-	b = appendUintField(b, "max", uint64(q.Max))
-	b = appendUintField(b, "drops", uint64(q.Drops))
+	b = appendUintField(b, `,"max":`, uint64(q.Max))
+	b = appendUintField(b, `,"drops":`, uint64(q.Drops))
 	return append(b, '}')
 }
 
@@ -136,9 +155,9 @@ func appendHostAlertFields(b []byte, a *timeline.Alert) []byte {
 	switch a.Kind {
 	case timeline.AlertListenOverflow:
 		b = appendQueue(b, a.Queue)
-		b = appendUintField(b, "dropped", a.Dropped)
+		b = appendUintField(b, `,"dropped":`, a.Dropped)
 		if a.Somaxconn >= 0 {
-			b = appendUintField(b, "somaxconn", uint64(a.Somaxconn))
+			b = appendUintField(b, `,"somaxconn":`, uint64(a.Somaxconn))
 		}
 		b = append(b, `,"accept_errors":{`...)
 		for i, ec := range a.AcceptErrors {
@@ -151,9 +170,9 @@ func appendHostAlertFields(b []byte, a *timeline.Alert) []byte {
 		}
 		b = append(b, '}')
 	case timeline.AlertPortInUse, timeline.AlertSyscallError:
-		b = appendStringField(b, "syscall", a.Syscall.String())
-		b = appendStringField(b, "errno", timeline.ErrnoName(a.Errno))
-		b = appendUintField(b, "count", a.Count)
+		b = appendStringField(b, `,"syscall":`, a.Syscall.String())
+		b = appendStringField(b, `,"errno":`, timeline.ErrnoName(a.Errno))
+		b = appendUintField(b, `,"count":`, a.Count)
 		if a.Queue.Known {
 			b = appendQueue(b, a.Queue)
 		}
@@ -165,13 +184,13 @@ func appendHostAlertFields(b []byte, a *timeline.Alert) []byte {
 				}
 				b = append(b, `{"cookie":`...)
 				b = strconv.AppendUint(b, l.Cookie, 10)
-				b = appendUintField(b, "pid", uint64(l.PID))
-				b = appendStringField(b, "comm", l.Comm)
+				b = appendUintField(b, `,"pid":`, uint64(l.PID))
+				b = appendStringField(b, `,"comm":`, l.Comm)
 				b = append(b, '}')
 			}
 			b = append(b, ']')
-			b = appendUintField(b, "time_wait", uint64(a.Holders.TimeWait))
-			b = appendUintField(b, "other", uint64(a.Holders.Other))
+			b = appendUintField(b, `,"time_wait":`, uint64(a.Holders.TimeWait))
+			b = appendUintField(b, `,"other":`, uint64(a.Holders.Other))
 			b = append(b, '}')
 		}
 		if a.Kind == timeline.AlertPortInUse && a.Holders.NotRescanned {
@@ -210,7 +229,7 @@ func appendHostSummary(b []byte, s *Summary) []byte {
 		b = strconv.AppendUint(b, counts[k], 10)
 	}
 	b = append(b, '}')
-	b = appendUintField(b, "listen_drops", s.ListenDrops)
-	b = appendUintField(b, "notes_lost", s.NotesLost)
-	return appendUintField(b, "retransmits_failed", s.RetransmitsFailed)
+	b = appendUintField(b, `,"listen_drops":`, s.ListenDrops)
+	b = appendUintField(b, `,"notes_lost":`, s.NotesLost)
+	return appendUintField(b, `,"retransmits_failed":`, s.RetransmitsFailed)
 }

@@ -5,7 +5,6 @@ package output
 import (
 	"bufio"
 	"io"
-	"net/netip"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -173,13 +172,6 @@ const hexDigits = "0123456789abcdef"
 
 // ms is nanoseconds as fractional milliseconds.
 func ms(ns int64) float64 { return float64(ns) / 1e6 }
-
-func familyOf(a netip.Addr) string {
-	if a.Is4() {
-		return "ipv4"
-	}
-	return "ipv6"
-}
 
 // sortedKeys returns m's keys in order, for stable output.
 func sortedKeys(m map[string]uint64) []string {
