@@ -42,7 +42,8 @@ var benchHTTPFlow = []benchEventSeq{
 
 // benchStream is a pre-built stream of raw samples.
 type benchStream struct {
-	samples [][]byte // records of one entry, as ringbuf.Record.RawSample
+	samples [][]byte // records, as ringbuf.Record.RawSample
+	events  int      // the events they hold
 	pairs   int
 	gapNs   int64 // simulated time between events
 }
@@ -114,6 +115,7 @@ func benchHTTPStream(pairs, conc int, gapNs int64, v6 bool) *benchStream {
 			r.Closed.Base.SrttUs, r.Closed.Base.Jiffies = 8*25, 4294667296
 		}
 		buf := bytes.Clone(recordSample(&r))
+		st.events++
 		st.samples = append(st.samples, buf)
 		ts += uint64(gapNs)
 
@@ -130,11 +132,43 @@ func benchHTTPStream(pairs, conc int, gapNs int64, v6 bool) *benchStream {
 	return st
 }
 
+// queued regroups the stream as the kernel sends it by default: each
+// socket's entries in one record, sent at its CLOSE (all of the stream's
+// sockets close), with the figures of its ESTABLISHED and CLOSE entries.
+func (s *benchStream) queued() *benchStream {
+	out := &benchStream{pairs: s.pairs, gapNs: s.gapNs, events: s.events}
+	open := map[uint64]*rawRecord{}
+	for _, smp := range s.samples {
+		var one rawRecord
+		if err := readRecord(smp, &one); err != nil {
+			panic(err)
+		}
+		r := open[one.Cookie]
+		if r == nil {
+			r = &rawRecord{}
+			*r = one
+			r.N = 0
+			open[one.Cookie] = r
+		}
+		r.Ev[r.N] = one.Ev[0]
+		r.N++
+		switch one.Ev[0].Newstate {
+		case uint8(timeline.StateEstablished):
+			r.Established = one.Established
+		case uint8(timeline.StateClose):
+			r.Closed = one.Closed
+			out.samples = append(out.samples, bytes.Clone(unsafe.Slice((*byte)(unsafe.Pointer(r)), RecordSize)))
+			delete(open, one.Cookie)
+		}
+	}
+	return out
+}
+
 // contiguous returns the samples laid out back to back in one buffer, as in
 // the ring buffer's mmap (8-byte header + 8-byte-aligned sample).
 func (s *benchStream) contiguous() ([]byte, [][]byte) {
 	const hdr = 8
-	stride := hdr + (recordHead+entrySize+7)&^7
+	stride := hdr + (RecordSize+7)&^7
 	buf := make([]byte, stride*len(s.samples))
 	out := make([][]byte, len(s.samples))
 	for i, smp := range s.samples {

@@ -3,7 +3,9 @@ package tracer
 // The whole user-space path of one event, as tracer.Run and cmd's session
 // drive it: ring buffer sample -> Decoder.Decode -> Correlator.Add (with
 // Advance every 4096 events) -> output.JSON.Connection for each record
-// emitted, to io.Discard through the writer's bufio.Writer.
+// emitted, to io.Discard through the writer's bufio.Writer. ns/op is per
+// event, whether the events come each in its own record (at once: with
+// --events) or in one record per socket's end (queued: the default).
 //
 //	go test -run '^$' -bench Pipeline -benchmem ./tracer/
 
@@ -21,10 +23,18 @@ func BenchmarkPipeline(b *testing.B) {
 		conc  int
 		gapNs int64
 	}{{32, 10_000}, {1024, 500}} {
-		for _, format := range []string{"json", "text", "none"} {
-			b.Run(fmt.Sprintf("%s/conc=%d/gap=%dns", format, tc.conc, tc.gapNs), func(b *testing.B) {
+		for _, mode := range []struct {
+			name   string
+			format string
+			queued bool
+		}{{"json", "json", true}, {"json-at-once", "json", false}, {"text", "text", true}, {"none", "none", true}} {
+			format := mode.format
+			b.Run(fmt.Sprintf("%s/conc=%d/gap=%dns", mode.name, tc.conc, tc.gapNs), func(b *testing.B) {
 				const pairs = 4096
 				st := benchHTTPStream(pairs, tc.conc, tc.gapNs, false)
+				if mode.queued {
+					st = st.queued()
+				}
 				_, samples := st.contiguous()
 				var out output.Writer
 				switch format {
@@ -46,7 +56,7 @@ func BenchmarkPipeline(b *testing.B) {
 				// Replays the samples for ever with new cookies and later
 				// times, by rewriting the two fields in the sample.
 				j, pass, total := 0, uint64(0), 0
-				span := uint64(len(samples)) * uint64(tc.gapNs)
+				span := uint64(st.events) * uint64(tc.gapNs)
 				add := func(e *timeline.Event) {
 					e.Cookie += pass * 2 * pairs
 					e.Time += int64(pass * span)
@@ -59,7 +69,7 @@ func BenchmarkPipeline(b *testing.B) {
 					}
 				}
 				step := func(n int) {
-					for i := 0; i < n; i++ {
+					for end := total + n; total < end; {
 						if err := d.Decode(samples[j], &ev, add); err != nil {
 							b.Fatal(err)
 						}
@@ -69,7 +79,7 @@ func BenchmarkPipeline(b *testing.B) {
 						}
 					}
 				}
-				step(4 * len(samples)) // warm up
+				step(4 * st.events) // warm up: 4 passes
 				warm := records
 				b.ReportAllocs()
 				b.ResetTimer()
