@@ -61,7 +61,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./tracer/
 	$(GO) test -run '^$$' -fuzz '^FuzzQueue$$' -fuzztime $(FUZZTIME) ./tracer/
 	$(GO) test -run '^$$' -fuzz '^FuzzCorrelator$$' -fuzztime $(FUZZTIME) ./tracer/timeline/
-	$(GO) test -run '^$$' -fuzz '^FuzzFreezeExact$$' -fuzztime $(FUZZTIME) ./tracer/timeline/
+	$(GO) test -run '^$$' -fuzz '^FuzzPackExact$$' -fuzztime $(FUZZTIME) ./tracer/timeline/
 
 # Five minutes of connection churn under tcptrace -o json (as root):
 # records vs connections, lost events, RSS every 10 s, CPU. DURATION=60 for

@@ -1025,7 +1025,7 @@ func TestIdleConnectionsPacked(t *testing.T) {
 	ns := netnstest.New(t)
 	ln, port := listen(t, ns, "127.0.0.1:0")
 	ccfg := timeline.DefaultConfig()
-	ccfg.FreezeAfter = int64(50 * time.Millisecond)
+	ccfg.PackAfter = int64(50 * time.Millisecond)
 	c := traceWith(t, ns, tracer.Config{Unbatched: true}, ccfg, false)
 	cli := dial(t, ns, ln.Addr().String())
 	srv := accept(t, ln)

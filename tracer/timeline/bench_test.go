@@ -228,7 +228,7 @@ func heapInuse() uint64 {
 func BenchmarkMemoryPerConnection(b *testing.B) {
 	const n = 1_000_000
 	// packed: as the tracer runs, connections opening at 10,000/s with
-	// Advance every 100 ms, so those at rest are packed after FreezeAfter;
+	// Advance every 100 ms, so those at rest are packed after PackAfter;
 	// measured once all are at rest, after the runtime returned what it
 	// freed to the system (debug.FreeOSMemory, as its scavenger does).
 	b.Run("packed", func(b *testing.B) {
@@ -251,14 +251,14 @@ func BenchmarkMemoryPerConnection(b *testing.B) {
 					c.Advance(now)
 				}
 			}
-			c.Advance(now + cfg.FreezeAfter + 1e6)
+			c.Advance(now + cfg.PackAfter + 1e6)
 			b.StopTimer()
 			if c.Live() != n || c.Packed() != n {
 				b.Fatalf("live %d packed %d, want %d", c.Live(), c.Packed(), n)
 			}
 			debug.FreeOSMemory()
 			benchMemReport(b, before, n)
-			b.ReportMetric(float64(unsafe.Sizeof(coldConn{})), "sizeof(coldConn)")
+			b.ReportMetric(float64(unsafe.Sizeof(packedConn{})), "sizeof(packedConn)")
 			runtime.KeepAlive(c)
 			b.StartTimer()
 		}

@@ -8,8 +8,8 @@ func (c *Correlator) Cgroup(cookie uint64) uint64 {
 	if conn := c.live[cookie]; conn != nil {
 		return conn.Cgroup
 	}
-	if slot, ok := c.cold.find(cookie); ok {
-		return c.cold.ctxs[c.cold.at(c.cold.index[slot]-1).ctx].cgroup
+	if slot, ok := c.packed.find(cookie); ok {
+		return c.packed.ctxs[c.packed.at(c.packed.index[slot]-1).ctx].cgroup
 	}
 	return 0
 }

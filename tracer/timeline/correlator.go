@@ -25,10 +25,10 @@ type Config struct {
 	// report when each ends (AlertTimeWaitEnded): a notice per connection
 	// this host closed first, so for --events only.
 	FollowTimeWait bool
-	// FreezeAfter (ns): a connection ESTABLISHED with no event for this
+	// PackAfter (ns): a connection ESTABLISHED with no event for this
 	// long is packed to a tenth of its size until its next event (rest.go).
 	// 0 never packs.
-	FreezeAfter int64
+	PackAfter int64
 	// ScanNetNS walks the TCP sockets of one namespace, for the numbers
 	// behind a failed bind() or connect() (calls.go); nil: not known.
 	ScanNetNS func(netns uint32, fn func(*Socket)) error
@@ -39,7 +39,7 @@ type Config struct {
 
 // DefaultConfig is what the CLI uses unless told otherwise.
 func DefaultConfig() Config {
-	return Config{MaxConnections: 1 << 20, MaxSteps: 64, CloseGrace: 50e6, StuckAfter: 30e9, FreezeAfter: 5e9}
+	return Config{MaxConnections: 1 << 20, MaxSteps: 64, CloseGrace: 50e6, StuckAfter: 30e9, PackAfter: 5e9}
 }
 
 // Correlator builds connection records from events. It is not safe for
@@ -51,8 +51,8 @@ type Correlator struct {
 	alert func(*Alert)
 
 	live map[uint64]*Connection
-	// cold holds the connections at rest, packed; they count as live.
-	cold coldStore
+	// packed holds the connections at rest, packed; they count as live.
+	packed packedStore
 	// open is the list of live, not yet closed connections, least recently
 	// active first;
 	// closing is the FIFO of connections in CLOSE waiting out CloseGrace.
@@ -137,10 +137,10 @@ func (c *Correlator) OnAlert(f func(*Alert)) { c.alert = f }
 func (c *Correlator) Stats() Stats { return c.stats }
 
 // Packed is how many of the live connections are at rest, packed.
-func (c *Correlator) Packed() int { return c.cold.n }
+func (c *Correlator) Packed() int { return c.packed.n }
 
 // Live is the number of connections tracked now.
-func (c *Correlator) Live() int { return len(c.live) + c.cold.n }
+func (c *Correlator) Live() int { return len(c.live) + c.packed.n }
 
 // MarkLost flags every live connection as incomplete: the kernel dropped
 // events while they were open, and any of them may be missing steps.
@@ -148,7 +148,7 @@ func (c *Correlator) MarkLost() {
 	for _, conn := range c.live {
 		conn.Incomplete = true
 	}
-	c.cold.each(func(cc *coldConn) { cc.flags |= coldIncomplete })
+	c.packed.each(func(cc *packedConn) { cc.flags |= packedIncomplete })
 }
 
 // Add feeds one event.
@@ -297,8 +297,8 @@ func (c *Correlator) Advance(now int64) {
 		conn.nextAlert = now + c.cfg.StuckAfter
 		c.watch.pushBack(conn)
 	}
-	if c.cfg.FreezeAfter > 0 {
-		c.freezeIdle(now)
+	if c.cfg.PackAfter > 0 {
+		c.packIdle(now)
 	}
 	if now-c.lastHostPrune > 10e9 {
 		c.lastHostPrune = now
@@ -321,8 +321,8 @@ func (c *Correlator) Flush() {
 	for c.open.head != nil {
 		c.finish(c.open.head)
 	}
-	for slot := c.cold.any(); slot >= 0; slot = c.cold.any() {
-		c.finish(c.thawSlot(slot))
+	for slot := c.packed.any(); slot >= 0; slot = c.packed.any() {
+		c.finish(c.unpackSlot(slot))
 	}
 	clear(c.synAcks)
 	c.synAcksScanned = 0
@@ -366,8 +366,8 @@ func (l *list) remove(c *Connection) {
 
 // lookup finds the live record of cookie, unpacking it if it is at rest.
 func (c *Correlator) lookup(cookie uint64) *Connection {
-	if conn := c.live[cookie]; conn != nil || c.cold.n == 0 {
+	if conn := c.live[cookie]; conn != nil || c.packed.n == 0 {
 		return conn
 	}
-	return c.thaw(cookie)
+	return c.unpack(cookie)
 }

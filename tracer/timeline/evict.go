@@ -6,8 +6,8 @@ package timeline
 // connections are the idle ones), else the least recently active.
 func (c *Correlator) evictOldest() {
 	var conn *Connection
-	if slot := c.cold.any(); slot >= 0 {
-		conn = c.thawSlot(slot)
+	if slot := c.packed.any(); slot >= 0 {
+		conn = c.unpackSlot(slot)
 	} else {
 		conn = c.open.head
 	}

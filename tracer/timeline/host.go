@@ -164,7 +164,7 @@ func (conn *Connection) join(n *note) {
 // that old. A note of a live socket stays until its record ends.
 func (c *Correlator) pruneNotes(now int64) {
 	for cookie, n := range c.notes {
-		if now-n.at > noteTTL && c.live[cookie] == nil && !c.cold.has(cookie) {
+		if now-n.at > noteTTL && c.live[cookie] == nil && !c.packed.has(cookie) {
 			delete(c.notes, cookie)
 		}
 	}

@@ -75,7 +75,7 @@ func TestInferRolesAfterTheWholeScan(t *testing.T) {
 func TestRoleInferredSurvivesPacking(t *testing.T) {
 	var recs []*Connection
 	cfg := DefaultConfig()
-	cfg.FreezeAfter = 1e9
+	cfg.PackAfter = 1e9
 	c := New(cfg, func(conn *Connection) { recs = append(recs, conn.Clone()) })
 	c.Seed(baseTime, seedSocket(1, "127.0.0.1:40000", "10.1.1.1:80", 1, StateEstablished), 42, "curl")
 	c.InferRoles()

@@ -42,8 +42,8 @@ func (c *Correlator) EachLive(fn func(lc *LiveConn)) {
 		liveOf(conn, &lc)
 		fn(&lc)
 	}
-	c.cold.each(func(cc *coldConn) {
-		c.liveOfCold(cc, &lc)
+	c.packed.each(func(cc *packedConn) {
+		c.liveOfPacked(cc, &lc)
 		fn(&lc)
 	})
 	for cookie, o := range c.orphans {
@@ -78,14 +78,14 @@ func liveOf(conn *Connection, lc *LiveConn) {
 	}
 }
 
-// liveOfCold unpacks only what LiveConn needs of a packed connection.
-func (c *Correlator) liveOfCold(cc *coldConn, lc *LiveConn) {
-	ctx := &c.cold.ctxs[cc.ctx]
+// liveOfPacked unpacks only what LiveConn needs of a packed connection.
+func (c *Correlator) liveOfPacked(cc *packedConn, lc *LiveConn) {
+	ctx := &c.packed.ctxs[cc.ctx]
 	since := cc.start
 	if n := int(cc.counts & 15); n > 1 {
 		since += int64(cc.later[n-2])
 	}
-	*lc = LiveConn{Cookie: cc.cookie, Start: cc.start, Partial: cc.flags&coldPartial != 0, LAddr: ctx.laddr, RAddr: netip.AddrFrom4(cc.raddr), LPort: cc.lport,
+	*lc = LiveConn{Cookie: cc.cookie, Start: cc.start, Partial: cc.flags&packedPartial != 0, LAddr: ctx.laddr, RAddr: netip.AddrFrom4(cc.raddr), LPort: cc.lport,
 		RPort: cc.rport, NetNS: ctx.netns, Role: Role(cc.flags & 3), PID: ctx.pid, Comm: ctx.comm, Cgroup: ctx.cgroup,
-		State: StateEstablished, Since: since, SinceUnknown: cc.flags&coldSinceUnknown != 0}
+		State: StateEstablished, Since: since, SinceUnknown: cc.flags&packedSinceUnknown != 0}
 }

@@ -9,7 +9,7 @@ import (
 // those closed and waiting out CloseGrace.
 func TestEachLive(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.FreezeAfter = 1000 * ms
+	cfg.PackAfter = 1000 * ms
 	cfg.ScansNetNS = func(ns uint32) bool { return ns == 1 }
 	c := New(cfg, func(*Connection) {})
 	dead := func(e *Event) { e.SockDead = true }

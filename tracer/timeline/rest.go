@@ -8,46 +8,43 @@ import "net/netip"
 // idle as far as TCP's state machine goes, for minutes or days. A full
 // Connection costs about 600 bytes with its slices and its map entry; at
 // rest, one needs under 64. So a connection ESTABLISHED and without events
-// for Config.FreezeAfter is packed into a coldConn and leaves the live map;
-// its next event unpacks it, exactly as it was (see canFreeze). What a
-// coldConn cannot hold exactly (IPv6, retransmissions, RSTs, more than
-// three steps, a watched state…) stays a full Connection.
-//
-// The names, for now (correlator.go uses them too): "cold" is at rest, a
-// coldConn is a packed connection and coldStore the hash table that holds
-// them by cookie; to freeze is to pack a connection, to thaw to unpack it.
+// for Config.PackAfter is packed into a packedConn and leaves the live map;
+// its next event unpacks it, exactly as it was (see canPack). What a
+// packedConn cannot hold exactly (IPv6, retransmissions, RSTs, more than
+// three steps, a watched state…) stays a full Connection. packedStore is
+// the hash table that holds them by cookie.
 
-// maxColdSteps and maxColdStates bound what a packed connection holds: the
+// maxPackedSteps and maxPackedStates bound what a packed connection holds: the
 // handshake of a client (CLOSE -> SYN_SENT -> ESTABLISHED) or a server
 // (LISTEN -> SYN_RECV -> ESTABLISHED) and a little more.
 const (
-	maxColdSteps  = 3
-	maxColdStates = 4
+	maxPackedSteps  = 3
+	maxPackedStates = 4
 )
 
-// Flags of a coldConn: the role in the low two bits, then booleans.
+// Flags of a packedConn: the role in the low two bits, then booleans.
 const (
-	coldPartial = 1 << (2 + iota)
-	coldIncomplete
-	coldSinceUnknown
-	coldSeeded
-	coldRoleInferred
+	packedPartial = 1 << (2 + iota)
+	packedIncomplete
+	packedSinceUnknown
+	packedSeeded
+	packedRoleInferred
 )
 
-// coldConn is a Connection at rest, packed: 48 bytes.
-type coldConn struct {
+// packedConn is a Connection at rest, packed: 48 bytes.
+type packedConn struct {
 	cookie uint64 // 0: a free slot
 	start  int64
 	// later are the times of the state steps after the first (which is at
 	// start), ns after start; stepFT the steps' states, from << 4 | to.
-	later  [maxColdSteps - 1]uint32
-	ctx    uint32 // index into coldStore.ctxs
+	later  [maxPackedSteps - 1]uint32
+	ctx    uint32 // index into packedStore.ctxs
 	raddr  [4]byte
 	lport  uint16
 	rport  uint16
 	srtt   uint32 // SRTT and HandshakeRTT, equal while at rest
 	states uint16 // 4 bits each, the first in the low bits
-	stepFT [maxColdSteps]uint8
+	stepFT [maxPackedSteps]uint8
 	counts uint8 // number of states << 4 | number of steps
 	flags  uint8
 	// bytes is BytesSent << 4 | BytesReceived: at ESTABLISHED the kernel's
@@ -55,9 +52,9 @@ type coldConn struct {
 	bytes uint8
 }
 
-// coldCtx is what many connections share: their host address, namespace
+// packedCtx is what many connections share: their host address, namespace
 // and owner. Interned, so that a packed connection holds an index.
-type coldCtx struct {
+type packedCtx struct {
 	laddr  netip.Addr
 	netns  uint32
 	pid    uint32
@@ -66,43 +63,43 @@ type coldCtx struct {
 	comm   string
 }
 
-// maxColdCtxs bounds the interned contexts; past it, connections with a
+// maxPackedCtxs bounds the interned contexts; past it, connections with a
 // new context stay unpacked.
-const maxColdCtxs = 1 << 16
+const maxPackedCtxs = 1 << 16
 
-// coldChunk is how many coldConns one slab chunk holds: the slab grows a
+// packedChunk is how many packedConns one slab chunk holds: the slab grows a
 // chunk at a time instead of doubling.
-const coldChunk = 4096
+const packedChunk = 4096
 
-// coldStore is a hash table of packed connections: a slab in chunks, and
+// packedStore is a hash table of packed connections: a slab in chunks, and
 // an index from cookie to slab position with open addressing (linear
 // probing, at most half full), so that a packed connection costs its 48 bytes plus 8 to 16
 // of index and nothing for the garbage collector to scan.
-type coldStore struct {
-	chunks [][]coldConn
+type packedStore struct {
+	chunks [][]packedConn
 	free   []uint32 // free slab positions
 	used   int      // slab positions ever handed out
 	n      int      // packed connections now
 	index  []uint32 // slab position + 1; 0: empty
 	cursor int      // where evictOne looks next
 
-	ctxs     []coldCtx
-	ctxIndex map[coldCtx]uint32
+	ctxs     []packedCtx
+	ctxIndex map[packedCtx]uint32
 }
 
-func (s *coldStore) at(pos uint32) *coldConn {
-	return &s.chunks[pos/coldChunk][pos%coldChunk]
+func (s *packedStore) at(pos uint32) *packedConn {
+	return &s.chunks[pos/packedChunk][pos%packedChunk]
 }
 
-func coldHash(cookie uint64) uint64 { return cookie * 0x9E3779B97F4A7C15 }
+func packedHash(cookie uint64) uint64 { return cookie * 0x9E3779B97F4A7C15 }
 
 // find returns the index slot of cookie, and whether it is there.
-func (s *coldStore) find(cookie uint64) (int, bool) {
+func (s *packedStore) find(cookie uint64) (int, bool) {
 	if len(s.index) == 0 {
 		return 0, false
 	}
 	mask := uint64(len(s.index) - 1)
-	for i := coldHash(cookie) >> 32 & mask; ; i = (i + 1) & mask {
+	for i := packedHash(cookie) >> 32 & mask; ; i = (i + 1) & mask {
 		v := s.index[i]
 		if v == 0 {
 			return int(i), false
@@ -114,13 +111,13 @@ func (s *coldStore) find(cookie uint64) (int, bool) {
 }
 
 // has says whether cookie is packed here.
-func (s *coldStore) has(cookie uint64) bool {
+func (s *packedStore) has(cookie uint64) bool {
 	_, ok := s.find(cookie)
 	return ok
 }
 
 // add takes a slab position for cookie, which must not be here already.
-func (s *coldStore) add(cookie uint64) *coldConn {
+func (s *packedStore) add(cookie uint64) *packedConn {
 	if 2*(s.n+1) > len(s.index) {
 		s.grow()
 	}
@@ -129,8 +126,8 @@ func (s *coldStore) add(cookie uint64) *coldConn {
 		pos = s.free[k-1]
 		s.free = s.free[:k-1]
 	} else {
-		if s.used == len(s.chunks)*coldChunk {
-			s.chunks = append(s.chunks, make([]coldConn, coldChunk))
+		if s.used == len(s.chunks)*packedChunk {
+			s.chunks = append(s.chunks, make([]packedConn, packedChunk))
 		}
 		pos = uint32(s.used)
 		s.used++
@@ -143,7 +140,7 @@ func (s *coldStore) add(cookie uint64) *coldConn {
 	return cc
 }
 
-func (s *coldStore) grow() {
+func (s *packedStore) grow() {
 	old := s.index
 	s.index = make([]uint32, max(2*len(old), 1024))
 	mask := uint64(len(s.index) - 1)
@@ -151,7 +148,7 @@ func (s *coldStore) grow() {
 		if v == 0 {
 			continue
 		}
-		i := coldHash(s.at(v-1).cookie) >> 32 & mask
+		i := packedHash(s.at(v-1).cookie) >> 32 & mask
 		for s.index[i] != 0 {
 			i = (i + 1) & mask
 		}
@@ -161,10 +158,10 @@ func (s *coldStore) grow() {
 
 // remove takes the packed connection in index slot out, and returns it
 // (valid until the next add).
-func (s *coldStore) remove(slot int) coldConn {
+func (s *packedStore) remove(slot int) packedConn {
 	pos := s.index[slot] - 1
 	cc := *s.at(pos)
-	*s.at(pos) = coldConn{}
+	*s.at(pos) = packedConn{}
 	s.free = append(s.free, pos)
 	s.n--
 	// Backward-shift deletion: pull later entries of the probe run into
@@ -172,7 +169,7 @@ func (s *coldStore) remove(slot int) coldConn {
 	mask := len(s.index) - 1
 	hole := slot
 	for i := (slot + 1) & mask; s.index[i] != 0; i = (i + 1) & mask {
-		home := int(coldHash(s.at(s.index[i]-1).cookie) >> 32 & uint64(mask))
+		home := int(packedHash(s.at(s.index[i]-1).cookie) >> 32 & uint64(mask))
 		// Move entry i into the hole if its home is not in (hole, i].
 		if (i-home)&mask >= (i-hole)&mask {
 			s.index[hole] = s.index[i]
@@ -185,7 +182,7 @@ func (s *coldStore) remove(slot int) coldConn {
 
 // any returns the index slot of some packed connection, moving round the
 // slab from call to call; -1 when there is none.
-func (s *coldStore) any() int {
+func (s *packedStore) any() int {
 	if s.n == 0 {
 		return -1
 	}
@@ -204,7 +201,7 @@ func (s *coldStore) any() int {
 }
 
 // each calls fn for every packed connection.
-func (s *coldStore) each(fn func(*coldConn)) {
+func (s *packedStore) each(fn func(*packedConn)) {
 	for pos := 0; pos < s.used; pos++ {
 		if cc := s.at(uint32(pos)); cc.cookie != 0 {
 			fn(cc)
@@ -213,15 +210,15 @@ func (s *coldStore) each(fn func(*coldConn)) {
 }
 
 // intern returns the index of ctx, adding it if there is room.
-func (s *coldStore) intern(ctx coldCtx) (uint32, bool) {
+func (s *packedStore) intern(ctx packedCtx) (uint32, bool) {
 	if i, ok := s.ctxIndex[ctx]; ok {
 		return i, true
 	}
-	if len(s.ctxs) >= maxColdCtxs {
+	if len(s.ctxs) >= maxPackedCtxs {
 		return 0, false
 	}
 	if s.ctxIndex == nil {
-		s.ctxIndex = make(map[coldCtx]uint32)
+		s.ctxIndex = make(map[packedCtx]uint32)
 	}
 	i := uint32(len(s.ctxs))
 	s.ctxs = append(s.ctxs, ctx)
@@ -229,14 +226,14 @@ func (s *coldStore) intern(ctx coldCtx) (uint32, bool) {
 	return i, true
 }
 
-// canFreeze says whether conn can be packed and unpacked exactly: at rest
-// in ESTABLISHED, and with nothing a coldConn does not hold.
-func canFreeze(conn *Connection) bool {
+// canPack says whether conn can be packed and unpacked exactly: at rest
+// in ESTABLISHED, and with nothing a packedConn does not hold.
+func canPack(conn *Connection) bool {
 	if conn.closed || conn.watched || conn.Evicted || conn.LastState() != StateEstablished ||
 		conn.ClosedBy != ClosedByNone || conn.SynRetries != 0 || conn.SynAckRetries != 0 || conn.Retransmits != 0 ||
 		conn.RSTSent || conn.RSTReceived || conn.rstSentLive || conn.RSTReason != "" || conn.Errno != 0 ||
 		conn.HalfClose || conn.HalfOpen || conn.StepsDropped != 0 || conn.Reason != "" ||
-		len(conn.States) > maxColdStates || len(conn.Steps) > maxColdSteps ||
+		len(conn.States) > maxPackedStates || len(conn.Steps) > maxPackedSteps ||
 		!conn.LAddr.Is4() || !conn.RAddr.Is4() || conn.SRTT != conn.HandshakeRTT ||
 		conn.BytesSent > 15 || conn.BytesReceived > 15 || conn.SegsRetrans != 0 ||
 		conn.lastSyn != conn.Start || len(conn.Steps) > 0 && conn.Steps[0].Time != conn.Start {
@@ -256,12 +253,12 @@ func canFreeze(conn *Connection) bool {
 		}
 		end = st.Time
 	}
-	return conn.End == end && conn.Handshake == coldHandshake(conn.Role, conn.Partial, conn.Start, conn.Steps)
+	return conn.End == end && conn.Handshake == packedHandshake(conn.Role, conn.Partial, conn.Start, conn.Steps)
 }
 
-// coldHandshake is Connection.Handshake as the correlator sets it: for a
+// packedHandshake is Connection.Handshake as the correlator sets it: for a
 // client seen from its start, connect() to ESTABLISHED.
-func coldHandshake(role Role, partial bool, start int64, steps []Step) int64 {
+func packedHandshake(role Role, partial bool, start int64, steps []Step) int64 {
 	if role != RoleClient || partial {
 		return -1
 	}
@@ -273,18 +270,18 @@ func coldHandshake(role Role, partial bool, start int64, steps []Step) int64 {
 	return -1
 }
 
-// freeze packs conn and takes it off the live table, if canFreeze allows
+// pack packs conn and takes it off the live table, if canPack allows
 // and there is room for its context.
-func (c *Correlator) freeze(conn *Connection) bool {
-	if !canFreeze(conn) {
+func (c *Correlator) pack(conn *Connection) bool {
+	if !canPack(conn) {
 		return false
 	}
-	ctx, ok := c.cold.intern(coldCtx{laddr: conn.LAddr, netns: conn.NetNS, pid: conn.PID, uid: conn.UID,
+	ctx, ok := c.packed.intern(packedCtx{laddr: conn.LAddr, netns: conn.NetNS, pid: conn.PID, uid: conn.UID,
 		cgroup: conn.Cgroup, comm: conn.Comm})
 	if !ok {
 		return false
 	}
-	cc := c.cold.add(conn.Cookie)
+	cc := c.packed.add(conn.Cookie)
 	cc.start = conn.Start
 	cc.ctx = ctx
 	cc.raddr = conn.RAddr.As4()
@@ -305,8 +302,8 @@ func (c *Correlator) freeze(conn *Connection) bool {
 	for _, f := range []struct {
 		on   bool
 		flag uint8
-	}{{conn.Partial, coldPartial}, {conn.Incomplete, coldIncomplete}, {conn.sinceUnknown, coldSinceUnknown},
-		{conn.seeded, coldSeeded}, {conn.RoleInferred, coldRoleInferred}} {
+	}{{conn.Partial, packedPartial}, {conn.Incomplete, packedIncomplete}, {conn.sinceUnknown, packedSinceUnknown},
+		{conn.seeded, packedSeeded}, {conn.RoleInferred, packedRoleInferred}} {
 		if f.on {
 			cc.flags |= f.flag
 		}
@@ -315,19 +312,19 @@ func (c *Correlator) freeze(conn *Connection) bool {
 	return true
 }
 
-// thaw unpacks the connection with cookie, if it is packed, back into the
+// unpack unpacks the connection with cookie, if it is packed, back into the
 // live table as the most recently active; nil if it is not packed.
-func (c *Correlator) thaw(cookie uint64) *Connection {
-	slot, ok := c.cold.find(cookie)
+func (c *Correlator) unpack(cookie uint64) *Connection {
+	slot, ok := c.packed.find(cookie)
 	if !ok {
 		return nil
 	}
-	return c.thawSlot(slot)
+	return c.unpackSlot(slot)
 }
 
-func (c *Correlator) thawSlot(slot int) *Connection {
-	cc := c.cold.remove(slot)
-	ctx := &c.cold.ctxs[cc.ctx]
+func (c *Correlator) unpackSlot(slot int) *Connection {
+	cc := c.packed.remove(slot)
+	ctx := &c.packed.ctxs[cc.ctx]
 	conn := c.alloc()
 	conn.Cookie, conn.Start, conn.End = cc.cookie, cc.start, cc.start
 	conn.lastSyn = cc.start
@@ -335,11 +332,11 @@ func (c *Correlator) thawSlot(slot int) *Connection {
 	conn.LPort, conn.RPort = cc.lport, cc.rport
 	conn.NetNS, conn.PID, conn.UID, conn.Cgroup, conn.Comm = ctx.netns, ctx.pid, ctx.uid, ctx.cgroup, ctx.comm
 	conn.Role = Role(cc.flags & 3)
-	conn.Partial = cc.flags&coldPartial != 0
-	conn.Incomplete = cc.flags&coldIncomplete != 0
-	conn.sinceUnknown = cc.flags&coldSinceUnknown != 0
-	conn.seeded = cc.flags&coldSeeded != 0
-	conn.RoleInferred = cc.flags&coldRoleInferred != 0
+	conn.Partial = cc.flags&packedPartial != 0
+	conn.Incomplete = cc.flags&packedIncomplete != 0
+	conn.sinceUnknown = cc.flags&packedSinceUnknown != 0
+	conn.seeded = cc.flags&packedSeeded != 0
+	conn.RoleInferred = cc.flags&packedRoleInferred != 0
 	conn.SRTT, conn.HandshakeRTT = cc.srtt, cc.srtt
 	conn.BytesSent, conn.BytesReceived = uint64(cc.bytes>>4), uint64(cc.bytes&15)
 	for i := range int(cc.counts >> 4) {
@@ -354,21 +351,21 @@ func (c *Correlator) thawSlot(slot int) *Connection {
 			To: State(cc.stepFT[i] & 15)})
 		conn.End = t
 	}
-	conn.Handshake = coldHandshake(conn.Role, conn.Partial, conn.Start, conn.Steps)
+	conn.Handshake = packedHandshake(conn.Role, conn.Partial, conn.Start, conn.Steps)
 	conn.stateSince = conn.End
 	c.live[conn.Cookie] = conn
 	c.open.pushBack(conn)
 	return conn
 }
 
-// freezeIdle packs the connections idle for FreezeAfter. The open list is in
+// packIdle packs the connections idle for PackAfter. The open list is in
 // order of activity, so they are at its head; one that can't be packed
 // (IPv6, in a watched state…) is moved to the tail as if active, so that it
-// is looked at again only after another FreezeAfter, not at every Advance.
-func (c *Correlator) freezeIdle(now int64) {
-	for conn := c.open.head; conn != nil && now-max(conn.End, conn.packChecked) >= c.cfg.FreezeAfter; {
+// is looked at again only after another PackAfter, not at every Advance.
+func (c *Correlator) packIdle(now int64) {
+	for conn := c.open.head; conn != nil && now-max(conn.End, conn.packChecked) >= c.cfg.PackAfter; {
 		next := conn.next
-		if !c.freeze(conn) {
+		if !c.pack(conn) {
 			conn.packChecked = now
 			c.open.remove(conn)
 			c.open.pushBack(conn)

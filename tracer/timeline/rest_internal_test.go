@@ -6,9 +6,9 @@ import (
 )
 
 // Connections at rest that cannot be packed (here IPv6) are looked at once
-// per FreezeAfter, not at every Advance: a host with many of them must not
+// per PackAfter, not at every Advance: a host with many of them must not
 // pay a walk of its whole table ten times a second.
-func TestUnpackableLookedAtOncePerFreezeAfter(t *testing.T) {
+func TestUnpackableLookedAtOncePerPackAfter(t *testing.T) {
 	cfg := DefaultConfig()
 	c := New(cfg, func(*Connection) {})
 	lo6 := netip.MustParseAddr("::1")
@@ -22,21 +22,21 @@ func TestUnpackableLookedAtOncePerFreezeAfter(t *testing.T) {
 			c.Add(&e)
 		}
 	}
-	t1 := t0 + cfg.FreezeAfter + 1e3
+	t1 := t0 + cfg.PackAfter + 1e3
 	c.Advance(t1)
 	if c.Packed() != 0 || c.Live() != 100 {
 		t.Fatalf("packed %d live %d, want 0 and 100", c.Packed(), c.Live())
 	}
-	c.Advance(t1 + 1e9) // within FreezeAfter of the last look: none looked at
+	c.Advance(t1 + 1e9) // within PackAfter of the last look: none looked at
 	for conn := c.open.head; conn != nil; conn = conn.next {
 		if conn.packChecked != t1 {
 			t.Fatalf("cookie %d looked at again at %d, last at %d", conn.Cookie, conn.packChecked, t1)
 		}
 	}
-	c.Advance(t1 + cfg.FreezeAfter) // a FreezeAfter later: all of them once
+	c.Advance(t1 + cfg.PackAfter) // a PackAfter later: all of them once
 	for conn := c.open.head; conn != nil; conn = conn.next {
-		if conn.packChecked != t1+cfg.FreezeAfter {
-			t.Fatalf("cookie %d last looked at %d, want %d", conn.Cookie, conn.packChecked, t1+cfg.FreezeAfter)
+		if conn.packChecked != t1+cfg.PackAfter {
+			t.Fatalf("cookie %d last looked at %d, want %d", conn.Cookie, conn.packChecked, t1+cfg.PackAfter)
 		}
 	}
 }
@@ -48,11 +48,11 @@ func TestOutOfRangeStateNotPacked(t *testing.T) {
 		LAddr: netip.MustParseAddr("127.0.0.1"), RAddr: netip.MustParseAddr("127.0.0.1"),
 		States: []State{State(200), StateEstablished},
 		Steps:  []Step{{Time: 10, Kind: StepState, From: State(3), To: StateEstablished}}}
-	if canFreeze(conn) {
+	if canPack(conn) {
 		t.Fatal("a connection with state 200 would be packed, and come back as state 8")
 	}
 	conn.States[0] = StateSynRecv
-	if !canFreeze(conn) {
+	if !canPack(conn) {
 		t.Fatal("the same connection with valid states is not packable")
 	}
 }

@@ -9,14 +9,14 @@ import (
 	"github.com/tcptrace/tcptrace/tracer/timeline"
 )
 
-// FuzzFreezeExact: packing connections at rest changes nothing anyone can
+// FuzzPackExact: packing connections at rest changes nothing anyone can
 // see. The same operations run through a correlator that never packs and
 // one that packs every idle ESTABLISHED connection at each Advance; both
 // must emit the same records and alerts (in any order) and the same
 // counts.
 //
-//	go test -run '^$' -fuzz FuzzFreezeExact -fuzztime 60s ./tracer/timeline/
-func FuzzFreezeExact(f *testing.F) {
+//	go test -run '^$' -fuzz FuzzPackExact -fuzztime 60s ./tracer/timeline/
+func FuzzPackExact(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s.data)
 	}
@@ -44,12 +44,12 @@ type opsResult struct {
 	stats   string
 }
 
-// runOps feeds the fuzz operations to a correlator with FreezeAfter, with
+// runOps feeds the fuzz operations to a correlator with PackAfter, with
 // room for every cookie (which connection an eviction picks is allowed to
 // differ) and alerts on.
-func runOps(t *testing.T, data []byte, freezeAfter int64) opsResult {
+func runOps(t *testing.T, data []byte, packAfter int64) opsResult {
 	cfg := timeline.Config{MaxConnections: 64, MaxSteps: fuzzMaxSteps, CloseGrace: 50e6, StuckAfter: 3e9,
-		FreezeAfter: freezeAfter}
+		PackAfter: packAfter}
 	var r opsResult
 	js := func(v any) string {
 		b, err := json.Marshal(v)
@@ -100,7 +100,7 @@ func runOps(t *testing.T, data []byte, freezeAfter int64) opsResult {
 }
 
 // A connection at rest is packed, and unpacked by its next event as it was.
-func TestFreezeThaw(t *testing.T) {
+func TestPackUnpack(t *testing.T) {
 	cfg := timeline.DefaultConfig()
 	var recs []*timeline.Connection
 	c := timeline.New(cfg, func(conn *timeline.Connection) { recs = append(recs, conn.Clone()) })
@@ -114,13 +114,13 @@ func TestFreezeThaw(t *testing.T) {
 		c.Add(ev(0, cookie, timeline.StateClose, timeline.StateSynSent))
 		c.Add(ev(50e3, cookie, timeline.StateSynSent, timeline.StateEstablished))
 	}
-	c.Advance(fuzzBaseTime + cfg.FreezeAfter - 1)
+	c.Advance(fuzzBaseTime + cfg.PackAfter - 1)
 	if c.Packed() != 0 {
-		t.Fatalf("packed %d before FreezeAfter", c.Packed())
+		t.Fatalf("packed %d before PackAfter", c.Packed())
 	}
-	c.Advance(fuzzBaseTime + 50e3 + cfg.FreezeAfter)
+	c.Advance(fuzzBaseTime + 50e3 + cfg.PackAfter)
 	if c.Packed() != 3 || c.Live() != 3 {
-		t.Fatalf("packed %d live %d after FreezeAfter, want 3 and 3", c.Packed(), c.Live())
+		t.Fatalf("packed %d live %d after PackAfter, want 3 and 3", c.Packed(), c.Live())
 	}
 	// The next event unpacks it; the record is whole.
 	c.Add(ev(10e9, 1, timeline.StateEstablished, timeline.StateFinWait1))

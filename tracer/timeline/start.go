@@ -70,7 +70,7 @@ func (c *Correlator) newConnection(cookie uint64, t int64) *Connection {
 // owned by pid/comm (0/"" when unknown), unless it is known already.
 // Timewait and request sockets are not connections to follow.
 func (c *Correlator) Seed(now int64, s *Socket, pid uint32, comm string) {
-	if s.Cookie == 0 || c.live[s.Cookie] != nil || c.cold.has(s.Cookie) || s.State == StateTimeWait || s.State == StateNewSynRecv ||
+	if s.Cookie == 0 || c.live[s.Cookie] != nil || c.packed.has(s.Cookie) || s.State == StateTimeWait || s.State == StateNewSynRecv ||
 		s.State == StateClose {
 		return
 	}
