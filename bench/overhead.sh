@@ -47,6 +47,9 @@
 #             the earlier "before"
 #   owner-io  tcptrace -o json --owner-io: what the opt-in per-I/O owner
 #             programs cost
+#   fleet     tcptrace -o json --only-anomalies --compact: the DaemonSet's
+#             stream (deploy/; its --metrics left out), the anomalies and
+#             alerts as compact records; "reported" counts only those
 #   events    tcptrace --events -o json (every kernel event too); not run
 #             unless named in CONFIGS
 #   top       tcptrace top --headless: top's work (every event sent on its
@@ -124,7 +127,7 @@ WORKLOADS=${WORKLOADS:-churn keepalive dropstorm}
 WRK_THREADS=${WRK_THREADS:-1}
 WRK_CONNECTIONS=${WRK_CONNECTIONS:-32}
 KEEPALIVE_REQUESTS=${KEEPALIVE_REQUESTS:-1000}
-CONFIGS=${CONFIGS:-none bpftrace json text filtered before owner-io top}
+CONFIGS=${CONFIGS:-none bpftrace json fleet text filtered before owner-io top}
 DROPSTORM_CONFIGS=${DROPSTORM_CONFIGS:-none json before}
 DROPSTORM_SECONDS=${DROPSTORM_SECONDS:-} # default: below, once SECONDS_PER_RUN is checked
 DROPSTORM_CONNECTIONS=${DROPSTORM_CONNECTIONS:-2048}
@@ -351,6 +354,7 @@ command_for() {
 	text) printf '%s\n' "${tt[@]}" -o text ;;
 	filtered) printf '%s\n' "${tt[@]}" -o json --port "$FILTER_PORT" ;;
 	owner-io) printf '%s\n' "${tt[@]}" -o json --owner-io ;;
+	fleet) printf '%s\n' "${tt[@]}" -o json --only-anomalies --compact ;;
 	events) printf '%s\n' "${tt[@]}" --events -o json ;;
 	top) printf '%s\n' "$TCPTRACE" top --netns "$nspath" --ready-file "$2" --headless -o json ;;
 	before) printf '%s\n' "$BEFORE_TCPTRACE" --netns "$nspath" --ready-file "$2" -o json ;;
@@ -620,6 +624,7 @@ FILENAME == ARGV[1] { command[$1] = $2; cmdorder[++ncmd] = $1; next } # commands
 		add(wl SUBSEP cfg SUBSEP "ev_conn", div($8, conns))
 		add(wl SUBSEP cfg SUBSEP "rss", $14 / 1024)
 		add(wl SUBSEP cfg SUBSEP "rep", div($15, conns))
+		add(wl SUBSEP cfg SUBSEP "out_conn", div($16 * 1024, conns))
 		lost[wl, cfg] += $11
 		run = run sprintf(",\"tracer_seconds\":%.3f,\"events\":%.0f,\"ring_records\":%.0f,\"lost_events\":%.0f,\"tracer_cpu_seconds\":%.2f,\"tracer_cpu_seconds_to_attach\":%.2f,\"tracer_cpu_us_per_conn\":%s,\"tracer_cpu_us_per_request\":%.4f,\"peak_rss_kib\":%.0f,\"client_connections_reported\":%.0f,\"output_kib\":%.0f",
 			$10, $8, $9, $11, cpu_s, start_s, num(div(run_cpu * 1e6, conns), "%.3f"), run_cpu * 1e6 / req, $14, $15, $16)
@@ -694,8 +699,8 @@ END {
 				"config", "req/s", "vs none", "conns", "CPU us/req", "CPU us/conn", "BPF runs/req", "BPF ns/req", "BPF ns/conn", "rec/req", "ev/conn", "lost", "peak RSS", "reported")
 		} else {
 			printf "churn: wrk -t%d -c%d, Connection: close (1 request = 1 connection, so per request = per connection)\n", threads, wconns
-			hdr = sprintf("%-9s %7s %7s %11s %13s %11s %8s %7s %6s %9s %8s",
-				"config", "conn/s", "vs none", "CPU us/conn", "BPF runs/conn", "BPF ns/conn", "rec/conn", "ev/conn", "lost", "peak RSS", "reported")
+			hdr = sprintf("%-9s %7s %7s %11s %13s %11s %8s %7s %6s %9s %8s %10s",
+				"config", "conn/s", "vs none", "CPU us/conn", "BPF runs/conn", "BPF ns/conn", "rec/conn", "ev/conn", "lost", "peak RSS", "reported", "out B/conn")
 		}
 		line = hdr; gsub(/./, "-", line)
 		gsub(/ us\//, " µs/", hdr)
@@ -721,15 +726,16 @@ END {
 					cell(m("bpf_ns_req"), "%.1f"), cell(m("bpf_ns_conn"), "%.0f"), cell(m("rec_req"), "%.4f"), cell(m("ev_conn"), "%.2f"),
 					cell(L, "%d"), cell(m("rss"), "%.1f MiB"), cell(rep, "%.1f%%")
 			else
-				printf "%-9s %7.0f %7s %11s %13s %11s %8s %7s %6s %9s %8s\n", cfg, m("rps"), cell(m("ratio"), "%.3f"),
+				printf "%-9s %7.0f %7s %11s %13s %11s %8s %7s %6s %9s %8s %10s\n", cfg, m("rps"), cell(m("ratio"), "%.3f"),
 					cell(m("cpu_conn"), "%.2f"), cell(m("bpf_runs_conn"), "%.2f"), cell(m("bpf_ns_conn"), "%.0f"),
-					cell(m("rec_conn"), "%.2f"), cell(m("ev_conn"), "%.2f"), cell(L, "%d"), cell(m("rss"), "%.1f MiB"), cell(rep, "%.1f%%")
-			json = json (i > 1 ? "," : "") sprintf("{\"name\":\"%s\",\"command\":\"%s\",\"median\":{\"req_per_s\":%s,\"conn_per_s\":%s,\"connections\":%s,\"ratio_to_none\":%s,\"tracer_cpu_us_per_conn\":%s,\"tracer_cpu_us_per_request\":%s,\"bpf_runs_per_request\":%s,\"bpf_runs_per_conn\":%s,\"bpf_ns_per_request\":%s,\"bpf_ns_per_conn\":%s,\"bpf_ns_per_run\":%s,\"ring_records_per_conn\":%s,\"ring_records_per_request\":%s,\"events_per_conn\":%s,\"peak_rss_mib\":%s,\"reported_per_conn\":%s%s},\"lost_events_total\":%s,\"runs\":[%s]}",
+					cell(m("rec_conn"), "%.2f"), cell(m("ev_conn"), "%.2f"), cell(L, "%d"), cell(m("rss"), "%.1f MiB"), cell(rep, "%.1f%%"),
+					cell(m("out_conn"), "%.0f")
+			json = json (i > 1 ? "," : "") sprintf("{\"name\":\"%s\",\"command\":\"%s\",\"median\":{\"req_per_s\":%s,\"conn_per_s\":%s,\"connections\":%s,\"ratio_to_none\":%s,\"tracer_cpu_us_per_conn\":%s,\"tracer_cpu_us_per_request\":%s,\"bpf_runs_per_request\":%s,\"bpf_runs_per_conn\":%s,\"bpf_ns_per_request\":%s,\"bpf_ns_per_conn\":%s,\"bpf_ns_per_run\":%s,\"ring_records_per_conn\":%s,\"ring_records_per_request\":%s,\"events_per_conn\":%s,\"peak_rss_mib\":%s,\"reported_per_conn\":%s,\"output_bytes_per_conn\":%s%s},\"lost_events_total\":%s,\"runs\":[%s]}",
 				cfg, esc(command[cfg]), num(m("rps"), "%.1f"), num(m("cps"), "%.1f"), num(m("conns"), "%d"), num(m("ratio"), "%.4f"),
 				num(m("cpu_conn"), "%.3f"), num(m("cpu_req"), "%.4f"), num(m("bpf_runs_req"), "%.5f"), num(m("bpf_runs_conn"), "%.3f"),
 				num(m("bpf_ns_req"), "%.2f"), num(m("bpf_ns_conn"), "%.1f"), num(m("bpf_ns_run"), "%.1f"), num(m("rec_conn"), "%.4f"),
 				num(m("rec_req"), "%.5f"), num(m("ev_conn"), "%.3f"), num(m("rss"), "%.1f"), num(rep == "" ? "" : rep / 100, "%.4f"),
-				extra_medians(), tr ? L : "null", runs[wl, cfg])
+				num(m("out_conn"), "%.0f"), extra_medians(), tr ? L : "null", runs[wl, cfg])
 		}
 		# The BPF programs by group, per connection.
 		if (wl in bpfseen) {
@@ -783,7 +789,8 @@ END {
 	print "tracer'"'"'s programs over the load (kernel.bpf_stats_enabled; they run on every socket of the host, the namespace"
 	print "filter is inside them). rec: ring-buffer records (tcptrace: ring_records; before, bpftrace: one per event)."
 	print "ev: kernel events. lost: total over all rounds. peak RSS: VmHWM. reported: client connection records"
-	print "(bpftrace: SYN_SENT transitions) / client connections made. Tracer output went to a tmpfs file."
+	print "(bpftrace: SYN_SENT transitions) / client connections made. Tracer output went to a tmpfs file; out B/conn: its"
+	print "size / connections made (churn): what a log collector ships, B/s per 1,000 connections/s = out B/conn × 1000."
 	if ("dropstorm" in wseen) {
 		print "drop storm: conn/s: connections made (ActiveOpens) a second; vs none: of conn/s. drops/s: the nftables rule'"'"'s"
 		print "counter over the load. Per drop: the tracer'"'"'s CPU, all its BPF programs and the handle_kfree_skb* ones, over the"
