@@ -166,10 +166,10 @@ want_bpftrace=
 want_before=
 for c in "${configs[@]}"; do
 	case $c in
-	none | json | text | filtered | owner-io | events | top) ;;
+	none | json | fleet | text | filtered | owner-io | events | top) ;;
 	bpftrace) want_bpftrace=1 ;;
 	before) want_before=1 ;;
-	*) die "unknown configuration '$c' (none bpftrace json text filtered before owner-io events top)" ;;
+	*) die "unknown configuration '$c' (none bpftrace json fleet text filtered before owner-io events top)" ;;
 	esac
 done
 for c in $DROPSTORM_CONFIGS; do
