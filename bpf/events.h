@@ -30,7 +30,8 @@ static __always_inline int emit_sock_event(const struct sock *sk, __u8 type, __u
 		return 0;
 
 	struct entry ent = entry_now(type, t.sport, reason, state, flags, o);
-	if (queues(st, &t) && queue_event(sk, st, &ent, queues_stopped))
+	bool send = queues_stopped;
+	if (through_queue(st, &t, &send) && queue_event(sk, st, &ent, send))
 		return 0;
 
 	struct record *r = record_of_one(&ent, cookie, &t, o);

@@ -24,21 +24,27 @@ static __always_inline struct sk_state *sk_state_of(const struct sock *sk, __u64
 	return st;
 }
 
-/* The owner of a socket: its storage, else what a scan, the accept hook or
- * an MPTCP note left by cookie. */
+/* The owner of a socket: what its own system calls showed; else the
+ * process that accept()ed it (its note, taken into the storage once); else
+ * its listener's owner, copied by the clone; else what a scan or an MPTCP
+ * note left by cookie. The accept() note is looked for whenever the owner
+ * is not known from the socket itself, also for a socket whose listener
+ * predates tracing (no storage to copy an owner from). */
 static __always_inline struct owner *resolve_owner(struct sk_state *st, __u64 cookie)
 {
-	if (st && st->owner.pid) {
-		if (st->inherited) {
-			struct owner *accepted = bpf_map_lookup_elem(&accepted_owners, &cookie);
-			if (accepted) {
-				st->owner = *accepted;
-				st->inherited = 0;
-				bpf_map_delete_elem(&accepted_owners, &cookie);
-			}
-		}
+	if (st && st->owner.pid && !st->inherited)
+		return &st->owner;
+	struct owner *accepted = bpf_map_lookup_elem(&accepted_owners, &cookie);
+	if (accepted) {
+		if (!st)
+			return accepted; /* no storage (no memory for it): the note stays */
+		st->owner = *accepted;
+		st->inherited = 0;
+		bpf_map_delete_elem(&accepted_owners, &cookie);
 		return &st->owner;
 	}
+	if (st && st->owner.pid)
+		return &st->owner;
 	return bpf_map_lookup_elem(&owners, &cookie);
 }
 

@@ -26,6 +26,22 @@ static __always_inline bool queues(const struct sk_state *st, const struct tuple
 	return queue_events && st && !st->send_at_once && (!queue_netns || t->netns == queue_netns);
 }
 
+/* Whether ent goes through the socket's queue (queue_event), and whether
+ * the queue must go with it now (*send). Also when the socket no longer
+ * queues but entries wait in its queue: an append whose cmpxchg lost to a
+ * flush scan's claim retries into the emptied queue before the scan sets
+ * send_at_once, and nothing would send it after. They go now, with ent. */
+static __always_inline bool through_queue(const struct sk_state *st, const struct tuple *t, bool *send)
+{
+	if (queues(st, t))
+		return true;
+	if (st && st->n) {
+		*send = true;
+		return true;
+	}
+	return false;
+}
+
 /* What a full socket's record says of it: its addresses, uid, cgroup and
  * owner as they are now (none of it changes over the socket's life but the
  * local port, which each entry keeps). */

@@ -14,6 +14,13 @@ static __always_inline struct owner *state_owner(const struct sock *sk, struct s
 {
 	if (in_owner_syscall(oldstate, newstate)) {
 		struct owner *o = st ? &st->owner : cur; /* no memory for the storage: this event still has it */
+		/* A server socket closing before its owner was known: an
+		 * accept() note may wait for it, superseded now. Left in the
+		 * LRU map, such notes would keep it full, and an eviction
+		 * costs every accept() of a busy server (measured: 1.1 µs). */
+		if (st && (st->inherited || !st->owner.pid) &&
+		    (oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT))
+			bpf_map_delete_elem(&accepted_owners, &cookie);
 		owner_from_current(o);
 		if (st)
 			st->inherited = 0;
@@ -50,9 +57,10 @@ static __always_inline __u8 state_flags(const struct sock *sk, int newstate, boo
 
 /* Queue the transition in the socket's storage; true when done (queued or
  * sent with its queue), false when it must go out on its own. */
-static __always_inline bool queue_state(const struct sock *sk, struct sk_state *st, const struct entry *ent)
+static __always_inline bool queue_state(const struct sock *sk, struct sk_state *st, const struct entry *ent,
+					bool send)
 {
-	bool send = ent->newstate == TCP_CLOSE || queues_stopped;
+	send = send || ent->newstate == TCP_CLOSE || queues_stopped;
 	if (ent->newstate == TCP_ESTABLISHED) {
 		struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
 		if (tp)
@@ -152,7 +160,8 @@ static __always_inline int on_set_state(const struct sock *sk, const int oldstat
 	/* Listeners go out at once: the loader counts a listener's SYN+ACK
 	 * retransmissions on its record and knows servers by their listening
 	 * ports, both while it listens. */
-	if (!listener && queues(st, &t) && queue_state(sk, st, &ent))
+	bool send = false;
+	if (!listener && through_queue(st, &t, &send) && queue_state(sk, st, &ent, send))
 		return 0;
 	send_state(sk, cookie, &t, o, &ent, cgroup);
 	return 0;

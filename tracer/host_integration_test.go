@@ -336,7 +336,7 @@ func TestFirewallDropsSYNs(t *testing.T) {
 	})
 	// The wire: every SYN the client sent, each one dropped.
 	if syns := netnstest.Count(wire.Stop(t), "> 127.0.0.1."+strconv.Itoa(int(port))+":", "Flags [S]"); syns != r.SynRetries+1 {
-		t.Errorf("tcpdump saw %d SYNs; the record says %d retries", syns, r.SynRetries)
+		t.Errorf("tcpdump saw %d SYNs; the record says %d retries\n%s", syns, r.SynRetries, describe(r))
 	}
 	requireDrops(t, c)
 	// Every SYN sent died in the rule: the first and each retry.

@@ -41,6 +41,23 @@ func TestOwnerPreforkWorker(t *testing.T) {
 	ns := netnstest.New(t)
 	c := trace(t, ns, tracer.Config{})
 	ln, port := listen(t, ns, "127.0.0.1:0")
+	checkPreforkWorkerOwns(t, ns, c, ln, port)
+}
+
+// The same with a listener older than tracing (a server started before
+// tcptrace): its accepted sockets have no owner to copy from it, and their
+// owner still comes from accept(), not from the listener's owner.
+func TestOwnerPreforkWorkerListenerOlderThanTracing(t *testing.T) {
+	ns := netnstest.New(t)
+	ln, port := listen(t, ns, "127.0.0.1:0")
+	c := trace(t, ns, tracer.Config{})
+	checkPreforkWorkerOwns(t, ns, c, ln, port)
+}
+
+// checkPreforkWorkerOwns has a worker process accept from ln, the client
+// abort, and checks that the server record is the worker's.
+func checkPreforkWorkerOwns(t *testing.T, ns *netnstest.NS, c *capture, ln *net.TCPListener, port uint16) {
+	t.Helper()
 	lf, err := ln.File()
 	if err != nil {
 		t.Fatal(err)
