@@ -227,7 +227,7 @@ func (o *options) tracerConfig() (tracer.Config, error) {
 	cfg.RingBytes = o.ringSize
 	// --events prints every event as it happens: the kernel sends each on
 	// its own instead of queueing a socket's events until it closes.
-	cfg.Unbatched = o.events
+	cfg.SendAtOnce = o.events
 	cfg.StuckAfter = o.stuckAfter
 	cfg.OwnerIO = o.ownerIO
 	// Under load, wake the reader once an eighth of the buffer is queued

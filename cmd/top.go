@@ -275,7 +275,7 @@ func runTop(parent context.Context, o *topOptions, stdout io.Writer) error {
 	// The screen shows connections in every state as they are now: the
 	// kernel must send each event as it happens, not a socket's events
 	// together when it closes (the stream's default).
-	cfg.Unbatched = true
+	cfg.SendAtOnce = true
 	if parent == nil {
 		parent = context.Background()
 	}

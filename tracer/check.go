@@ -350,7 +350,7 @@ func loadCheck(ownerIO bool) LoadCheck {
 		}
 	}
 	lc.Events = "one by one, as they happen (about five ring-buffer records per connection end)"
-	if t.Batched() {
+	if t.Queueing() {
 		lc.Events = "queued per socket, sent when it closes (one ring-buffer record per connection end)"
 	}
 	lc.Owners = "at connect, listen, close"

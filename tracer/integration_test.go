@@ -127,8 +127,8 @@ func traceWith(t *testing.T, ns *netnstest.NS, cfg tracer.Config, ccfg timeline.
 	var shadowStop func()
 	// Only in a namespace of the test's own: unfiltered, the two would see
 	// the other tests' traffic from different moments on.
-	if !cfg.Unbatched && ns != nil {
-		cfg.Unbatched = true
+	if !cfg.SendAtOnce && ns != nil {
+		cfg.SendAtOnce = true
 		c.shadow, shadowStop = startCapture(t, ns, cfg, ccfg, seed, seedAt)
 	}
 	t.Cleanup(func() {
@@ -887,7 +887,7 @@ func TestLostEventsCountedAndFlagged(t *testing.T) {
 	// connections live at the time. Queued per socket, the live one's
 	// events would wait in its storage and come whole.
 	tr, err := tracer.New(tracer.Config{NetNS: ns.Inode, NetNSPath: ns.Path,
-		RingBytes: os.Getpagesize(), PollInterval: 20 * time.Millisecond, Unbatched: true})
+		RingBytes: os.Getpagesize(), PollInterval: 20 * time.Millisecond, SendAtOnce: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1026,7 +1026,7 @@ func TestIdleConnectionsPacked(t *testing.T) {
 	ln, port := listen(t, ns, "127.0.0.1:0")
 	ccfg := timeline.DefaultConfig()
 	ccfg.PackAfter = int64(50 * time.Millisecond)
-	c := traceWith(t, ns, tracer.Config{Unbatched: true}, ccfg, false)
+	c := traceWith(t, ns, tracer.Config{SendAtOnce: true}, ccfg, false)
 	cli := dial(t, ns, ln.Addr().String())
 	srv := accept(t, ln)
 

@@ -12,7 +12,7 @@ import (
 )
 
 // The kernel queues each socket's events in the socket's storage and sends
-// them as one batch when it closes (batch.go decodes them). Two things must
+// them as one record when it closes (decode.go reads them). Two things must
 // not wait for that: an alert on a connection held in SYN_SENT, SYN_RECV,
 // CLOSE_WAIT or FIN_WAIT2 (flushStuck sends those queues in time), and the
 // connections still open when tracing stops (drain sends every queue).
@@ -26,7 +26,7 @@ type StallHandler interface {
 }
 
 // attachFlush prepares the flush scan (an iter/tcp program). Without it
-// the kernel side was loaded with batching off (see load).
+// the kernel side was loaded with queueing off (see load).
 func (t *Tracer) attachFlush() error {
 	p := t.coll.Programs[tcptraceProgFlushQueues]
 	if p == nil {
@@ -41,7 +41,7 @@ func (t *Tracer) attachFlush() error {
 }
 
 // Batched reports whether the kernel queues events per socket.
-func (t *Tracer) Batched() bool {
+func (t *Tracer) Queueing() bool {
 	var on uint32
 	if v := t.coll.Variables["queue_events"]; v != nil {
 		_ = v.Get(&on)
@@ -81,7 +81,7 @@ func flushPeriod(stuckAfter time.Duration) time.Duration {
 
 // flushQueues runs the flush scan: every queue with all, else those of
 // sockets in a watched state whose oldest entry is older than before
-// (CLOCK_MONOTONIC ns). The batches go to h in the order the scan finds
+// (CLOCK_MONOTONIC ns). The records go to h in the order the scan finds
 // them; each is one socket's, in order.
 func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int64) error {
 	if t.flushIter == nil {
@@ -109,10 +109,10 @@ func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int
 		}
 	}
 	// iter/tcp walks the namespace of the thread that opens it; the
-	// batches are handed on here, not on that thread.
-	var batches [][]byte
+	// records are handed on here, not on that thread.
+	var records [][]byte
 	flushHere := func() error {
-		return iterate(t.flushIter, RecordSize, func(b []byte) { batches = append(batches, bytes.Clone(b)) })
+		return iterate(t.flushIter, RecordSize, func(b []byte) { records = append(records, bytes.Clone(b)) })
 	}
 	var err error
 	if t.nets == nil {
@@ -126,13 +126,13 @@ func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int
 		err = t.nets.each(nil, func(uint32) error { return flushHere() })
 		t.nets.scan.Unlock()
 	}
-	t.records += uint64(len(batches))
+	t.records += uint64(len(records))
 	now := time.Now().UnixNano()
 	var jiffies uint64
 	if v := t.coll.Variables["scan_jiffies"]; v != nil && v.Get(&jiffies) == nil {
 		t.decoder.clock.sample(now, jiffies)
 	}
-	for _, b := range batches {
+	for _, b := range records {
 		if r := (*rawRecord)(unsafe.Pointer(&b[0])); r.Kind == kindStall {
 			if sh, ok := h.(StallHandler); ok && t.decoder.decodeStall(r, ev, now) {
 				sh.Stalled(ev)
@@ -152,9 +152,9 @@ func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int
 	return nil
 }
 
-// batchNetNS is the namespace whose sockets queue their events (0: all):
+// queueNetNS is the namespace whose sockets queue their events (0: all):
 // those the flush scans can enter.
-func (t *Tracer) batchNetNS() uint32 {
+func (t *Tracer) queueNetNS() uint32 {
 	switch {
 	case t.nets == nil:
 		return t.ns.inode

@@ -51,10 +51,11 @@ type Config struct {
 	// and how often Handler.Tick runs; 0 means 100 ms.
 	PollInterval time.Duration
 
-	// Unbatched sends every event of a socket on its own, as it happens
-	// (--events prints them so). By default the kernel queues a socket's
-	// events in its storage and sends them together when it closes.
-	Unbatched bool
+	// SendAtOnce sends every event of a socket at once, as a record of one
+	// entry (--events prints them so). By default the kernel queues a
+	// socket's events in its storage and sends them as one record when it
+	// closes.
+	SendAtOnce bool
 	// StuckAfter is how long a connection may hold SYN_SENT, SYN_RECV,
 	// CLOSE_WAIT or FIN_WAIT2 before it is alerted on (0: never). Queued
 	// events of connections held that long are sent in time for it.
@@ -145,7 +146,7 @@ func New(cfg Config) (*Tracer, error) {
 	// The queues of open sockets are sent by scans of the namespaces they
 	// see: every namespace, when tcptrace may enter them; else sockets of
 	// the others send each event on their own.
-	if err := spec.Variables["queue_netns"].Set(t.batchNetNS()); err != nil {
+	if err := spec.Variables["queue_netns"].Set(t.queueNetNS()); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("setting queue_netns: %w", err)
 	}
@@ -312,9 +313,9 @@ func setFilters(spec *ebpf.CollectionSpec, cfg *Config) error {
 	if cfg.Comm != "" {
 		commSet = 1
 	}
-	batch := uint32(1)
-	if cfg.Unbatched {
-		batch = 0
+	queue := uint32(1)
+	if cfg.SendAtOnce {
+		queue = 0
 	}
 	set := map[string]any{
 		"filter_netns":    cfg.NetNS,
@@ -326,7 +327,7 @@ func setFilters(spec *ebpf.CollectionSpec, cfg *Config) error {
 		"filter_comm":     comm,
 		"filter_cgroup":   cfg.Cgroup,
 		"wakeup_bytes":    uint64(cfg.WakeupBytes),
-		"queue_events":    batch,
+		"queue_events":    queue,
 	}
 	set["filter_cgroup_map"] = cgroupSetFlag(cfg)
 	for name, value := range set {
@@ -393,7 +394,7 @@ func (t *Tracer) handle(h Handler, sample []byte, ev *timeline.Event) {
 // drain sends what the kernel still holds, detaches the programs so no new
 // events come, and reads the rest. The queues of open sockets go first,
 // while the programs still run: a socket that went away after the
-// programs were detached would take its queue with it. Once batching is
+// programs were detached would take its queue with it. Once queueing is
 // stopped, a socket's next event takes its queue along in the ring buffer;
 // the flush scan sends the queues of the others. Each queue is sent once
 // (claimed with cmpxchg), after what the ring buffer held of its socket
@@ -445,8 +446,8 @@ func (t *Tracer) ringLost() uint64 {
 	return lost
 }
 
-// Records is how many records the kernel sent: events one by one, and
-// batches of a socket's queued events.
+// Records is how many records the kernel sent: events sent at once (a
+// record of one entry each), and sockets' queues (a record each).
 func (t *Tracer) Records() uint64 { return t.records }
 
 // DecodeErrors is how many samples could not be decoded.
