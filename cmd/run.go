@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -238,27 +239,55 @@ func run(parent context.Context, o *options, cfg tracer.Config, stdout io.Writer
 }
 
 // runContext is the tracing's context: done at the first SIGINT or SIGTERM,
-// after d (0: no limit), or when stop is called. Once a signal arrived
-// its handler is removed, so a second Ctrl-C kills the process at once.
-// cleanup releases it all.
+// after d (0: no limit), or when stop is called. cleanup releases it all.
 func runContext(parent context.Context, d time.Duration) (ctx context.Context, stop, cleanup func()) {
 	if parent == nil {
 		parent = context.Background()
 	}
-	ctx, stopSignals := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-ctx.Done()
-		stopSignals()
-	}()
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(parent)
 	cancelTimeout := context.CancelFunc(func() {})
 	if d > 0 {
 		ctx, cancelTimeout = context.WithTimeout(ctx, d)
 	}
+	// Room for both signals of a quick double Ctrl-C: signal.Notify drops
+	// what a full channel cannot take.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go stopOnSignals(ctx, cancel, sigs, done)
+	var once sync.Once
 	return ctx, cancel, func() {
+		once.Do(func() {
+			signal.Stop(sigs)
+			close(done)
+		})
 		cancelTimeout()
 		cancel()
-		stopSignals()
+	}
+}
+
+// stopOnSignals: the first SIGINT or SIGTERM stops the tracing; once it is
+// stopping, for that or any reason, the next one kills the process at once,
+// as if tcptrace had no handler, so that a graceful stop that cannot finish
+// (stdout a full pipe nobody reads) still gives way. Both signals are taken
+// from the channel in order, however late this goroutine runs: removing
+// the handler after the first (as signal.NotifyContext's stop does) left a
+// window in which the second was caught and ignored.
+func stopOnSignals(ctx context.Context, cancel context.CancelFunc, sigs chan os.Signal, done chan struct{}) {
+	select {
+	case <-sigs:
+		cancel()
+	case <-ctx.Done():
+	case <-done:
+		return
+	}
+	select {
+	case s := <-sigs:
+		signal.Reset(os.Interrupt, syscall.SIGTERM)
+		if sig, ok := s.(syscall.Signal); ok {
+			_ = syscall.Kill(os.Getpid(), sig)
+		}
+	case <-done:
 	}
 }
 
