@@ -145,13 +145,7 @@ func TestSynSentAlert(t *testing.T) {
 	ns.DropSYNs(t, port)
 	// A connect() left retrying until the alert came, however slow the
 	// kernel (a guest under TCG): the application gives up only then.
-	var fd int
-	var err error
-	ns.Do(func() {
-		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0); err == nil {
-			err = unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: int(port)})
-		}
-	})
+	fd, err := connectNonblocking(ns, port, 0)
 	if !errors.Is(err, unix.EINPROGRESS) {
 		t.Fatalf("connect: %v", err)
 	}

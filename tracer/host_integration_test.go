@@ -53,6 +53,21 @@ func rawListen(t *testing.T, ns *netnstest.NS, backlog int) (int, uint16) {
 // TCP_SYNCNT=synRetries; the socket is closed at cleanup.
 func rawConnect(t *testing.T, ns *netnstest.NS, port uint16, synRetries int) (int, error) {
 	t.Helper()
+	fd, err := connectNonblocking(ns, port, synRetries)
+	if fd > 0 {
+		t.Cleanup(func() { unix.Close(fd) })
+	}
+	if errors.Is(err, unix.EINPROGRESS) {
+		err = nil
+	}
+	return fd, err
+}
+
+// connectNonblocking starts a non-blocking connect() from ns to
+// 127.0.0.1:port (with TCP_SYNCNT=synRetries when above 0) and returns the
+// socket, which the caller closes, and connect()'s own error: EINPROGRESS
+// when the handshake is under way.
+func connectNonblocking(ns *netnstest.NS, port uint16, synRetries int) (int, error) {
 	var fd int
 	var err error
 	ns.Do(func() {
@@ -66,12 +81,6 @@ func rawConnect(t *testing.T, ns *netnstest.NS, port uint16, synRetries int) (in
 		}
 		err = unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: int(port)})
 	})
-	if fd > 0 {
-		t.Cleanup(func() { unix.Close(fd) })
-	}
-	if errors.Is(err, unix.EINPROGRESS) {
-		err = nil
-	}
 	return fd, err
 }
 
@@ -187,17 +196,11 @@ func TestAcceptEMFILE(t *testing.T) {
 	port64, _ := strconv.ParseUint(portStr, 10, 16)
 	port := uint16(port64)
 	// Clients the test closes itself (no cleanup closes them): their ends
-	// must reach both tracers (batched and one by one) before these are
+	// must reach both tracers (queued and at once) before these are
 	// compared, however slow the kernel.
 	var clients []int
 	for range 6 {
-		var fd int
-		var err error
-		ns.Do(func() {
-			if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0); err == nil {
-				err = unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: int(port)})
-			}
-		})
+		fd, err := connectNonblocking(ns, port, 0)
 		if !errors.Is(err, unix.EINPROGRESS) {
 			t.Fatalf("connect: %v", err)
 		}
