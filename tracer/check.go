@@ -406,8 +406,11 @@ func countNames(names []string) int {
 
 // tracepointGroup is the trace event system of a tracepoint tcptrace uses.
 func tracepointGroup(tp string) string {
-	if strings.HasPrefix(tp, "tcp_") {
+	switch {
+	case strings.HasPrefix(tp, "tcp_"):
 		return "tcp"
+	case tp == "kfree_skb":
+		return "skb"
 	}
 	return "sock"
 }
