@@ -81,9 +81,17 @@ func retransKind(reason uint16) (timeline.RetransKind, uint8) {
 // The tick rate comes from the kernel's configuration (CONFIG_HZ) or,
 // where none is readable, from two samples of jiffies a second apart.
 type jiffyClock struct {
-	hz           int
-	firstNs      int64
-	firstJiffies uint64
+	hz int
+	// The earliest and the latest samples seen, by time. Samples come out
+	// of order: a record's figures are as old as its entries, which wait
+	// in the kernel's queue until the socket closes, while a flush scan's
+	// sample is of the moment it ran.
+	first, last jiffySample
+}
+
+type jiffySample struct {
+	ns      int64
+	jiffies uint64
 }
 
 // kernelHZ reads CONFIG_HZ from /proc/config.gz or /boot/config-RELEASE;
@@ -117,21 +125,25 @@ func configHZ(r io.Reader) int {
 	return 0
 }
 
-// sample learns HZ from (time, jiffies) pairs at least a second apart,
-// rounded to the rates Linux offers.
+// sample learns HZ from the earliest and the latest (time, jiffies)
+// pairs once they are at least a second apart, rounded to the rates Linux
+// offers.
 func (c *jiffyClock) sample(ns int64, jiffies uint64) {
 	if c.hz != 0 || jiffies == 0 {
 		return
 	}
-	if c.firstNs == 0 {
-		c.firstNs, c.firstJiffies = ns, jiffies
+	s := jiffySample{ns, jiffies}
+	if c.first.ns == 0 || ns < c.first.ns {
+		c.first = s
+	}
+	if ns > c.last.ns {
+		c.last = s
+	}
+	dt := c.last.ns - c.first.ns
+	if dt < 1e9 || c.last.jiffies <= c.first.jiffies {
 		return
 	}
-	dt := ns - c.firstNs
-	if dt < 1e9 || jiffies <= c.firstJiffies {
-		return
-	}
-	rate := float64(jiffies-c.firstJiffies) / (float64(dt) / 1e9)
+	rate := float64(c.last.jiffies-c.first.jiffies) / (float64(dt) / 1e9)
 	best := 0
 	for _, hz := range []int{100, 250, 300, 1000} {
 		if best == 0 || math.Abs(rate-float64(hz)) < math.Abs(rate-float64(best)) {

@@ -108,6 +108,14 @@ func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int
 			return fmt.Errorf("setting stall_after_jiffies: %w", err)
 		}
 	}
+	// A scan that meets no full socket leaves scan_jiffies as it finds
+	// it: zero, so that no stale value is taken for now's.
+	jiffiesVar := t.coll.Variables["scan_jiffies"]
+	if jiffiesVar != nil {
+		if err := jiffiesVar.Set(uint64(0)); err != nil {
+			return fmt.Errorf("setting scan_jiffies: %w", err)
+		}
+	}
 	// iter/tcp walks the namespace of the thread that opens it; the
 	// records are handed on here, not on that thread.
 	var records [][]byte
@@ -128,8 +136,9 @@ func (t *Tracer) flushQueues(h Handler, ev *timeline.Event, all bool, before int
 	}
 	t.records += uint64(len(records))
 	now := time.Now().UnixNano()
+	// The jiffies of the scan's last socket, read near the scan's end.
 	var jiffies uint64
-	if v := t.coll.Variables["scan_jiffies"]; v != nil && v.Get(&jiffies) == nil {
+	if jiffiesVar != nil && jiffiesVar.Get(&jiffies) == nil {
 		t.decoder.clock.sample(now, jiffies)
 	}
 	for _, b := range records {
