@@ -40,7 +40,7 @@ func (t *Tracer) attachFlush() error {
 	return nil
 }
 
-// Batched reports whether the kernel queues events per socket.
+// Queueing reports whether the kernel queues events per socket.
 func (t *Tracer) Queueing() bool {
 	var on uint32
 	if v := t.coll.Variables["queue_events"]; v != nil {
