@@ -493,7 +493,8 @@ func requireDrops(t *testing.T, c *capture) {
 // fillAndClose makes a connection whose client never reads, fills the
 // server's send queue, and closes the server: an orphan in FIN_WAIT1 that
 // stays (the peer's window is shut), or, past tcp_max_orphans, an abort.
-func fillAndClose(t *testing.T, ns *netnstest.NS, ln *net.TCPListener) uint16 {
+// It returns the client's port and the client, closed at cleanup.
+func fillAndClose(t *testing.T, ns *netnstest.NS, ln *net.TCPListener) (uint16, net.Conn) {
 	t.Helper()
 	cli := dial(t, ns, ln.Addr().String())
 	t.Cleanup(func() { cli.Close() })
@@ -515,7 +516,7 @@ func fillAndClose(t *testing.T, ns *netnstest.NS, ln *net.TCPListener) uint16 {
 	}
 	port := uint16(srv.RemoteAddr().(*net.TCPAddr).Port)
 	srv.Close()
-	return port
+	return port, cli
 }
 
 // orphans reads the host's orphaned TCP sockets from /proc/net/sockstat.
@@ -550,7 +551,8 @@ func TestOrphanLimitReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.WriteFile(sysctl, old, 0o644) })
-	fillAndClose(t, ns, ln)
+	_, cli := fillAndClose(t, ns, ln)
+	clients := []net.Conn{cli}
 	deadline := time.Now().Add(waitTimeout)
 	for orphans(t) == 0 && time.Now().Before(deadline) {
 		c.drained()
@@ -559,7 +561,8 @@ func TestOrphanLimitReset(t *testing.T) {
 	// limit: the next closes are reset once it counts the first orphan.
 	var aborted *timeline.Connection
 	for i := 0; i < 20 && aborted == nil && time.Now().Before(deadline); i++ {
-		cport := fillAndClose(t, ns, ln)
+		cport, cli := fillAndClose(t, ns, ln)
+		clients = append(clients, cli)
 		until := time.Now().Add(2 * time.Second)
 		for aborted == nil && time.Now().Before(until) {
 			c.drained()
@@ -573,6 +576,14 @@ func TestOrphanLimitReset(t *testing.T) {
 		}
 	}
 	os.WriteFile(sysctl, old, 0o644)
+	// A connection left orphaned goes on retransmitting to its client, and
+	// its timers would fire at any moment, between the two tracers' stops
+	// too (sameRecords): close the clients (a RST ends the orphan) and wait
+	// until only the listener is left.
+	for _, cli := range clients {
+		cli.Close()
+	}
+	c.sockets("only the listener left", func(ss []timeline.Socket) bool { return len(ss) == 1 })
 	if aborted == nil {
 		t.Fatal("no close was reset past tcp_max_orphans=0")
 	}

@@ -39,6 +39,7 @@ type capture struct {
 	alerts []timeline.Alert
 	events []timeline.Event
 	lost   uint64
+	misses uint64    // the tracer's recursion misses, read as it stopped
 	ticks  int       // ring buffer drains so far
 	now    time.Time // of the last tick
 	notify chan struct{}
@@ -194,6 +195,8 @@ func startCapture(t *testing.T, ns *netnstest.NS, cfg tracer.Config, ccfg timeli
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
+		// Read while the programs are loaded: Close unloads them.
+		c.misses = tr.RecursionMisses()
 		if err := tr.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
