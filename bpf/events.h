@@ -30,7 +30,7 @@ static __always_inline int emit_sock_event(const struct sock *sk, __u8 type, __u
 		return 0;
 
 	struct entry ent = entry_now(type, t.sport, reason, state, flags, o);
-	bool send = queues_stopped;
+	bool send = false;
 	if (through_queue(st, &t, &send) && queue_event(sk, st, &ent, send))
 		return 0;
 

@@ -27,14 +27,18 @@ static __always_inline bool queues(const struct sk_state *st, const struct tuple
 }
 
 /* Whether ent goes through the socket's queue (queue_event), and whether
- * the queue must go with it now (*send). Also when the socket no longer
- * queues but entries wait in its queue: an append whose cmpxchg lost to a
- * flush scan's claim retries into the emptied queue before the scan sets
- * send_at_once, and nothing would send it after. They go now, with ent. */
+ * the queue must go with it now (*send): at once once the loader stopped
+ * queueing (it is draining before it detaches, and nothing may wait).
+ * Also when the socket no longer queues but entries wait in its queue: an
+ * append whose cmpxchg lost to a flush scan's claim retries into the
+ * emptied queue before the scan sets send_at_once, and nothing would send
+ * it after. They go now, with ent. */
 static __always_inline bool through_queue(const struct sk_state *st, const struct tuple *t, bool *send)
 {
-	if (queues(st, t))
+	if (queues(st, t)) {
+		*send = *send || queues_stopped;
 		return true;
+	}
 	if (st && st->n) {
 		*send = true;
 		return true;

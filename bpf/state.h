@@ -60,7 +60,7 @@ static __always_inline __u8 state_flags(const struct sock *sk, int newstate, boo
 static __always_inline bool queue_state(const struct sock *sk, struct sk_state *st, const struct entry *ent,
 					bool send)
 {
-	send = send || ent->newstate == TCP_CLOSE || queues_stopped;
+	send = send || ent->newstate == TCP_CLOSE;
 	if (ent->newstate == TCP_ESTABLISHED) {
 		struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
 		if (tp)
