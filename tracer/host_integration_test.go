@@ -239,6 +239,13 @@ func TestAcceptEMFILE(t *testing.T) {
 func TestNoFreeLocalPort(t *testing.T) {
 	ns := netnstest.New(t)
 	ns.Sysctl(t, "net/ipv4/ip_local_port_range", "40000 40001")
+	// The default (2) lets connect() on loopback reuse a TIME_WAIT port
+	// pair once its last timestamp is old enough: tcp_tw_reuse_delay
+	// (1000 ms) where the kernel has it (6.13 on), else a later second on
+	// the clock, so that a second boundary between the closes and the
+	// dials was enough (6.1 under QEMU: the dial connected). With no
+	// reuse, the ports stay held.
+	ns.Sysctl(t, "net/ipv4/tcp_tw_reuse", "0")
 	c := trace(t, ns, tracer.Config{})
 	// A port outside the range: bind(0) would take one of the two.
 	ln, port := listen(t, ns, "127.0.0.1:7070")
