@@ -27,8 +27,8 @@ static __always_inline bool queues(const struct sk_state *st, const struct tuple
 }
 
 /* Whether ent goes through the socket's queue (queue_event), and whether
- * the queue must go with it now (*send): at once once the loader stopped
- * queueing (it is draining before it detaches, and nothing may wait).
+ * the queue must go with it now (*send): always, when the loader stopped
+ * queueing (it drains before it detaches, and nothing may wait then).
  * Also when the socket no longer queues but entries wait in its queue: an
  * append whose cmpxchg lost to a flush scan's claim retries into the
  * emptied queue before the scan sets send_at_once, and nothing would send
