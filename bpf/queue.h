@@ -205,11 +205,22 @@ static __always_inline int flush_socket(struct bpf_iter__tcp *ctx)
 	__builtin_memcpy(r.ev, st->ev, sizeof(r.ev));
 	if (__sync_val_compare_and_swap(&st->n, n, 0) != n)
 		return 0; /* the socket's own program sent it meanwhile */
-	if (!flush_all)
-		st->send_at_once = 1;
 	fill_queue_record(&r, (const struct sock *)tp, st, n);
 	/* Whole records: the loader reads the scan's output in their size. */
-	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
+	if (bpf_seq_write(ctx->meta->seq, &r, sizeof(r))) {
+		/* The read's buffer (8 pages: about 89 records) is full. The
+		 * kernel drops what this run wrote and shows the socket again
+		 * in the next read(), which must find the queue as it was.
+		 * Whatever takes the socket's lock waits for the scan, so
+		 * nothing appends meanwhile; if something did, the entries are
+		 * counted lost rather than lost silently. */
+		__builtin_memcpy(st->ev, r.ev, sizeof(r.ev));
+		if (__sync_val_compare_and_swap(&st->n, 0, n) != 0)
+			__sync_fetch_and_add(&lost_events, n);
+		return 0;
+	}
+	if (!flush_all)
+		st->send_at_once = 1;
 	return 0;
 }
 
